@@ -1,0 +1,160 @@
+"""TrainConfig: every hyperparameter of a run, with its default, limits and help in one place.
+
+The CLI flags, the dashboard widgets and the docs are all generated from the field metadata
+below, so a default or a limit is changed here and nowhere else. No TensorFlow import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from bn_core.data import DATASETS
+from bn_core.variants import VARIANT_NAMES
+
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
+# Keras' own defaults; ``learning_rate=None`` means "the optimizer's default".
+DEFAULT_LEARNING_RATES: dict[str, float] = {"adam": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
+ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu")
+OUTPUT_SIZE = 10  # both datasets have ten classes; the model's output layer width
+
+
+class ConfigError(ValueError):
+    """An invalid hyperparameter. ``str(e)`` is one line naming the value and the fix."""
+
+
+def _param(default: Any, help: str, *, min=None, max=None, choices=None, log=False):
+    """A dataclass field carrying its limits and help text as metadata."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "log": log}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. Defaults reproduce the original study (batch 64, 10 epochs, Adam)."""
+
+    variant: str = _param("lenet", "LeNet-5 variant (where BN goes)", choices=VARIANT_NAMES)
+    dataset: str = _param("mnist", "dataset to train on", choices=DATASETS)
+    data_dir: str | None = _param(
+        None, "folder holding mnist.npz or the four IDX files (default: search the usual places)"
+    )
+    epochs: int = _param(10, "passes over the training set", min=1, max=200)
+    batch_size: int = _param(
+        64, "mini-batch size m (BN statistics are taken over it)", min=2, max=4096
+    )
+    optimizer: str = _param("adam", "optimizer", choices=OPTIMIZERS)
+    learning_rate: float | None = _param(
+        None,
+        "learning rate (default: the optimizer's own: adam 1e-3, sgd 1e-2, rmsprop 1e-3)",
+        min=1e-6,
+        max=10.0,
+        log=True,
+    )
+    epsilon: float = _param(1e-8, "BN epsilon added to the variance", min=1e-12, max=1e-1, log=True)
+    window_size: int = _param(
+        5, "training batches whose statistics BN averages for inference", min=1, max=1000
+    )
+    activation: str = _param("sigmoid", "hidden-layer activation", choices=ACTIVATIONS)
+    seed: int = _param(0, "random seed (weights, split, shuffling)", min=0, max=2**31 - 1)
+    val_size: int = _param(
+        9000, "validation images split off the training set (0: none)", min=0, max=59000
+    )
+    train_limit: int | None = _param(
+        None,
+        "use only this many training images, for quick runs (default: all)",
+        min=1,
+        max=60000,
+    )
+
+    # -- validation -------------------------------------------------------------------------
+
+    def errors(self) -> list[str]:
+        """Every problem with this config, each a one-line message; empty when valid."""
+        problems = []
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if value is None:
+                if f.default is not None:
+                    problems.append(f"{f.name} is required. Received: None")
+                continue
+            choices = meta.get("choices")
+            if choices is not None:
+                if value not in choices:
+                    problems.append(
+                        f"{f.name} must be one of {', '.join(choices)}. Received: {value!r}"
+                    )
+                continue
+            if f.name == "data_dir":
+                if not isinstance(value, str) or not value.strip():
+                    problems.append(f"data_dir must be a folder path. Received: {value!r}")
+                continue
+            numeric = _is_int(value) if _int_field(f) else _is_real(value)
+            if not numeric:
+                kind = "an integer" if _int_field(f) else "a number"
+                problems.append(f"{f.name} must be {kind}. Received: {value!r}")
+            elif not meta["min"] <= value <= meta["max"]:
+                problems.append(
+                    f"{f.name} must be between {meta['min']:g} and {meta['max']:g}. "
+                    f"Received: {value!r}"
+                )
+        return problems
+
+    def validate(self) -> TrainConfig:
+        """Return self, or raise ConfigError with every problem on one line."""
+        problems = self.errors()
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+    # -- conversions ------------------------------------------------------------------------
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """The learning rate actually used (the optimizer's default when unset)."""
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return DEFAULT_LEARNING_RATES[self.optimizer]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build and validate a config from plain values (JSON, a form), refusing unknown keys."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"a config must be a mapping. Received: {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown config keys: {', '.join(unknown)}. Valid keys: {', '.join(sorted(known))}"
+            )
+        return cls(**values).validate()
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def field_spec(name: str) -> dict[str, Any]:
+    """Default, limits, choices and help of one TrainConfig field (for CLI and UI builders)."""
+    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    return {"default": f.default, "type": _base_type(f), **f.metadata}
+
+
+def _base_type(f: dataclasses.Field) -> type:
+    text = str(f.type)
+    return int if text.startswith("int") else float if text.startswith("float") else str
+
+
+def _int_field(f: dataclasses.Field) -> bool:
+    return _base_type(f) is int
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,238 @@
+"""The training engine: one function that trains a variant and streams what it measures.
+
+``train(config, on_event, should_stop)`` builds the model, feeds it through a tf.data
+pipeline and Keras' ``fit`` (XLA-compiled, several steps per call), and reports:
+
+- events to ``on_event`` (plain JSON-safe dicts, see ``EVENT_TYPES``) while it runs,
+- a ``TrainResult`` at the end, with a status of ``completed``, ``cancelled``,
+  ``diverged`` or ``failed`` and everything measured up to that point.
+
+Bad input (an invalid config, a missing dataset) raises ``ConfigError``/``DatasetError``
+before anything starts; a failure during training becomes ``status="failed"``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from bn_core import _tf  # noqa: F401
+
+tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns about it each time
+
+from bn_core import data as data_lib
+from bn_core.config import TrainConfig
+from bn_core.models import build_model
+from bn_core.results import HISTORY_KEYS, TrainResult, finite
+
+EVENT_TYPES = ("start", "batch", "epoch", "end")
+# A cross-entropy over 10 classes starts near ln(10) = 2.3; a running mean above this means
+# the logits have exploded (e.g. SGD with a huge learning rate) even when no NaN appeared yet.
+EXPLODED_LOSS = 1e4
+EVAL_BATCH_SIZE = 1000  # inference is batch-independent, so evaluate in big batches
+_OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+}
+
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run, not what to learn: these never change the maths, only the speed."""
+
+    jit_compile: bool = True  # XLA-compile the train step (measured faster in bench/)
+    steps_per_execution: int = 32  # train steps per call into TF; events come this often
+
+
+class _Stop(Exception):
+    """Raised from a callback to leave ``fit`` at once with a final status."""
+
+    def __init__(self, status: str, message: str | None = None):
+        super().__init__(message or status)
+        self.status = status
+        self.message = message
+
+
+def train(
+    config: TrainConfig,
+    on_event: Callable[[Event], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    splits: data_lib.Splits | None = None,
+    options: EngineOptions = EngineOptions(),
+) -> TrainResult:
+    """Train ``config.variant`` and return what was measured.
+
+    ``on_event`` receives ``start``, ``batch`` (every ``steps_per_execution`` steps: running
+    epoch means of loss and accuracy, as Keras reports them), ``epoch`` and ``end`` events.
+    ``should_stop`` is polled with each batch event and after each epoch; when it returns
+    True the run ends as ``cancelled``, keeping the completed epochs. ``splits`` lets a caller
+    reuse already-loaded data (it must come from the same dataset settings).
+    """
+    config.validate()
+    emit = on_event or (lambda event: None)
+    if splits is None:
+        splits = data_lib.load(
+            config.dataset,
+            config.data_dir,
+            val_size=config.val_size,
+            train_limit=config.train_limit,
+            seed=config.seed,
+        )
+    steps_per_epoch = len(splits.x_train) // config.batch_size
+    if steps_per_epoch < 1:
+        raise data_lib.DatasetError(
+            f"batch_size {config.batch_size} is larger than the {len(splits.x_train)} training "
+            "images; lower --batch-size or raise --train-limit"
+        )
+
+    started = time.perf_counter()
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)  # weights, dropout-free ops, Python/NumPy RNGs
+    model = build_model(
+        config.variant,
+        activation=config.activation,
+        epsilon=config.epsilon,
+        window_size=config.window_size,
+    )
+    model.compile(
+        optimizer=_OPTIMIZERS[config.optimizer](learning_rate=config.effective_learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),  # model gives logits
+        metrics=["accuracy"],
+        jit_compile=options.jit_compile,
+        steps_per_execution=options.steps_per_execution,
+    )
+    result = TrainResult(status="completed", config=config, model=model)
+    stream = _Stream(config, steps_per_epoch, emit, should_stop, result)
+    emit(
+        {
+            "type": "start",
+            "variant": config.variant,
+            "config": config.to_dict(),
+            "data_source": splits.source,
+            "n_train": len(splits.x_train),
+            "n_val": len(splits.x_val),
+            "n_test": len(splits.x_test),
+            "steps_per_epoch": steps_per_epoch,
+            "total_steps": steps_per_epoch * config.epochs,
+        }
+    )
+    has_val = len(splits.x_val) > 0
+    try:
+        model.fit(
+            _train_dataset(splits.x_train, splits.y_train, config.batch_size, config.seed),
+            epochs=config.epochs,
+            validation_data=_eval_dataset(splits.x_val, splits.y_val) if has_val else None,
+            callbacks=[stream],
+            shuffle=False,  # the dataset reshuffles itself, with the run's seed
+            verbose=0,
+        )
+    except _Stop as stop:
+        result.status, result.error = stop.status, stop.message
+    except Exception as exc:  # noqa: BLE001 - any crash inside TF becomes a failed run
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+    if result.status == "completed":
+        loss, acc = model.evaluate(_eval_dataset(splits.x_test, splits.y_test), verbose=0)
+        result.test_loss, result.test_accuracy = float(loss), float(acc)
+    result.steps = stream.steps_done
+    result.seconds = time.perf_counter() - started
+    emit({"type": "end", **result.to_dict()})
+    return result
+
+
+def _train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Shuffled mini-batches of a fixed size m, reshuffled every epoch.
+
+    The last incomplete batch is dropped (a different one each epoch, so every image is
+    used): BN's statistics over a tail batch of a few samples would be degenerate, and a
+    fixed shape keeps XLA from compiling a second program.
+    """
+    images, labels = tf.constant(x), tf.constant(y)
+    return (
+        tf.data.Dataset.range(len(x))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=True)
+        .map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))  # (B,) -> (B,32,32,1)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _eval_dataset(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH_SIZE).prefetch(2)
+
+
+class _Stream(keras.callbacks.Callback):
+    """Turns Keras' callback hooks into events, times epochs, and stops on request or NaN."""
+
+    def __init__(self, config, steps_per_epoch, emit, should_stop, result):
+        super().__init__()
+        self.config, self.steps_per_epoch = config, steps_per_epoch
+        self.emit, self.should_stop, self.result = emit, should_stop or (lambda: False), result
+        self.epoch, self.steps_done, self.epoch_start, self.train_seconds = 0, 0, 0.0, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.epoch_start, self.train_seconds = epoch, time.perf_counter(), None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss, acc = float(logs["loss"]), float(logs["accuracy"])
+        self.steps_done = self.epoch * self.steps_per_epoch + batch + 1
+        self.emit(
+            {
+                "type": "batch",
+                "epoch": self.epoch + 1,
+                "batch": batch + 1,
+                "step": self.steps_done,
+                "epoch_progress": self.epoch + (batch + 1) / self.steps_per_epoch,
+                "loss": finite(loss),
+                "accuracy": finite(acc),
+            }
+        )
+        if not math.isfinite(loss) or loss > EXPLODED_LOSS:
+            raise _Stop("diverged", f"training loss reached {loss:.4g} at step {self.steps_done}")
+        if self.should_stop():
+            raise _Stop("cancelled", f"cancelled at step {self.steps_done}")
+
+    def on_test_begin(self, logs=None):
+        # Validation starts: the training part of the epoch is over.
+        self.train_seconds = time.perf_counter() - self.epoch_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = self.train_seconds or (time.perf_counter() - self.epoch_start)
+        images = self.steps_per_epoch * self.config.batch_size
+        row = {
+            "loss": float(logs["loss"]),
+            "accuracy": float(logs["accuracy"]),
+            "val_loss": float(logs.get("val_loss", math.nan)),
+            "val_accuracy": float(logs.get("val_accuracy", math.nan)),
+            "seconds": seconds,
+            "images_per_second": images / seconds,
+        }
+        for key in HISTORY_KEYS:
+            self.result.history[key].append(row[key])
+        self.emit(
+            {
+                "type": "epoch",
+                "epoch": epoch + 1,
+                "step": self.steps_done,
+                "epoch_seconds": time.perf_counter() - self.epoch_start,
+                **{k: finite(v) for k, v in row.items()},
+            }
+        )
+        if "val_loss" in logs and not math.isfinite(row["val_loss"]):
+            raise _Stop(
+                "diverged", f"validation loss became {row['val_loss']} after epoch {epoch + 1}"
+            )
+        if self.should_stop() and epoch + 1 < self.config.epochs:
+            raise _Stop("cancelled", f"cancelled after epoch {epoch + 1}")

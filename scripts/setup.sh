@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create (or refresh) the project's virtualenv in .venv from the pinned requirements.
+# Usage: scripts/setup.sh [--dev]   (--dev adds the test tools)
+# Idempotent: it reinstalls only when a requirements file changed since the last install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+files=(requirements.txt)
+[[ "${1:-}" == "--dev" ]] && files+=(requirements-dev.txt)
+stamp=".venv/.installed-$(cat "${files[@]}" | sha256sum | cut -c1-16)"
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+if [[ ! -f "$stamp" ]]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  args=(); for f in "${files[@]}"; do args+=(-r "$f"); done
+  .venv/bin/python -m pip install -q --no-cache-dir "${args[@]}"
+  touch "$stamp"
+fi

@@ -1,0 +1,589 @@
+"""Tests for bn_core.data: finding, parsing, validating and splitting MNIST-style datasets.
+
+Everything runs on tiny synthetic datasets in tmp_path; HOME, KERAS_HOME, BN_DATA_DIR,
+SYSTEM_DIRS and the download function are all redirected so the machine's real caches and
+the network never leak in. One test reads the real Fashion-MNIST when it is installed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bn_core import data
+from bn_core.data import DatasetError
+
+REAL_FASHION = "/usr/share/datasets/fashion-mnist"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+IDX_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def make_arrays(n_train: int = 50, n_test: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random uint8 images and 0..9 labels. Pixel [0, 0] of training image i holds i, which makes
+    the rows of a split traceable back to their source index."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    arrays["x_train"][:, 0, 0] = np.arange(n_train)
+    return arrays
+
+
+def idx_bytes(arr: np.ndarray, type_byte: int = 0x08) -> bytes:
+    """Serialize an array in IDX format: 0x0000, type, ndim, big-endian uint32 sizes, data."""
+    header = b"\x00\x00" + bytes([type_byte, arr.ndim]) + np.array(arr.shape, dtype=">u4").tobytes()
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def write_idx(path: Path, arr: np.ndarray, **kwargs) -> Path:
+    raw = idx_bytes(arr, **kwargs)
+    path.write_bytes(gzip.compress(raw) if path.name.endswith(".gz") else raw)
+    return path
+
+
+def write_idx_set(
+    folder: Path, arrays: dict, *, gz: bool = False, dotted: bool = False
+) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, key in zip(IDX_NAMES, KEYS, strict=True):
+        if dotted:  # how the original MNIST archives unzip: train-images.idx3-ubyte
+            name = name.replace("-idx", ".idx")
+        paths.append(write_idx(folder / (name + (".gz" if gz else "")), arrays[key]))
+    return paths
+
+
+def write_npz(path: Path, arrays: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+def assert_raw_equals(raw: data.RawData, arrays: dict) -> None:
+    for key in KEYS:
+        np.testing.assert_array_equal(getattr(raw, key), arrays[key])
+    assert raw.x_train.dtype == np.uint8 and raw.x_test.dtype == np.uint8
+
+
+def assert_one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert msg and "\n" not in msg
+    return msg
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Point every location load_raw looks at into tmp_path, and make downloads fail loudly."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.delenv("BN_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": str(tmp_path / "system")})
+    calls = []
+
+    def no_network(dataset):
+        calls.append(dataset)
+        raise RuntimeError("no network in tests")
+
+    monkeypatch.setattr(data, "_download", no_network)
+    return calls
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_matches_source(tmp_path, gz):
+    arrays = make_arrays()
+    for path, key in zip(write_idx_set(tmp_path, arrays, gz=gz), KEYS, strict=True):
+        read = data.read_idx(path)
+        np.testing.assert_array_equal(read, arrays[key])
+        assert read.dtype == np.uint8 and read.flags.writeable
+
+
+def test_read_idx_raw_and_gz_agree(tmp_path):
+    arr = make_arrays()["x_test"]
+    a = data.read_idx(write_idx(tmp_path / "a-idx3-ubyte", arr))
+    b = data.read_idx(write_idx(tmp_path / "a-idx3-ubyte.gz", arr))
+    np.testing.assert_array_equal(a, b)
+
+
+def test_npz_round_trip(tmp_path):
+    arrays = make_arrays()
+    raw = data.load_raw("mnist", write_npz(tmp_path / "d" / "mnist.npz", arrays).parent)
+    assert_raw_equals(raw, arrays)
+    assert "mnist.npz" in raw.source
+    assert_raw_equals(data.read_npz(tmp_path / "d" / "mnist.npz"), arrays)
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist.npz", "fashion-mnist.npz"])
+def test_fashion_npz_names(tmp_path, name):
+    arrays = make_arrays()
+    write_npz(tmp_path / "d" / name, arrays)
+    assert_raw_equals(data.load_raw("fashion_mnist", tmp_path / "d"), arrays)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("dotted", [False, True])
+def test_idx_folder(tmp_path, gz, dotted):
+    arrays = make_arrays()
+    write_idx_set(tmp_path / "d", arrays, gz=gz, dotted=dotted)
+    raw = data.load_raw("mnist", str(tmp_path / "d"))
+    assert_raw_equals(raw, arrays)
+    assert raw.source == f"IDX files in {tmp_path / 'd'}"
+
+
+@pytest.mark.parametrize(
+    "dataset, sub",
+    [("mnist", "mnist"), ("fashion_mnist", "fashion-mnist"), ("fashion_mnist", "fashion_mnist")],
+)
+def test_idx_subfolder(tmp_path, dataset, sub):
+    arrays = make_arrays()
+    write_idx_set(tmp_path / "d" / sub, arrays, gz=True)
+    assert_raw_equals(data.load_raw(dataset, tmp_path / "d"), arrays)
+    assert data.locate(dataset, tmp_path / "d") == str(tmp_path / "d" / sub)
+
+
+def test_npz_beats_idx_in_same_folder(tmp_path):
+    a, b = make_arrays(seed=1), make_arrays(seed=2)
+    write_npz(tmp_path / "d" / "mnist.npz", a)
+    write_idx_set(tmp_path / "d", b)
+    assert_raw_equals(data.load_raw("mnist", tmp_path / "d"), a)
+
+
+def test_wrong_dataset_npz_is_ignored(tmp_path, isolated):
+    # mnist.npz must not be taken for Fashion-MNIST.
+    write_npz(tmp_path / "d" / "mnist.npz", make_arrays())
+    with pytest.raises(DatasetError):
+        data.load_raw("fashion_mnist", tmp_path / "d")
+
+
+# ----------------------------------------------------------------------------- resolution order
+
+
+def test_resolution_order(tmp_path, isolated):
+    explicit, cached, system = make_arrays(seed=1), make_arrays(seed=2), make_arrays(seed=3)
+    write_idx_set(tmp_path / "explicit", explicit)
+    cache_paths = write_idx_set(tmp_path / "keras" / "datasets" / "fashion-mnist", cached, gz=True)
+    write_idx_set(tmp_path / "system", system, gz=True)
+
+    assert_raw_equals(data.load_raw("fashion_mnist", tmp_path / "explicit"), explicit)
+    assert_raw_equals(data.load_raw("fashion_mnist"), cached)
+    for p in cache_paths:
+        p.unlink()
+    raw = data.load_raw("fashion_mnist")
+    assert_raw_equals(raw, system)
+    assert str(tmp_path / "system") in raw.source
+    assert isolated == []  # never downloaded
+
+
+def test_bn_data_dir_env(tmp_path, monkeypatch):
+    env, arg = make_arrays(seed=1), make_arrays(seed=2)
+    write_npz(tmp_path / "env" / "mnist.npz", env)
+    write_npz(tmp_path / "arg" / "mnist.npz", arg)
+    monkeypatch.setenv("BN_DATA_DIR", str(tmp_path / "env"))
+    assert_raw_equals(data.load_raw("mnist"), env)
+    assert_raw_equals(data.load_raw("mnist", tmp_path / "arg"), arg)  # the argument wins
+
+
+def test_keras_cache_under_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("KERAS_HOME")
+    arrays = make_arrays()
+    write_npz(tmp_path / "home" / ".keras" / "datasets" / "mnist.npz", arrays)
+    assert_raw_equals(data.load_raw("mnist", allow_download=False), arrays)
+
+
+def test_empty_explicit_dir_falls_through(tmp_path):
+    (tmp_path / "empty").mkdir()
+    arrays = make_arrays()
+    write_npz(tmp_path / "keras" / "datasets" / "mnist.npz", arrays)
+    assert_raw_equals(data.load_raw("mnist", tmp_path / "empty"), arrays)
+
+
+def test_download_only_when_nothing_local(tmp_path, monkeypatch):
+    arrays = make_arrays()
+    calls = []
+
+    def fake_download(dataset):
+        calls.append(dataset)
+        return data.RawData(*(arrays[k] for k in KEYS), source="fake download")
+
+    monkeypatch.setattr(data, "_download", fake_download)
+    write_npz(tmp_path / "d" / "mnist.npz", arrays)
+    data.load_raw("mnist", tmp_path / "d")
+    assert calls == []
+
+    raw = data.load_raw("fashion_mnist")
+    assert calls == ["fashion_mnist"] and raw.source == "fake download"
+    assert_raw_equals(raw, arrays)
+
+    with pytest.raises(DatasetError, match=r"download \(disabled\)"):
+        data.load_raw("fashion_mnist", allow_download=False)
+    assert calls == ["fashion_mnist"]
+
+
+def test_downloaded_data_is_validated(monkeypatch):
+    bad = make_arrays()
+    bad["y_test"][0] = 12
+
+    monkeypatch.setattr(
+        data, "_download", lambda d: data.RawData(*(bad[k] for k in KEYS), source="x")
+    )
+    with pytest.raises(DatasetError, match="0..9"):
+        data.load_raw("mnist")
+
+
+def test_download_failure_mnist_lists_everything(tmp_path, isolated):
+    with pytest.raises(DatasetError) as err:
+        data.load_raw("mnist")
+    msg = assert_one_line(err)
+    assert msg.startswith("mnist not found: tried BN_DATA_DIR (unset), ")
+    assert f"{tmp_path / 'keras' / 'datasets' / 'mnist.npz'} (missing)" in msg
+    assert "download (failed: RuntimeError: no network in tests)" in msg
+    assert "Fix:" in msg and "--data-dir" in msg and "--dataset fashion_mnist" in msg
+    assert isolated == ["mnist"]
+
+
+def test_download_failure_fashion_lists_everything(tmp_path, monkeypatch, isolated):
+    (tmp_path / "d").mkdir()
+    monkeypatch.setenv("BN_DATA_DIR", str(tmp_path / "d"))
+    with pytest.raises(DatasetError) as err:
+        data.load_raw("fashion_mnist")
+    msg = assert_one_line(err)
+    assert f"BN_DATA_DIR {tmp_path / 'd'} (no fashion_mnist.npz or IDX files)" in msg
+    assert f"{tmp_path / 'keras' / 'datasets' / 'fashion-mnist'} (missing)" in msg
+    assert f"{tmp_path / 'system'} (missing)" in msg
+    assert "download (failed:" in msg and "apt-get install dataset-fashion-mnist" in msg
+
+
+def test_incomplete_idx_set_is_reported(tmp_path):
+    paths = write_idx_set(tmp_path / "d" / "mnist", make_arrays())
+    paths[3].unlink()
+    with pytest.raises(DatasetError) as err:
+        data.load_raw("mnist", tmp_path / "d", allow_download=False)
+    assert "incomplete: no t10k-labels-idx1-ubyte[.gz]" in assert_one_line(err)
+
+
+def test_unknown_dataset():
+    for call in (
+        lambda: data.load_raw("cifar10"),
+        lambda: data.locate("cifar10"),
+        lambda: data.load("cifar10"),
+    ):
+        with pytest.raises(DatasetError, match="mnist, fashion_mnist"):
+            call()
+
+
+def test_nonexistent_explicit_dir(tmp_path, monkeypatch, isolated):
+    with pytest.raises(DatasetError, match="does not exist") as err:
+        data.load_raw("mnist", tmp_path / "nope")
+    assert "mnist.npz or the four IDX files" in assert_one_line(err)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatasetError, match="does not exist"):
+        data.load_raw("mnist", tmp_path / "file")
+    monkeypatch.setenv("BN_DATA_DIR", str(tmp_path / "nope"))
+    with pytest.raises(DatasetError, match="BN_DATA_DIR"):
+        data.load_raw("mnist")
+    assert isolated == []
+
+
+# ----------------------------------------------------------------------------- corruption
+
+
+def _corrupt_idx(folder: Path, how: str) -> str:
+    """Write a good gz IDX set, damage one file as described; return text the error must contain."""
+    arrays = make_arrays()
+    if how == "label out of range":
+        arrays["y_train"][3] = 10
+    if how == "count mismatch":
+        arrays["y_test"] = arrays["y_test"][:-1]
+    if how == "image shape":
+        arrays["x_train"] = arrays["x_train"][:, :27, :27]
+    paths = write_idx_set(folder, arrays, gz=True)
+    img, lbl = paths[0], paths[1]
+    if how == "bad magic":
+        img.write_bytes(gzip.compress(b"\x01\x02" + idx_bytes(arrays["x_train"])[2:]))
+    elif how == "type byte":
+        write_idx(img, arrays["x_train"], type_byte=0x0D)
+    elif how == "labels dims":
+        write_idx(lbl, arrays["y_train"].reshape(5, 10))
+    elif how == "images dims":
+        write_idx(img, arrays["x_train"].reshape(-1))
+    elif how == "truncated":
+        img.write_bytes(gzip.compress(idx_bytes(arrays["x_train"])[:-7]))
+    elif how == "trailing bytes":
+        img.write_bytes(gzip.compress(idx_bytes(arrays["x_train"]) + b"\x00"))
+    elif how == "truncated gzip":
+        blob = img.read_bytes()
+        img.write_bytes(blob[: len(blob) // 2])
+    elif how == "bad gzip":
+        img.write_bytes(b"this is not gzip at all")
+    elif how == "empty":
+        img.write_bytes(b"")
+    return {
+        "bad magic": "bad magic",
+        "type byte": "0x0d",
+        "labels dims": "expected (N,)",
+        "images dims": "expected (N, 28, 28)",
+        "truncated": "truncated or corrupt",
+        "trailing bytes": "truncated or corrupt",
+        "truncated gzip": "cannot read/decompress",
+        "bad gzip": "cannot read/decompress",
+        "empty": "not an IDX file",
+        "label out of range": "expected 0..9",
+        "count mismatch": "has 20 images but",
+        "image shape": "expected (N, 28, 28)",
+    }[how]
+
+
+CORRUPTIONS = [
+    "bad magic",
+    "type byte",
+    "labels dims",
+    "images dims",
+    "truncated",
+    "trailing bytes",
+    "truncated gzip",
+    "bad gzip",
+    "empty",
+    "label out of range",
+    "count mismatch",
+    "image shape",
+]
+
+
+@pytest.mark.parametrize("how", CORRUPTIONS)
+def test_corrupt_idx_is_an_error_not_a_fallthrough(tmp_path, how, isolated):
+    expected = _corrupt_idx(tmp_path / "d", how)
+    write_npz(
+        tmp_path / "keras" / "datasets" / "mnist.npz", make_arrays()
+    )  # a good copy that must NOT be used
+    with pytest.raises(DatasetError) as err:
+        data.load_raw("mnist", tmp_path / "d")
+    msg = assert_one_line(err)
+    assert expected in msg
+    assert str(tmp_path / "d") in msg  # names the file
+    assert isolated == []
+
+
+def test_corrupt_system_dir_is_an_error(tmp_path):
+    _corrupt_idx(tmp_path / "system", "truncated")
+    with pytest.raises(DatasetError, match="truncated or corrupt"):
+        data.load_raw("fashion_mnist")
+
+
+def _bad_npz(path: Path, how: str) -> None:
+    arrays = make_arrays()
+    if how == "missing key":
+        del arrays["y_test"]
+    elif how == "object array":
+        arrays["x_train"] = np.array([arrays["x_train"][0], "evil"], dtype=object)
+    elif how == "image shape":
+        arrays["x_train"] = arrays["x_train"].reshape(50, 784)
+    elif how == "float images":
+        arrays["x_train"] = arrays["x_train"].astype(np.float32)
+    elif how == "pixel range":
+        arrays["x_test"] = arrays["x_test"].astype(np.int16) * 2
+    elif how == "label shape":
+        arrays["y_train"] = arrays["y_train"].reshape(50, 1)
+    write_npz(path, arrays)
+    if how == "not a zip":
+        path.write_bytes(b"garbage" * 10)
+    elif how == "truncated":
+        blob = path.read_bytes()
+        path.write_bytes(blob[: len(blob) // 2])
+
+
+NPZ_CORRUPTIONS = {
+    "missing key": "missing array(s) y_test",
+    "object array": "object (pickled) arrays",
+    "image shape": "x_train]: images have shape (50, 784)",
+    "float images": "dtype float32",
+    "pixel range": "outside 0..255",
+    "label shape": "expected (N,)",
+    "not a zip": "not an npz",
+    "truncated": "unreadable npz",
+}
+
+
+@pytest.mark.parametrize("how", sorted(NPZ_CORRUPTIONS))
+def test_corrupt_npz(tmp_path, how):
+    path = tmp_path / "d" / "mnist.npz"
+    _bad_npz(path, how)
+    with pytest.raises(DatasetError) as err:
+        data.load_raw("mnist", tmp_path / "d")
+    msg = assert_one_line(err)
+    assert NPZ_CORRUPTIONS[how] in msg and str(path) in msg
+
+
+def test_int_npz_is_accepted_as_uint8(tmp_path):
+    arrays = make_arrays()
+    arrays["x_train"] = arrays["x_train"].astype(np.int64)
+    raw = data.read_npz(write_npz(tmp_path / "mnist.npz", arrays))
+    assert raw.x_train.dtype == np.uint8
+    np.testing.assert_array_equal(raw.x_train, arrays["x_train"])
+
+
+# ----------------------------------------------------------------------------- locate
+
+
+def test_locate(tmp_path):
+    assert data.locate("mnist") is None
+    assert data.locate("fashion_mnist") is None
+
+    write_idx_set(tmp_path / "system", make_arrays(), gz=True)
+    assert data.locate("fashion_mnist") == str(tmp_path / "system")
+
+    cache = write_npz(tmp_path / "keras" / "datasets" / "mnist.npz", make_arrays())
+    assert data.locate("mnist") == str(cache)
+
+    write_idx_set(tmp_path / "d", make_arrays())
+    assert data.locate("mnist", tmp_path / "d") == str(tmp_path / "d")
+    with pytest.raises(DatasetError):
+        data.locate("mnist", tmp_path / "nope")
+
+
+def test_locate_does_not_parse(tmp_path, isolated):
+    # locate only checks existence: a corrupt file is reported by load_raw, not here.
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "mnist.npz").write_bytes(b"junk")
+    assert data.locate("mnist", tmp_path / "d") == str(tmp_path / "d" / "mnist.npz")
+    with pytest.raises(DatasetError):
+        data.load_raw("mnist", tmp_path / "d")
+    assert isolated == []
+
+
+# ----------------------------------------------------------------------------- prepare
+
+
+@pytest.fixture
+def raw() -> data.RawData:
+    arrays = make_arrays()
+    return data.RawData(*(arrays[k] for k in KEYS), source="synthetic")
+
+
+def train_ids(x: np.ndarray) -> np.ndarray:
+    """Recover training-row indices from pixel [0, 0] (stored at [2, 2] after padding)."""
+    return np.rint(x[:, 2, 2, 0] * 255).astype(int)
+
+
+def test_prepare_shapes_dtypes_padding(raw):
+    s = data.prepare(raw, val_size=10)
+    assert s.x_train.shape == (40, 32, 32, 1) and s.x_val.shape == (10, 32, 32, 1)
+    assert s.x_test.shape == (20, 32, 32, 1) and s.y_test.shape == (20,)
+    for x in (s.x_train, s.x_val, s.x_test):
+        assert x.dtype == np.float32 and x.min() >= 0.0 and x.max() <= 1.0
+        for border in (x[:, :2], x[:, -2:], x[:, :, :2], x[:, :, -2:]):
+            assert not border.any()
+    for y in (s.y_train, s.y_val, s.y_test):
+        assert y.dtype == np.int32
+    # The test set is whole and in order; its interior is the original scaled to [0, 1].
+    np.testing.assert_allclose(s.x_test[:, 2:30, 2:30, 0], raw.x_test / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(s.y_test, raw.y_test)
+    assert s.source == "synthetic"
+
+
+def test_prepare_split_is_a_partition(raw):
+    s = data.prepare(raw, val_size=10, seed=3)
+    tr, va = train_ids(s.x_train), train_ids(s.x_val)
+    assert sorted(np.concatenate([tr, va])) == list(range(50))
+    np.testing.assert_array_equal(s.y_train, raw.y_train[tr])
+    np.testing.assert_array_equal(s.y_val, raw.y_train[va])
+    np.testing.assert_allclose(s.x_val[:, 2:30, 2:30, 0], raw.x_train[va] / 255.0, rtol=1e-6)
+
+
+def test_prepare_seeded(raw):
+    a, b, c = (data.prepare(raw, val_size=10, seed=s) for s in (0, 0, 1))
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_val, b.y_val)
+    assert not np.array_equal(train_ids(a.x_val), train_ids(c.x_val))
+    perm = np.random.default_rng(0).permutation(50)  # the documented recipe
+    np.testing.assert_array_equal(train_ids(a.x_val), perm[:10])
+
+
+def test_prepare_train_limit(raw):
+    full = data.prepare(raw, val_size=10, seed=5)
+    small = data.prepare(raw, val_size=10, train_limit=7, seed=5)
+    assert len(small.x_train) == 7 and len(small.x_val) == 10
+    np.testing.assert_array_equal(
+        small.x_train, full.x_train[:7]
+    )  # a prefix of the same permutation
+    np.testing.assert_array_equal(small.x_val, full.x_val)  # validation unaffected
+    assert len(data.prepare(raw, val_size=10, train_limit=1000).x_train) == 40  # too many: use all
+
+
+def test_prepare_val_size_zero(raw):
+    s = data.prepare(raw, val_size=0)
+    assert len(s.x_train) == 50 and s.x_val.shape == (0, 32, 32, 1) and s.y_val.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"val_size": 50}, {"val_size": 80}, {"val_size": -1}, {"train_limit": 0}]
+)
+def test_prepare_bad_arguments(raw, kwargs):
+    with pytest.raises((ValueError, DatasetError)) as err:
+        data.prepare(raw, **kwargs)
+    assert_one_line(err)
+
+
+def test_load_is_prepare_of_load_raw(tmp_path):
+    write_npz(tmp_path / "d" / "mnist.npz", make_arrays())
+    a = data.load("mnist", tmp_path / "d", val_size=5, train_limit=20, seed=2)
+    b = data.prepare(data.load_raw("mnist", tmp_path / "d"), val_size=5, train_limit=20, seed=2)
+    for key in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "source"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+
+
+# ----------------------------------------------------------------------------- imports, real data
+
+
+def test_import_and_local_load_do_not_load_tensorflow(tmp_path):
+    write_npz(tmp_path / "mnist.npz", make_arrays())
+    code = (
+        "import sys; from bn_core import data; "
+        f"data.load('mnist', {str(tmp_path)!r}, val_size=5, allow_download=False); "
+        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(REAL_FASHION),
+    reason=f"{REAL_FASHION} not installed (apt-get install dataset-fashion-mnist)",
+)
+def test_real_fashion_mnist(monkeypatch):
+    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": REAL_FASHION})
+    assert data.locate("fashion_mnist") == REAL_FASHION
+    raw = data.load_raw("fashion_mnist", allow_download=False)
+    assert raw.x_train.shape == (60000, 28, 28) and raw.y_train.shape == (60000,)
+    assert raw.x_test.shape == (10000, 28, 28) and raw.y_test.shape == (10000,)
+    assert raw.y_train.min() == 0 and raw.y_train.max() == 9
+    assert set(np.unique(raw.y_test)) == set(range(10))
+    assert REAL_FASHION in raw.source
