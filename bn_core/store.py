@@ -1,0 +1,266 @@
+"""The run store: runs, their status and their metrics in one embedded SQLite file.
+
+Location: ``$BN_LAB_HOME/runs.sqlite`` (default ``./.bn_lab/``), so a Docker volume keeps it.
+WAL mode lets the UI read while a worker writes; each run has exactly one writer of its
+metrics (its worker), and status changes are guarded by ``WHERE status = ...`` so two
+processes never both claim a run. Values are plain SQL and JSON, never pickle.
+
+Run statuses: ``queued`` -> ``starting`` -> ``running`` -> one of ``completed``,
+``cancelled``, ``diverged``, ``failed`` (a run's own end) or ``interrupted`` (its process
+vanished: killed, crashed, or the machine restarted). Metrics recorded before the end are
+always kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bn_core.config import TrainConfig
+
+ACTIVE = ("queued", "starting", "running")
+FINISHED = ("completed", "cancelled", "diverged", "failed", "interrupted")
+STATUSES = ACTIVE + FINISHED
+BATCH_FIELDS = ("step", "epoch", "batch", "epoch_progress", "loss", "accuracy", "t")
+EPOCH_FIELDS = (
+    "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
+    "images_per_second", "t",
+)  # fmt: skip
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,     -- also the queue order
+    group_id TEXT NOT NULL,                   -- runs started together (one click, one sweep)
+    variant TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    heartbeat REAL,
+    pid INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    data_source TEXT,
+    steps_per_epoch INTEGER,
+    total_steps INTEGER,
+    test_loss REAL,
+    test_accuracy REAL
+);
+CREATE TABLE IF NOT EXISTS batch_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, epoch INTEGER NOT NULL, batch INTEGER NOT NULL,
+    epoch_progress REAL NOT NULL, loss REAL, accuracy REAL, t REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL, step INTEGER NOT NULL, loss REAL, accuracy REAL,
+    val_loss REAL, val_accuracy REAL, seconds REAL, images_per_second REAL, t REAL NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+"""
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("BN_LAB_HOME") or ".bn_lab")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``, with its config parsed."""
+
+    id: int
+    group_id: str
+    variant: str
+    seed: int
+    config: TrainConfig
+    status: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    heartbeat: float | None
+    pid: int | None
+    cancel_requested: bool
+    error: str | None
+    data_source: str | None
+    steps_per_epoch: int | None
+    total_steps: int | None
+    test_loss: float | None
+    test_accuracy: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        values = dict(row)
+        config = TrainConfig.from_dict(json.loads(values.pop("config_json")))
+        values["cancel_requested"] = bool(values["cancel_requested"])
+        return cls(config=config, **values)
+
+
+class RunStore:
+    """All reads and writes of the run store. Cheap to create; safe to share across threads
+    (each call opens its own short-lived connection)."""
+
+    def __init__(self, home: str | os.PathLike | None = None):
+        self.home = Path(home) if home is not None else default_home()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.path = self.home / "runs.sqlite"
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash loses at most the last write
+        try:
+            yield db
+        finally:
+            db.close()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def create_run(self, config: TrainConfig, group_id: str) -> int:
+        config.validate()
+        with self._connect() as db:
+            cur = db.execute(
+                "INSERT INTO runs (group_id, variant, seed, config_json, status, created_at)"
+                " VALUES (?, ?, ?, ?, 'queued', ?)",
+                (group_id, config.variant, config.seed, json.dumps(config.to_dict()), time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def get(self, run_id: int) -> RunRecord | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return RunRecord.from_row(row) if row else None
+
+    def list_runs(
+        self, statuses: tuple[str, ...] | None = None, group_id: str | None = None
+    ) -> list[RunRecord]:
+        """Runs in creation order, optionally filtered."""
+        sql, args = "SELECT * FROM runs WHERE 1=1", []
+        if statuses:
+            sql += f" AND status IN ({','.join('?' * len(statuses))})"
+            args += list(statuses)
+        if group_id is not None:
+            sql += " AND group_id = ?"
+            args.append(group_id)
+        with self._connect() as db:
+            rows = db.execute(sql + " ORDER BY id", args).fetchall()
+        return [RunRecord.from_row(r) for r in rows]
+
+    def latest_group(self) -> str | None:
+        with self._connect() as db:
+            row = db.execute("SELECT group_id FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        return row["group_id"] if row else None
+
+    def transition(self, run_id: int, expected: tuple[str, ...], status: str, **fields) -> bool:
+        """Set ``status`` (and ``fields``) only if the run is still in one of ``expected``.
+
+        Returns whether it happened: the compare-and-set that keeps two processes from
+        both starting, or both ending, the same run.
+        """
+        assert status in STATUSES, status
+        sets = ", ".join(f"{k} = ?" for k in ("status", *fields))
+        with self._connect() as db:
+            cur = db.execute(
+                f"UPDATE runs SET {sets} WHERE id = ?"
+                f" AND status IN ({','.join('?' * len(expected))})",
+                (status, *fields.values(), run_id, *expected),
+            )
+            return cur.rowcount == 1
+
+    def update(self, run_id: int, **fields: Any) -> None:
+        """Set plain columns (pid, heartbeat, data_source, ...) without touching the status."""
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._connect() as db:
+            db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+
+    def request_cancel(self, run_id: int) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+
+    def cancel_requested(self, run_id: int) -> bool:
+        with self._connect() as db:
+            row = db.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return bool(row and row[0])
+
+    def delete(self, run_id: int) -> bool:
+        """Delete a finished run and its metrics; active runs are refused (cancel them first)."""
+        with self._connect() as db:
+            cur = db.execute(
+                f"DELETE FROM runs WHERE id = ? AND status IN ({','.join('?' * len(FINISHED))})",
+                (run_id, *FINISHED),
+            )
+            return cur.rowcount == 1
+
+    # -- metrics ----------------------------------------------------------------------------
+
+    def add_batch(self, run_id: int, event: dict[str, Any]) -> None:
+        row = {**event, "t": time.time()}
+        with self._connect() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO batch_metrics (run_id, {', '.join(BATCH_FIELDS)})"
+                f" VALUES (?, {', '.join('?' * len(BATCH_FIELDS))})",
+                (run_id, *(row[k] for k in BATCH_FIELDS)),
+            )
+            db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (row["t"], run_id))
+
+    def add_epoch(self, run_id: int, event: dict[str, Any]) -> None:
+        row = {**event, "t": time.time()}
+        with self._connect() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO epoch_metrics (run_id, {', '.join(EPOCH_FIELDS)})"
+                f" VALUES (?, {', '.join('?' * len(EPOCH_FIELDS))})",
+                (run_id, *(row[k] for k in EPOCH_FIELDS)),
+            )
+            db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (row["t"], run_id))
+
+    def batch_metrics(self, run_ids: list[int]) -> list[dict[str, Any]]:
+        return self._metrics("batch_metrics", run_ids, "step")
+
+    def epoch_metrics(self, run_ids: list[int]) -> list[dict[str, Any]]:
+        return self._metrics("epoch_metrics", run_ids, "epoch")
+
+    def _metrics(self, table: str, run_ids: list[int], order: str) -> list[dict[str, Any]]:
+        if not run_ids:
+            return []
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT * FROM {table} WHERE run_id IN ({','.join('?' * len(run_ids))})"
+                f" ORDER BY run_id, {order}",
+                list(run_ids),
+            ).fetchall()
+        return [dict(r) for r in rows]
+
+    def result_dict(self, run: RunRecord) -> dict[str, Any]:
+        """The run in ``TrainResult.to_dict()`` shape, for ``bn_core.summary``."""
+        from bn_core.results import HISTORY_KEYS
+
+        epochs = self.epoch_metrics([run.id])
+        return {
+            "run_id": run.id,
+            "variant": run.variant,
+            "status": run.status,
+            "test_accuracy": run.test_accuracy,
+            "test_loss": run.test_loss,
+            "error": run.error,
+            "history": {k: [e[k] for e in epochs] for k in HISTORY_KEYS},
+            "config": run.config.to_dict(),
+        }
