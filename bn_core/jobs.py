@@ -59,7 +59,9 @@ class LocalProcessBackend:
         env = {
             **os.environ,
             "BN_LAB_HOME": str(store.home.resolve()),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])
+            ),
         }
         with open(logs / f"run-{run_id}.log", "ab") as log:
             child = subprocess.Popen(
@@ -105,7 +107,9 @@ class JobRunner:
         self.store = store
         self.backend = backend or LocalProcessBackend()
         self.max_concurrent = max_concurrent or default_concurrency()
-        self.poll_interval, self.stale_after, self.cancel_grace = poll_interval, stale_after, cancel_grace
+        self.poll_interval = poll_interval
+        self.stale_after = stale_after
+        self.cancel_grace = cancel_grace
         self._cancel_since: dict[int, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()

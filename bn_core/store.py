@@ -127,7 +127,8 @@ class RunStore:
         db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a crash loses at most the last write
+        # Safe with WAL: a power cut can lose the last writes, never corrupt the file.
+        db.execute("PRAGMA synchronous=NORMAL")
         try:
             yield db
         finally:
