@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bn_core import cli_store
 from bn_core.config import ConfigError, TrainConfig, field_spec
 from bn_core.data import DatasetError
 from bn_core.variants import VARIANT_NAMES, VARIANTS
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(compare, exclude=("variant",))
     compare.add_argument("--out", default="compare-results", help="folder for the CSVs and chart")
     compare.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    cli_store.add_commands(commands, _add_config_flags, fmt)
     return parser
 
 
@@ -110,20 +112,23 @@ def _config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    config, variants = None, None
     try:
-        variants = _parse_variants(args.variants) if args.command == "compare" else None
-        config = _config_from_args(args, **({"variant": variants[0]} if variants else {}))
-        if config.data_dir is not None and not os.path.isdir(config.data_dir):
-            raise ConfigError(
-                f"--data-dir {config.data_dir} is not a folder; pass an existing folder"
-            )
-        out = _prepare_out(args.out)
+        if args.command in ("train", "compare", "submit"):
+            variants = _parse_variants(args.variants) if args.command == "compare" else None
+            config = _config_from_args(args, **({"variant": variants[0]} if variants else {}))
+        data_dir = getattr(args, "data_dir", None)
+        if data_dir is not None and not os.path.isdir(data_dir):
+            raise ConfigError(f"--data-dir {data_dir} is not a folder; pass an existing folder")
+        out = _prepare_out(getattr(args, "out", None))
     except ConfigError as exc:
         parser.error(str(exc))
     try:
         if args.command == "train":
             return _cmd_train(config, out, args.json)
-        return _cmd_compare(config, variants, out, args.json)
+        if args.command == "compare":
+            return _cmd_compare(config, variants, out, args.json)
+        return cli_store.dispatch(args, config)
     except DatasetError as exc:
         print(f"{parser.prog}: dataset error: {exc}", file=sys.stderr)
         return 1
