@@ -1,6 +1,6 @@
 """Is training launched from the dashboard slower than the same run from the CLI?
 
-    .venv/bin/python bench/bench_dashboard_overhead.py [--epochs 4] [--train-limit 20000] [--repeats 2]
+    .venv/bin/python bench/bench_dashboard_overhead.py [--epochs 4] [--train-limit N] [--repeats 2]
 
 The dashboard path is exactly what the Train page does: ``JobRunner.submit`` -> a worker
 process (``python -m bn_core.worker``) that streams every batch/epoch event into the
@@ -88,8 +88,10 @@ def main() -> None:
                       file=sys.stderr)  # fmt: skip
     med = {p: statistics.median(v) for p, v in ips.items()}
     wall_med = {p: statistics.median(v) for p, v in walls.items()}
-    print(f"lenet_fc_bn2, Fashion-MNIST, {args.train_limit} training images, {args.epochs} epochs "
-          f"(first excluded), {args.repeats} alternating repeats, {os.cpu_count()} cores\n")  # fmt: skip
+    print(
+        f"lenet_fc_bn2, Fashion-MNIST, {args.train_limit} training images, {args.epochs} "
+        f"epochs (first excluded), {args.repeats} alternating repeats, {os.cpu_count()} cores\n"
+    )
     print("| path | median img/s | median wall s (launch to final status) |")
     print("|---|---:|---:|")
     for p in ("cli", "dashboard"):

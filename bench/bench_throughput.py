@@ -26,7 +26,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bn_core import _tf  # noqa: F401
 import keras
 import tensorflow as tf
 
@@ -66,7 +65,10 @@ def reference(splits, epochs: int, batch_size: int) -> list[float]:
     return [len(splits.x_train) / s for s in timer.seconds]
 
 
-def engine(splits, config: TrainConfig, options=EngineOptions(), sink=None) -> list[float]:
+DEFAULT_OPTIONS = EngineOptions()
+
+
+def engine(splits, config: TrainConfig, options=DEFAULT_OPTIONS, sink=None) -> list[float]:
     result = train(config, on_event=sink, splits=splits, options=options)
     assert result.status == "completed", result.error
     return result.history["images_per_second"]

@@ -6,4 +6,11 @@ explicitly by whoever needs them, so a UI process can read configs and variant t
 without paying for (or crashing with) TensorFlow.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# TensorFlow reads these once, when it is first imported; every module that imports it is
+# inside this package, so setting them here is early enough. setdefault keeps user choices.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ INFO/WARNING start-up chatter
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bn_core import cli_store
-from bn_core.config import ConfigError, TrainConfig, field_spec
+from bn_core.config import ConfigError, TrainConfig, field_spec, format_number
 from bn_core.data import DatasetError
 from bn_core.variants import VARIANT_NAMES, VARIANTS
 
@@ -32,13 +32,18 @@ class _DefaultsFormatter(argparse.HelpFormatter):
     """Appends "(default: X)" to every flag that has a default other than None/False."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False or "%(default)" in action.help:
+        hidden = action.default is None or action.default is False  # (0 == False: use identity)
+        if hidden or action.default == argparse.SUPPRESS or "%(default)" in action.help:
             return action.help
         return action.help + " (default: %(default)s)"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line, without the usage block."""
+    """argparse that reports a bad flag in one line, without the usage block, and takes no
+    abbreviations (``compare --variant X`` must not silently mean ``--variants X``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -82,7 +87,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
         spec = field_spec(f.name)
         help_text = spec["help"]
         if spec["min"] is not None:
-            help_text += f"; {_num(spec['min'])} to {_num(spec['max'])}"
+            help_text += f"; {format_number(spec['min'])} to {format_number(spec['max'])}"
         if f.name == "variant":
             help_text += ". " + " ".join(f"{v.name}: {v.description}" for v in VARIANTS.values())
         parser.add_argument(
@@ -94,10 +99,6 @@ def _add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] 
             metavar=None if spec["choices"] else f.name.upper(),
             help=help_text.replace("%", "%%"),
         )
-
-
-def _num(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
@@ -213,9 +214,10 @@ def _cmd_compare(config: TrainConfig, variants: list[str], out: Path, as_json: b
         print(format_table(table))
         print(f"\nwrote summary.csv, curves.csv, results.json, val_accuracy.html to {out}")
     statuses = {r["status"] for r in results}
-    if "cancelled" in statuses:
-        return EXIT_CODES["cancelled"]
-    return EXIT_CODES["failed"] if "failed" in statuses else 0
+    for worst in ("cancelled", "failed", "diverged"):  # the most serious outcome decides
+        if worst in statuses:
+            return EXIT_CODES[worst]
+    return 0
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +97,8 @@ class TrainConfig:
                 problems.append(f"{f.name} must be {kind}. Received: {value!r}")
             elif not meta["min"] <= value <= meta["max"]:
                 problems.append(
-                    f"{f.name} must be between {meta['min']:g} and {meta['max']:g}. "
-                    f"Received: {value!r}"
+                    f"{f.name} must be between {format_number(meta['min'])} and "
+                    f"{format_number(meta['max'])}. Received: {value!r}"
                 )
         return problems
 
@@ -123,7 +124,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build and validate a config from plain values (JSON, a form), refusing unknown keys."""
-        if not isinstance(values, dict):
+        if not isinstance(values, Mapping):
             raise ConfigError(f"a config must be a mapping. Received: {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
@@ -141,6 +142,11 @@ def field_spec(name: str) -> dict[str, Any]:
     """Default, limits, choices and help of one TrainConfig field (for CLI and UI builders)."""
     f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
     return {"default": f.default, "type": _base_type(f), **f.metadata}
+
+
+def format_number(value: float) -> str:
+    """A limit as people write it: integers exactly, floats short (1e-08, 0.1, 10)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _base_type(f: dataclasses.Field) -> type:

@@ -274,10 +274,7 @@ def locate(dataset: str, data_dir: str | os.PathLike | None = None) -> str | Non
 
 def _download(dataset: str) -> RawData:
     """Download via keras.datasets (it caches into the Keras cache). Tests replace this."""
-    # Lazy on purpose: importing this module must never load TensorFlow. _tf quiets TF's
-    # start-up logs and has to run before keras, hence the unsorted imports.
-    from . import _tf  # noqa: F401, I001
-    import keras
+    import keras  # lazy on purpose: importing this module must never load TensorFlow
 
     module = keras.datasets.mnist if dataset == "mnist" else keras.datasets.fashion_mnist
     (x_train, y_train), (x_test, y_test) = module.load_data()
@@ -338,8 +335,9 @@ def prepare(
     """
     n = len(raw.x_train)
     if val_size < 0 or val_size >= n:
-        raise ValueError(
-            f"val_size must be in 0..{n - 1} (there are {n} training rows), got {val_size}"
+        raise DatasetError(
+            f"val_size must be in 0..{n - 1} (this dataset has {n} training images), got "
+            f"{val_size}; lower --val-size"
         )
     if train_limit is not None and train_limit < 1:
         raise ValueError(f"train_limit must be at least 1 (or None for all), got {train_limit}")

@@ -32,7 +32,7 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 def default_concurrency() -> int:
     """One run at a time on small machines (a run uses both cores of a 2-core box)."""
     env = os.environ.get("BN_LAB_MAX_CONCURRENT")
-    if env and env.isdigit() and int(env) > 0:
+    if env and env.isdecimal() and env.isascii() and int(env) > 0:
         return int(env)
     cores = os.cpu_count() or 1
     return 1 if cores <= 2 else cores // 2
@@ -82,13 +82,17 @@ class LocalProcessBackend:
                 return True
             del self._children[pid]  # reaped
             return False
-        return _pid_alive(pid)  # a worker started by an earlier server process
+        # A worker started by an earlier server process. After a restart its pid may belong
+        # to an unrelated process now, so it only counts if it still is a bn_core worker.
+        return _pid_alive(pid) and _is_worker(pid)
 
     def terminate(self, pid: int) -> None:
-        _signal(pid, signal.SIGTERM)
+        if pid in self._children or _is_worker(pid):
+            _signal(pid, signal.SIGTERM)
 
     def kill(self, pid: int) -> None:
-        _signal(pid, signal.SIGKILL)
+        if pid in self._children or _is_worker(pid):
+            _signal(pid, signal.SIGKILL)
 
 
 class JobRunner:
@@ -146,21 +150,18 @@ class JobRunner:
             active = self.store.list_runs(("starting", "running"))
             for run in active:
                 self._check(run, now)
-            running = len(self.store.list_runs(("starting", "running")))
-            for run in self.store.list_runs(("queued",)):
-                if running >= self.max_concurrent:
-                    break
-                if self.store.transition(run.id, ("queued",), "starting", heartbeat=time.time()):
-                    try:
-                        pid = self.backend.start(run.id, self.store)
-                    except OSError as exc:
-                        self.store.transition(
-                            run.id, ("starting",), "failed", error=f"could not start worker: {exc}",
-                            finished_at=time.time(),
-                        )  # fmt: skip
-                        continue
-                    self.store.update(run.id, pid=pid)
-                    running += 1
+            for run_id in set(self._cancel_since) - {run.id for run in active}:
+                del self._cancel_since[run_id]  # ended on its own
+            while (run_id := self.store.claim_next(self.max_concurrent)) is not None:
+                try:
+                    pid = self.backend.start(run_id, self.store)
+                except OSError as exc:
+                    self.store.transition(
+                        run_id, ("starting",), "failed", error=f"could not start worker: {exc}",
+                        finished_at=time.time(),
+                    )  # fmt: skip
+                    continue
+                self.store.update(run_id, pid=pid)
 
     def _check(self, run: RunRecord, now: float) -> None:
         gone = run.pid is not None and not self.backend.alive(run.pid)
@@ -223,6 +224,17 @@ def _pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True  # no /proc (macOS): trust kill(0)
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether ``pid``'s command line is ``... -m bn_core.worker ...`` (True without /proc)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"bn_core.worker" in fh.read().split(b"\0")
+    except FileNotFoundError:
+        return not os.path.isdir("/proc")  # no such process, unless there is no /proc at all
+    except OSError:
+        return True
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from bn_core import _tf  # noqa: F401  (quiet TensorFlow before Keras loads it)
-
 
 @keras.saving.register_keras_serializable(package="bn_core")
 class BatchNorm(keras.layers.Layer):

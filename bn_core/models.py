@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from bn_core import _tf  # noqa: F401
 from bn_core.config import ACTIVATIONS, OUTPUT_SIZE
 from bn_core.layers import BatchNorm
 from bn_core.variants import VARIANTS, Variant

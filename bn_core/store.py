@@ -13,6 +13,7 @@ always kept.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -105,7 +106,11 @@ class RunRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
         values = dict(row)
-        config = TrainConfig.from_dict(json.loads(values.pop("config_json")))
+        # Not re-validated: a config stored under older limits must not make listing (and so
+        # scheduling) fail; the worker validates it and fails that one run with a clear message.
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        stored = json.loads(values.pop("config_json"))
+        config = TrainConfig(**{k: v for k, v in stored.items() if k in known})
         values["cancel_requested"] = bool(values["cancel_requested"])
         return cls(config=config, **values)
 
@@ -156,7 +161,7 @@ class RunStore:
     ) -> list[RunRecord]:
         """Runs in creation order, optionally filtered."""
         sql, args = "SELECT * FROM runs WHERE 1=1", []
-        if statuses:
+        if statuses is not None:
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
             args += list(statuses)
         if group_id is not None:
@@ -187,8 +192,37 @@ class RunStore:
             )
             return cur.rowcount == 1
 
+    def claim_next(self, max_active: int) -> int | None:
+        """Move the oldest queued run to ``starting`` if fewer than ``max_active`` runs are
+        starting or running; return its id. One write transaction, so two runners sharing a
+        store (an old and a new server, two containers on one volume) never exceed the limit.
+        """
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # take the write lock before counting
+            try:
+                active = db.execute(
+                    "SELECT COUNT(*) FROM runs WHERE status IN ('starting', 'running')"
+                ).fetchone()[0]
+                row = db.execute(
+                    "SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1"
+                ).fetchone()
+                if active >= max_active or row is None:
+                    db.execute("COMMIT")
+                    return None
+                db.execute(
+                    "UPDATE runs SET status = 'starting', heartbeat = ? WHERE id = ?",
+                    (time.time(), row["id"]),
+                )
+                db.execute("COMMIT")
+                return int(row["id"])
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
     def update(self, run_id: int, **fields: Any) -> None:
         """Set plain columns (pid, heartbeat, data_source, ...) without touching the status."""
+        if not fields:
+            return
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._connect() as db:
             db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))

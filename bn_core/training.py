@@ -23,8 +23,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bn_core import _tf  # noqa: F401
-
 tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns about it each time
 
 from bn_core import data as data_lib
@@ -141,7 +139,8 @@ def train(
         result.status, result.error = stop.status, stop.message
     except Exception as exc:  # noqa: BLE001 - any crash inside TF becomes a failed run
         result.status = "failed"
-        result.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        result.error = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
     if result.status == "completed":
         loss, acc = model.evaluate(_eval_dataset(splits.x_test, splits.y_test), verbose=0)
@@ -186,6 +185,8 @@ class _Stream(keras.callbacks.Callback):
         self.epoch, self.epoch_start, self.train_seconds = epoch, time.perf_counter(), None
 
     def on_train_batch_end(self, batch, logs=None):
+        # Keras reports begin + steps_per_execution - 1, even when the epoch ended sooner.
+        batch = min(batch, self.steps_per_epoch - 1)
         loss, acc = float(logs["loss"]), float(logs["accuracy"])
         self.steps_done = self.epoch * self.steps_per_epoch + batch + 1
         self.emit(

@@ -26,7 +26,6 @@ def run_worker(run_id: int, store: RunStore) -> str:
         run_id, ("queued", "starting"), "running", pid=os.getpid(), started_at=now, heartbeat=now
     ):
         return "skipped"  # cancelled before it started, or another worker has it
-    run = store.get(run_id)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     done = threading.Event()
@@ -51,6 +50,7 @@ def run_worker(run_id: int, store: RunStore) -> str:
     try:
         from bn_core.training import train  # TensorFlow loads here, inside the worker only
 
+        run = store.get(run_id)
         result = train(run.config, on_event=on_event, should_stop=stop.is_set)
         status = result.status
         fields = {

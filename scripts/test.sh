@@ -11,6 +11,6 @@ if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
 bash scripts/setup.sh --dev
-.venv/bin/ruff check bn_core tests bench scripts
+.venv/bin/ruff check bn_core tests bench scripts app.py pages
 # pytest exits 5 when it collected no test: that is a failure too, as is any non-zero code.
 .venv/bin/python -m pytest "$@"

@@ -538,7 +538,7 @@ def test_prepare_val_size_zero(raw):
     "kwargs", [{"val_size": 50}, {"val_size": 80}, {"val_size": -1}, {"train_limit": 0}]
 )
 def test_prepare_bad_arguments(raw, kwargs):
-    with pytest.raises((ValueError, DatasetError)) as err:
+    with pytest.raises(DatasetError) as err:
         data.prepare(raw, **kwargs)
     assert_one_line(err)
 

@@ -1,0 +1,607 @@
+"""Data shaping for the dashboard pages: plain values, run records and DataFrames in; values,
+DataFrames and plotly figures out.
+
+No Streamlit and no TensorFlow here (the UI process must never load TF): the pages are thin
+scripts of widgets -> these functions -> ``st.*`` calls, and everything below is unit-tested
+without a browser. Widget choices (batch sizes, learning rates, epsilons) are derived from
+``TrainConfig``'s field metadata, so a default or a limit lives in ``bn_core.config`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from bn_core.charts import METRIC_TITLES
+from bn_core.config import DEFAULT_LEARNING_RATES, TrainConfig, field_spec
+from bn_core.data import DatasetError, locate
+from bn_core.results import HISTORY_KEYS
+from bn_core.store import RunRecord
+from bn_core.summary import BASELINE, first_epoch_reaching, summary_table
+from bn_core.variants import VARIANT_NAMES
+
+# UI-only choices (not hyperparameters of a run, so they do not live in TrainConfig).
+DEFAULT_VARIANTS: tuple[str, ...] = ("lenet", "lenet_fc_bn2")
+MAX_REPEATS = 10  # seeds per variant in one click
+QUICK_TRAIN_LIMIT = 5000  # training images in quick mode, until the user changes it
+TRAIN_ROWS = 60000  # training images of both MNIST and Fashion-MNIST, before the val split
+# The settings the Train form provides; variant and seed come from the selection/repeats, and
+# data_dir is never taken from the UI (the worker finds data itself, or via $BN_DATA_DIR).
+FORM_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("variant", "seed", "data_dir")
+)
+COMPARE_METRICS: tuple[str, ...] = ("val_accuracy", "val_loss", "accuracy", "loss")
+# Keys that differ between runs by design; config_differences reports the others.
+BY_DESIGN: tuple[str, ...] = ("variant", "seed")
+ERROR_STATUSES: tuple[str, ...] = ("failed", "diverged", "interrupted")
+STATUS_COLORS: dict[str, str] = {
+    "queued": "gray",
+    "starting": "blue",
+    "running": "blue",
+    "completed": "green",
+    "cancelled": "orange",
+    "diverged": "red",
+    "failed": "red",
+    "interrupted": "violet",
+}
+DOWNLOAD_HINTS: dict[str, str] = {
+    "mnist": (
+        "will be downloaded at first use (~11 MB); offline? put mnist.npz or the IDX files in a "
+        "folder and set BN_DATA_DIR, or pick Fashion-MNIST (apt-get install dataset-fashion-mnist)"
+    ),
+    "fashion_mnist": (
+        "will be downloaded at first use (~30 MB); offline? apt-get install "
+        "dataset-fashion-mnist, or put fashion_mnist.npz or the IDX files in a folder and set "
+        "BN_DATA_DIR"
+    ),
+}
+
+# ----------------------------------------------------------------------------- the Train form
+
+
+def batch_size_choices() -> list[int]:
+    """Powers of two within batch_size's limits, plus its default."""
+    spec = field_spec("batch_size")
+    values = {2**k for k in range(64) if spec["min"] <= 2**k <= spec["max"]}
+    return sorted(values | {spec["default"]})
+
+
+def learning_rate_choices() -> list[float | None]:
+    """``None`` (the optimizer's default) first, then a log scale 1e-4..1e-1 (1-2-5 steps,
+    plus 3e-2 = 30x Adam's default), clipped to learning_rate's limits."""
+    spec = field_spec("learning_rate")
+    values = {float(f"{m}e{e}") for e in (-4, -3, -2) for m in (1, 2, 5)} | {3e-2, 1e-1}
+    values = {v for v in values if spec["min"] <= v <= spec["max"]}
+    if spec["default"] is not None:
+        values.add(spec["default"])
+        return sorted(values)
+    return [None, *sorted(values)]
+
+
+def epsilon_choices() -> list[float]:
+    """Every power of ten within epsilon's limits, plus its default."""
+    spec = field_spec("epsilon")
+    low = math.ceil(math.log10(spec["min"]) - 1e-9)
+    high = math.floor(math.log10(spec["max"]) + 1e-9)
+    return sorted({float(f"1e{e}") for e in range(low, high + 1)} | {spec["default"]})
+
+
+def format_learning_rate(value: float | None, optimizer: str | None = None) -> str:
+    if value is None:
+        default = DEFAULT_LEARNING_RATES.get(optimizer or "")
+        return "default" if default is None else f"default ({default:g})"
+    return f"{value:g}"
+
+
+def seed_list(seed: int, repeats: int) -> list[int]:
+    """The seeds of ``repeats`` runs per variant: seed, seed+1, ..."""
+    return [seed + i for i in range(repeats)]
+
+
+def dataset_status(dataset: str) -> tuple[str, str]:
+    """("local", "available locally at PATH"), ("download", hint) or ("error", message).
+
+    Never downloads and never raises: a bad $BN_DATA_DIR comes back as ("error", its message).
+    """
+    try:
+        path = locate(dataset)
+    except (DatasetError, OSError) as e:
+        return "error", str(e).splitlines()[0] if str(e) else type(e).__name__
+    if path is not None:
+        return "local", f"available locally at {path}"
+    return "download", DOWNLOAD_HINTS.get(dataset, "will be downloaded at first use")
+
+
+def train_configs(
+    form: dict[str, Any], variants: Sequence[str], seeds: Sequence[int]
+) -> tuple[list[TrainConfig], list[str]]:
+    """One TrainConfig per (variant, seed), variant-major, and every problem found.
+
+    ``form`` holds values of FORM_FIELDS only (anything else, a path included, is refused).
+    When the error list is not empty the config list is empty: nothing may be queued.
+    """
+    errors: list[str] = []
+    if not variants:
+        errors.append("Pick at least one variant.")
+    if not seeds:
+        errors.append("Pick at least one seed (repeats must be at least 1).")
+    unknown = sorted(set(form) - set(FORM_FIELDS))
+    if unknown:
+        return [], [*errors, f"unknown settings: {', '.join(unknown)}"]
+    configs = []
+    for variant in variants:
+        for seed in seeds:
+            config = TrainConfig(**form, variant=variant, seed=seed)
+            errors += [e for e in config.errors() if e not in errors]
+            configs.append(config)
+    if not errors:
+        errors += _batch_errors(form)
+    return ([] if errors else configs), errors
+
+
+def _batch_errors(form: dict[str, Any]) -> list[str]:
+    """An epoch needs at least one full batch (the trainer drops the incomplete last one)."""
+    spec = {name: field_spec(name)["default"] for name in ("batch_size", "val_size")}
+    batch = form.get("batch_size", spec["batch_size"])
+    val_size = form.get("val_size", spec["val_size"])
+    limit = form.get("train_limit")
+    images = TRAIN_ROWS - val_size if limit is None else min(limit, TRAIN_ROWS - val_size)
+    if images < batch:
+        return [
+            f"only {images} training images (train_limit {limit}, val_size {val_size}) for a "
+            f"batch size of {batch}: raise the train limit or lower the batch size"
+        ]
+    return []
+
+
+# ----------------------------------------------------------------------------- runs (live view)
+
+
+def run_label(run: RunRecord) -> str:
+    """'#12 lenet_fc_bn2 seed 0 (completed)'."""
+    return f"#{run.id} {run.variant} seed {run.seed} ({run.status})"
+
+
+def config_caption(config: TrainConfig) -> str:
+    """The settings of a run on one line."""
+    limit = f" · {config.train_limit:,} train images" if config.train_limit else ""
+    return (
+        f"{config.dataset} · {config.epochs} epoch{'s' * (config.epochs != 1)} · "
+        f"batch {config.batch_size} · "
+        f"{config.optimizer} lr {format_learning_rate(config.learning_rate, config.optimizer)} · "
+        f"ε {config.epsilon:g} · window {config.window_size} · {config.activation}{limit}"
+    )
+
+
+def group_runs(runs: Iterable[RunRecord]) -> list[tuple[str, list[RunRecord]]]:
+    """Runs grouped by group_id: newest group first, each group in queue (id) order."""
+    groups: dict[str, list[RunRecord]] = {}
+    for run in sorted(runs, key=lambda r: r.id):
+        groups.setdefault(run.group_id, []).append(run)
+    return sorted(groups.items(), key=lambda item: -max(r.id for r in item[1]))
+
+
+def rows_by_run(rows: Iterable[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """Metric rows of several runs (one store query) split per run, order kept."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(row["run_id"], []).append(row)
+    return out
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def progress_info(
+    run: RunRecord, batches: Sequence[dict[str, Any]], epochs: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Progress of one run from its metric rows (store order: by step / by epoch).
+
+    ``fraction`` = steps done / total steps (1.0 once completed). ``images_per_second`` is
+    the last finished epoch's throughput, else (mid first epoch) the rate between the first
+    and last batch events. ``eta_seconds`` (running runs only) extrapolates the step rate
+    between the first and last batch events, validation pauses included.
+
+    Steps are counted as (epoch - 1) * steps_per_epoch + batch with the batch capped at
+    steps_per_epoch: the event that closes an epoch may report the end of a whole
+    steps_per_execution chunk, past the epoch's real last step.
+    """
+    config = run.config
+    per_epoch = run.steps_per_epoch
+    total = run.total_steps or (per_epoch * config.epochs if per_epoch else None)
+    epochs_done = epochs[-1]["epoch"] if epochs else 0
+
+    def steps(row: dict[str, Any]) -> int:
+        if not per_epoch:
+            return row["step"]
+        return (row["epoch"] - 1) * per_epoch + min(row["batch"], per_epoch)
+
+    first, last = (batches[0], batches[-1]) if batches else (None, None)
+    step = max(steps(last) if last else 0, epochs_done * (per_epoch or 0))
+    fraction = min(step / total, 1.0) if total else 0.0
+    if run.status == "completed":
+        fraction = 1.0
+
+    images_per_second = epochs[-1].get("images_per_second") if epochs else None
+    step_rate = None
+    if first is not None and last["t"] > first["t"] and steps(last) > steps(first):
+        step_rate = (steps(last) - steps(first)) / (last["t"] - first["t"])
+        if images_per_second is None:
+            images_per_second = step_rate * config.batch_size
+    eta = None
+    if run.status == "running" and total and step_rate:
+        eta = max(total - step, 0) / step_rate
+
+    if run.status == "queued":
+        text = "queued"
+    elif run.status == "starting" or (run.status == "running" and not batches):
+        text = "starting: loading data and compiling"
+    else:
+        parts = []
+        if run.active and last is not None:
+            parts.append(f"epoch {min(last['epoch'], config.epochs)}/{config.epochs}")
+            if per_epoch:  # the last event of an epoch can overshoot (steps_per_execution)
+                parts.append(f"batch {min(last['batch'], per_epoch)}/{per_epoch}")
+        else:
+            parts.append(f"{run.status} after {epochs_done}/{config.epochs} epochs")
+        if images_per_second:
+            parts.append(f"{images_per_second:,.0f} img/s")
+        if eta is not None:
+            parts.append(f"ETA {format_duration(eta)}")
+        text = " · ".join(parts)
+    return {
+        "fraction": fraction,
+        "text": text,
+        "eta_seconds": eta,
+        "images_per_second": images_per_second,
+    }
+
+
+def live_figure(
+    batches: Sequence[dict[str, Any]] | pd.DataFrame,
+    epochs: Sequence[dict[str, Any]] | pd.DataFrame,
+    metric: str,
+    *,
+    uirevision: Any = None,
+    height: int = 280,
+) -> go.Figure:
+    """``metric`` ("loss" or "accuracy") of one run against epochs: batch-level training
+    values as a line at x = epoch_progress, epoch means (training, validation) as markers."""
+    b = batches if isinstance(batches, pd.DataFrame) else pd.DataFrame(list(batches))
+    e = epochs if isinstance(epochs, pd.DataFrame) else pd.DataFrame(list(epochs))
+    fig = go.Figure()
+    if not b.empty:
+        # An epoch's closing event can overshoot (a whole steps_per_execution chunk): its x
+        # is capped at the end of its epoch.
+        b = b.assign(epoch_progress=b["epoch_progress"].clip(upper=b["epoch"]))
+        fig.add_trace(
+            go.Scatter(
+                x=b["epoch_progress"], y=b[metric], name="train (batches)",
+                mode="lines" if len(b) > 20 else "lines+markers",
+                line={"width": 1.5, "color": "#9aa5c4"}, marker={"size": 4},
+            )
+        )  # fmt: skip
+    if not e.empty:
+        fig.add_trace(
+            go.Scatter(
+                x=e["epoch"], y=e[metric], mode="markers", name="train (epoch)",
+                marker={"size": 8, "color": "#636EFA"},
+            )
+        )  # fmt: skip
+        val = e[f"val_{metric}"]
+        if val.notna().any():
+            fig.add_trace(
+                go.Scatter(
+                    x=e["epoch"], y=val, mode="markers", name="validation",
+                    marker={"size": 9, "symbol": "diamond", "color": "#EF553B"},
+                )
+            )  # fmt: skip
+    fig.update_layout(
+        title=METRIC_TITLES.get(metric, metric).replace("Training ", "").capitalize(),
+        xaxis_title="epoch",
+        yaxis_title=metric,
+        template="plotly_white",
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        uirevision=uirevision,
+    )
+    fig.update_xaxes(rangemode="tozero")
+    return fig
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def result_dicts(
+    runs: Sequence[RunRecord], epoch_rows: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``RunStore.result_dict`` for several runs from ONE epoch_metrics query, plus seed and
+    group_id (the shape ``bn_core.summary`` takes)."""
+    per_run = rows_by_run(epoch_rows)
+    out = []
+    for run in runs:
+        rows = per_run.get(run.id, [])
+        out.append(
+            {
+                "run_id": run.id,
+                "group_id": run.group_id,
+                "variant": run.variant,
+                "seed": run.seed,
+                "status": run.status,
+                "test_accuracy": run.test_accuracy,
+                "test_loss": run.test_loss,
+                "error": run.error,
+                "history": {k: [row[k] for row in rows] for k in HISTORY_KEYS},
+                "config": run.config.to_dict(),
+            }
+        )
+    return out
+
+
+def run_curves(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Long table, one row per (run, epoch): run_id, variant, seed, epoch, HISTORY_KEYS."""
+    rows = []
+    for r in results:
+        h = r["history"]
+        for i in range(len(h["loss"])):
+            rows.append(
+                {
+                    "run_id": r.get("run_id"),
+                    "variant": r["variant"],
+                    "seed": r.get("seed", r.get("config", {}).get("seed")),
+                    "epoch": i + 1,
+                    **{k: h[k][i] for k in HISTORY_KEYS},
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["run_id", "variant", "seed", "epoch", *HISTORY_KEYS])
+    for key in HISTORY_KEYS:
+        frame[key] = pd.to_numeric(frame[key], errors="coerce")
+    return frame
+
+
+def group_curves(curves: pd.DataFrame | Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Mean, sample std (ddof=1; NaN for one run) and n per (variant, epoch, metric).
+
+    Takes ``run_curves``' frame or the results themselves. Rows: variant, epoch, metric,
+    mean, std, n, variants in first-seen order.
+    """
+    frame = curves if isinstance(curves, pd.DataFrame) else run_curves(curves)
+    columns = ["variant", "epoch", "metric", "mean", "std", "n"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    long = frame.melt(
+        id_vars=["variant", "epoch"], value_vars=list(HISTORY_KEYS), var_name="metric"
+    ).dropna(subset=["value"])
+    stats = (
+        long.groupby(["variant", "epoch", "metric"], sort=False)["value"]
+        .agg(mean="mean", std="std", n="count")
+        .reset_index()
+    )
+    order = {v: i for i, v in enumerate(dict.fromkeys(frame["variant"]))}
+    stats = stats.sort_values(["variant", "metric", "epoch"], key=_variant_key(order))
+    return stats[columns].reset_index(drop=True)
+
+
+def _variant_key(order: dict[str, int]):
+    return lambda col: col.map(order) if col.name == "variant" else col
+
+
+def variant_color(variant: str, alpha: float | None = None) -> str:
+    """A fixed colour per variant (same in every chart); with alpha, an rgba() string."""
+    names = list(VARIANT_NAMES)
+    index = names.index(variant) if variant in names else len(names) + sum(map(ord, variant))
+    color = qualitative.Plotly[index % len(qualitative.Plotly)]
+    if alpha is None:
+        return color
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def band_figure(grouped: pd.DataFrame, metric: str, *, height: int = 380) -> go.Figure:
+    """One line per variant of ``metric`` against epoch; where a variant has several seeds, the
+    line is their mean with a ±1 std band and the legend says how many seeds."""
+    fig = go.Figure()
+    rows = grouped[grouped["metric"] == metric]
+    for variant, g in rows.groupby("variant", sort=False):
+        g = g.sort_values("epoch")
+        n = int(g["n"].max())
+        name = f"{variant} (mean ± std, {n} seeds)" if n > 1 else str(variant)
+        if n > 1:
+            std = g["std"].fillna(0.0)
+            band = {"x": g["epoch"], "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
+            common = {"legendgroup": str(variant), "showlegend": False}
+            fig.add_trace(go.Scatter(y=g["mean"] - std, name=f"{variant} -1 std", **band, **common))
+            fig.add_trace(
+                go.Scatter(
+                    y=g["mean"] + std, name=f"{variant} +1 std", fill="tonexty",
+                    fillcolor=variant_color(str(variant), 0.2), **band, **common,
+                )
+            )  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=g["epoch"], y=g["mean"], mode="lines+markers", name=name,
+                legendgroup=str(variant), line={"color": variant_color(str(variant))},
+                customdata=list(zip(g["std"].fillna(0.0), g["n"], strict=True)),
+                hovertemplate="epoch %{x}: %{y:.4f} ± %{customdata[0]:.4f} (n=%{customdata[1]})",
+            )
+        )  # fmt: skip
+    title = METRIC_TITLES.get(metric, metric)
+    fig.update_layout(
+        title=title, xaxis_title="epoch", yaxis_title=title, template="plotly_white",
+        height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10}, showlegend=True,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
+    )  # fmt: skip
+    _whole_epochs(fig, rows["epoch"])
+    return fig
+
+
+def _whole_epochs(fig: go.Figure, epochs: pd.Series) -> None:
+    """Epoch-axis ticks on whole epochs when there are few of them (no '1.5')."""
+    if len(epochs) and epochs.max() <= 15:
+        fig.update_xaxes(tick0=1, dtick=1)
+
+
+def small_multiples(curves: pd.DataFrame, metric: str = "val_accuracy") -> go.Figure:
+    """One panel per variant (side by side, shared y axis): each seed's ``metric`` as a thin
+    line and, with several seeds, their mean in bold."""
+    variants = list(dict.fromkeys(curves["variant"]))
+    fig = make_subplots(
+        rows=1, cols=max(len(variants), 1), shared_yaxes=True, subplot_titles=variants,
+        horizontal_spacing=0.02 if len(variants) > 3 else 0.05,
+    )  # fmt: skip
+    for col, variant in enumerate(variants, start=1):
+        rows = curves[curves["variant"] == variant]
+        seeds = list(dict.fromkeys(rows["run_id"]))
+        for run_id in seeds:
+            run = rows[rows["run_id"] == run_id]
+            fig.add_trace(
+                go.Scatter(
+                    x=run["epoch"], y=run[metric], mode="lines", showlegend=False,
+                    name=f"#{run_id} seed {run['seed'].iloc[0]}",
+                    line={"width": 1, "color": variant_color(variant, 0.55)},
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+        if len(seeds) > 1:
+            mean = rows.groupby("epoch")[metric].mean()
+            fig.add_trace(
+                go.Scatter(
+                    x=mean.index, y=mean.values, mode="lines", showlegend=False,
+                    name=f"{variant} mean", line={"width": 3, "color": variant_color(variant)},
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+        fig.update_xaxes(title_text="epoch", row=1, col=col)
+    fig.update_yaxes(title_text=METRIC_TITLES.get(metric, metric), row=1, col=1)
+    _whole_epochs(fig, curves["epoch"])
+    fig.update_layout(
+        title=f"{METRIC_TITLES.get(metric, metric)} per variant (thin: one seed each)",
+        template="plotly_white", height=330, margin={"l": 10, "r": 10, "t": 70, "b": 10},
+    )  # fmt: skip
+    return fig
+
+
+def config_differences(
+    configs: Iterable[TrainConfig | dict[str, Any]], ignore: Iterable[str] = ()
+) -> list[str]:
+    """Config keys (TrainConfig field order) whose values are not the same in all ``configs``."""
+    dicts = [c.to_dict() if isinstance(c, TrainConfig) else dict(c) for c in configs]
+    skip = set(ignore)
+    keys = [f.name for f in dataclasses.fields(TrainConfig)]
+    keys += sorted({k for d in dicts for k in d} - set(keys))
+    return [k for k in keys if k not in skip and len({repr(d.get(k)) for d in dicts}) > 1]
+
+
+SUMMARY_COLUMNS = (
+    "variant",
+    "runs",
+    "seeds",
+    "completed",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "best_val_accuracy",
+    "epoch_reaching_baseline_best",
+    "mean_epoch_seconds",
+    "images_per_second",
+    "config",
+)
+
+
+def variant_summary(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per variant (study order): runs, seeds, completed runs, test accuracy mean and
+    sample std (over runs that have one), best validation accuracy (mean over runs of each
+    run's best), the first epoch at which the variant's MEAN validation curve reached the best
+    of plain lenet's mean curve, mean seconds per epoch, median images/s over all epochs,
+    and ``config``: the values of the settings that differ between the given runs (besides
+    variant and seed), e.g. "epsilon=0.001" ("a|b" when they differ within the variant)."""
+    per_run = summary_table(list(results))
+    grouped = group_curves(list(results))
+    val = grouped[grouped["metric"] == "val_accuracy"]
+    base = val[val["variant"] == BASELINE]
+    target = base["mean"].max() if not base.empty else None
+    differing = config_differences([r["config"] for r in results], ignore=BY_DESIGN)
+    variants = list(dict.fromkeys(r["variant"] for r in results))
+    variants.sort(key=lambda v: VARIANT_NAMES.index(v) if v in VARIANT_NAMES else 99)
+    rows = []
+    for variant in variants:
+        mine = [r for r in results if r["variant"] == variant]
+        table = per_run[per_run["variant"] == variant]
+        tests = [r["test_accuracy"] for r in mine if r.get("test_accuracy") is not None]
+        curve = val[val["variant"] == variant].sort_values("epoch")["mean"].tolist()
+        seconds = [s for r in mine for s in r["history"]["seconds"] if s is not None]
+        speeds = [s for r in mine for s in r["history"]["images_per_second"] if s is not None]
+        rows.append(
+            {
+                "variant": variant,
+                "runs": len(mine),
+                "seeds": ", ".join(str(r.get("seed", r["config"].get("seed"))) for r in mine),
+                "completed": sum(r["status"] == "completed" for r in mine),
+                "test_accuracy_mean": statistics.fmean(tests) if tests else None,
+                "test_accuracy_std": statistics.stdev(tests) if len(tests) > 1 else None,
+                "best_val_accuracy": _mean(table["best_val_accuracy"]),
+                "epoch_reaching_baseline_best": (
+                    None
+                    if target is None or pd.isna(target)
+                    else first_epoch_reaching(curve, float(target))
+                ),
+                "mean_epoch_seconds": statistics.fmean(seconds) if seconds else None,
+                "images_per_second": statistics.median(speeds) if speeds else None,
+                "config": ", ".join(_values_text(k, mine) for k in differing),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def _values_text(key: str, results: Sequence[dict[str, Any]]) -> str:
+    values = list(dict.fromkeys(_show(r["config"].get(key)) for r in results))
+    return f"{key}={'|'.join(values)}"
+
+
+def _show(value: Any) -> str:
+    return "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    kept = [float(v) for v in values if v is not None and not pd.isna(v)]
+    return statistics.fmean(kept) if kept else None
+
+
+def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """``variant_summary`` for reading: test accuracy as 'mean ± std', rounded numbers."""
+
+    def fmt(value: Any, spec: str) -> str:
+        return "–" if value is None or pd.isna(value) else format(value, spec)
+
+    out = pd.DataFrame({"variant": summary["variant"], "runs": summary["runs"]})
+    out["seeds"] = summary["seeds"]
+    out["test accuracy"] = [
+        fmt(m, ".4f") + ("" if s is None or pd.isna(s) else f" ± {s:.4f}")
+        for m, s in zip(summary["test_accuracy_mean"], summary["test_accuracy_std"], strict=True)
+    ]
+    out["best val accuracy"] = [fmt(v, ".4f") for v in summary["best_val_accuracy"]]
+    out[f"epoch reaching {BASELINE}'s best"] = [
+        fmt(v, ".0f") for v in summary["epoch_reaching_baseline_best"]
+    ]
+    out["s / epoch"] = [fmt(v, ".1f") for v in summary["mean_epoch_seconds"]]
+    out["images/s"] = [fmt(v, ",.0f") for v in summary["images_per_second"]]
+    out["config differences"] = summary["config"]
+    return out

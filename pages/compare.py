@@ -1,0 +1,84 @@
+"""Compare: overlaid curves (mean ± std over seeds), per-variant small multiples and a summary
+table of the selected runs, with CSV/HTML downloads."""
+
+import streamlit as st
+
+from bn_core import dashboard as db
+from bn_core.charts import METRIC_TITLES
+from pages._ui import TRAIN_PAGE, get_store, png_config, use_navigation
+
+use_navigation()
+
+store = get_store()
+st.title("Compare")
+
+runs = store.list_runs()
+if not runs:
+    st.info("No runs in the store yet: start some on the Train page.", icon=":material/info:")
+    st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_circle:")
+    st.stop()
+
+candidates = [r for r in runs if r.status not in ("queued", "starting")]  # finished or running
+labels = {r.id: db.run_label(r) for r in candidates}
+options = sorted(labels, reverse=True)
+latest = store.latest_group()
+KEY = "compare-runs"
+if KEY in st.session_state:  # drop runs deleted since the last visit
+    st.session_state[KEY] = [i for i in st.session_state[KEY] if i in labels]
+    default = None
+else:
+    default = [r.id for r in candidates if r.group_id == latest]
+selected = st.multiselect(
+    "Runs", options, default=default, format_func=labels.get, key=KEY,
+    help="finished or running runs; by default every run of the latest group",
+)  # fmt: skip
+chosen = [r for r in candidates if r.id in set(selected)]
+if not chosen:
+    st.info("Select one or more runs (queued runs appear once they start).", icon=":material/info:")
+    st.stop()
+
+results = db.result_dicts(chosen, store.epoch_metrics([r.id for r in chosen]))
+curves = db.run_curves(results)
+if curves.empty:
+    st.info("None of the selected runs has finished an epoch yet.", icon=":material/hourglass:")
+    st.stop()
+grouped = db.group_curves(curves)
+
+st.subheader("Summary per variant")
+summary = db.variant_summary(results)
+differing = db.config_differences([r["config"] for r in results], ignore=db.BY_DESIGN)
+st.caption(
+    "Settings that differ between the selected runs: " + ", ".join(differing)
+    if differing
+    else "All selected runs share the same settings (apart from variant and seed)."
+)
+st.dataframe(db.summary_display(summary), hide_index=True, key="compare-summary")
+csv_left, csv_right, _ = st.columns([1, 1, 3])
+csv_left.download_button(
+    "Summary CSV", summary.to_csv(index=False), file_name="summary.csv", mime="text/csv",
+    key="download-summary", icon=":material/download:",
+)  # fmt: skip
+csv_right.download_button(
+    "Curves CSV", curves.to_csv(index=False), file_name="curves.csv", mime="text/csv",
+    key="download-curves", icon=":material/download:",
+)  # fmt: skip
+
+
+def chart(fig, name: str) -> None:
+    """A chart, its PNG camera button, and a standalone HTML download built on click."""
+    st.plotly_chart(fig, key=f"chart-{name}", config=png_config(name))
+    st.download_button(
+        "HTML", lambda: fig.to_html(include_plotlyjs=True), file_name=f"{name}.html",
+        mime="text/html", key=f"download-{name}", on_click="ignore", icon=":material/download:",
+    )  # fmt: skip
+
+
+st.subheader("Curves")
+st.caption("Mean over seeds with a ±1 standard deviation band where a variant has several seeds.")
+for pair in (db.COMPARE_METRICS[:2], db.COMPARE_METRICS[2:]):
+    for column, metric in zip(st.columns(2), pair, strict=True):
+        with column:
+            chart(db.band_figure(grouped, metric), metric)
+
+st.subheader(f"{METRIC_TITLES['val_accuracy']} per variant")
+chart(db.small_multiples(curves, "val_accuracy"), "val_accuracy_per_variant")

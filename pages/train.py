@@ -1,0 +1,146 @@
+"""Train: pick a dataset, variants and hyperparameters; Start queues one run per (variant, seed).
+
+Every default, limit and help text comes from TrainConfig's field metadata (field_spec).
+"""
+
+import streamlit as st
+
+from bn_core import dashboard as db
+from bn_core.config import ConfigError, field_spec
+from bn_core.variants import VARIANT_NAMES, VARIANTS
+from pages._ui import RUNS_PAGE, get_runner, use_navigation
+
+use_navigation()
+
+
+def choice(label: str, name: str, **kwargs):
+    """A selectbox over a field's choices, preselecting its default."""
+    spec = field_spec(name)
+    options = list(spec["choices"])
+    return st.selectbox(
+        label, options, index=options.index(spec["default"]), help=spec["help"], **kwargs
+    )
+
+
+def number(label: str, name: str, **kwargs):
+    """A number_input within a field's limits, starting at its default."""
+    spec = field_spec(name)
+    kwargs.setdefault("value", spec["default"])
+    return st.number_input(
+        label, min_value=spec["min"], max_value=spec["max"], help=spec["help"], **kwargs
+    )
+
+
+st.title("Train")
+st.caption(
+    "Queue LeNet-5 variants with the same settings. Runs train in background worker processes; "
+    "watch them on the Runs page and compare them on the Compare page."
+)
+
+left, right = st.columns(2, gap="large")
+with left:
+    st.subheader("Data and model")
+    dataset = choice("Dataset", "dataset", key="train-dataset")
+    kind, message = db.dataset_status(dataset)
+    message = f"**{dataset}**: {message}"
+    if kind == "local":
+        st.caption(f":material/check_circle: {message}")
+    elif kind == "download":
+        st.info(message, icon=":material/cloud_download:")
+    else:
+        st.warning(message, icon=":material/warning:")
+
+    variants = st.multiselect(
+        "Variants", VARIANT_NAMES, default=list(db.DEFAULT_VARIANTS), key="train-variants",
+        help=field_spec("variant")["help"],
+    )  # fmt: skip
+    for name in variants:
+        sites = ", ".join(VARIANTS[name].bn_sites) or "none"
+        st.caption(f"**{name}** (BN at {sites}): {VARIANTS[name].description}")
+    activation = choice("Activation", "activation", key="train-activation")
+
+    seeds_col, repeats_col = st.columns(2)
+    with seeds_col:
+        seed = number("Seed", "seed", step=1, key="train-seed")
+    with repeats_col:
+        repeats = st.number_input(
+            "Repeats (seeds per variant)", min_value=1, max_value=db.MAX_REPEATS, value=1,
+            step=1, key="train-repeats",
+            help="runs per variant, with seeds seed, seed+1, ... (for mean ± std on Compare)",
+        )  # fmt: skip
+
+with right:
+    st.subheader("Training")
+    spec = field_spec("epochs")
+    epochs = st.slider(
+        "Epochs", spec["min"], spec["max"], spec["default"], key="train-epochs", help=spec["help"]
+    )
+    spec = field_spec("batch_size")
+    batch_size = st.select_slider(
+        "Batch size", db.batch_size_choices(), value=spec["default"], key="train-batch-size",
+        help=spec["help"],
+    )  # fmt: skip
+    optimizer = choice("Optimizer", "optimizer", key="train-optimizer")
+    spec = field_spec("learning_rate")
+    learning_rate = st.select_slider(
+        "Learning rate", db.learning_rate_choices(), value=spec["default"],
+        format_func=lambda v: db.format_learning_rate(v, optimizer), key="train-learning-rate",
+        help=spec["help"],
+    )  # fmt: skip
+    spec = field_spec("epsilon")
+    epsilon = st.select_slider(
+        "BN epsilon", db.epsilon_choices(), value=spec["default"], format_func="{:.0e}".format,
+        key="train-epsilon", help=spec["help"],
+    )  # fmt: skip
+    spec = field_spec("window_size")
+    window_size = st.slider(
+        "BN inference window (batches)", spec["min"], spec["max"], spec["default"],
+        key="train-window-size", help=spec["help"],
+    )  # fmt: skip
+    val_size = number("Validation images", "val_size", step=1000, key="train-val-size")
+    quick_col, limit_col = st.columns(2, vertical_alignment="bottom")
+    with quick_col:
+        quick = st.checkbox(
+            "Quick mode", value=False, key="train-quick",
+            help="train on a subset of the training images (the test set stays complete)",
+        )  # fmt: skip
+    with limit_col:
+        train_limit = number(
+            "Training images (quick mode)", "train_limit", value=db.QUICK_TRAIN_LIMIT, step=1000,
+            disabled=not quick, key="train-train-limit",
+        )  # fmt: skip
+
+form = {
+    "dataset": dataset,
+    "epochs": epochs,
+    "batch_size": batch_size,
+    "optimizer": optimizer,
+    "learning_rate": learning_rate,
+    "epsilon": epsilon,
+    "window_size": window_size,
+    "activation": activation,
+    "val_size": val_size,
+    "train_limit": train_limit if quick else None,
+}
+seeds = db.seed_list(int(seed), int(repeats))
+
+st.divider()
+n_runs = len(variants) * len(seeds)
+st.write(
+    f"**{n_runs} run{'s' * (n_runs != 1)}**: {len(variants)} variant(s) × {len(seeds)} seed(s) "
+    f"({', '.join(map(str, seeds))})."
+)
+if st.button("Start", type="primary", icon=":material/play_arrow:", key="train-start"):
+    configs, errors = db.train_configs(form, variants, seeds)
+    for error in errors:
+        st.error(error, icon=":material/error:")
+    if not errors:
+        try:
+            ids = get_runner().submit(configs)
+        except ConfigError as e:  # configs were checked above; this is the last line of defence
+            st.error(str(e), icon=":material/error:")
+        else:
+            st.success(f"Queued {len(ids)} run(s): #{ids[0]}–#{ids[-1]}.", icon=":material/check:")
+            st.page_link(
+                RUNS_PAGE, label="Watch them on the Runs page", icon=":material/monitoring:"
+            )

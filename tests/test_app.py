@@ -1,0 +1,294 @@
+"""The Streamlit pages, driven headless with streamlit.testing.v1.AppTest.
+
+Every test gets a fresh run store in tmp_path and a JobRunner whose backend only records
+what it would start (its scheduler thread is never started), so nothing trains here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from bn_core.config import TrainConfig, field_spec
+from bn_core.jobs import JobRunner
+from bn_core.store import RunStore
+from pages import _ui
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGES = ("pages/train.py", "pages/runs.py", "pages/compare.py", "pages/about.py")
+
+
+class RecordingBackend:
+    """A Backend that starts nothing and remembers what it was asked to start."""
+
+    def __init__(self):
+        self.started: list[int] = []
+
+    def start(self, run_id, store):
+        self.started.append(run_id)
+        return 10**7 + run_id
+
+    def alive(self, pid):
+        return True
+
+    def terminate(self, pid):
+        pass
+
+    def kill(self, pid):
+        pass
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("BN_LAB_HOME", str(home))
+    st.cache_resource.clear()  # no runner cached by an earlier test (or a real one) leaks in
+    fake = JobRunner(RunStore(home), backend=RecordingBackend())  # never .start()ed
+    monkeypatch.setattr(_ui, "get_runner", lambda: fake)
+    yield fake
+    st.cache_resource.clear()
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    if page != PAGES[0]:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_store(runner, page):
+    at = open_page(page)
+    assert not at.error
+    if page in ("pages/runs.py", "pages/compare.py"):
+        assert "start" in at.info[0].value.lower()
+
+
+# ----------------------------------------------------------------------------- Train
+
+
+def test_train_widgets_start_at_trainconfig_defaults(runner):
+    at = open_page("pages/train.py")
+    names = ("dataset", "epochs", "window_size", "batch_size", "optimizer", "learning_rate",
+             "epsilon", "activation", "seed", "val_size")  # fmt: skip
+    d = {name: field_spec(name)["default"] for name in names}
+    assert at.selectbox(key="train-dataset").value == d["dataset"]
+    assert at.slider(key="train-epochs").value == d["epochs"] == 10
+    assert at.slider(key="train-window-size").value == d["window_size"] == 5
+    assert at.select_slider(key="train-batch-size").value == d["batch_size"] == 64
+    assert at.select_slider(key="train-epsilon").value == d["epsilon"] == 1e-8
+    assert at.select_slider(key="train-learning-rate").value is d["learning_rate"] is None
+    assert at.selectbox(key="train-optimizer").value == d["optimizer"]
+    assert at.selectbox(key="train-activation").value == d["activation"]
+    assert at.number_input(key="train-seed").value == d["seed"]
+    assert at.number_input(key="train-val-size").value == d["val_size"]
+    assert at.number_input(key="train-repeats").value == 1
+    assert at.checkbox(key="train-quick").value is False
+    assert at.number_input(key="train-train-limit").disabled
+    assert at.multiselect(key="train-variants").value == ["lenet", "lenet_fc_bn2"]
+    assert at.slider(key="train-epochs").max == field_spec("epochs")["max"]
+    assert "BN at every hidden layer" in " ".join(c.value for c in at.caption)
+
+
+def test_start_queues_one_run_per_variant_and_seed(runner):
+    at = open_page("pages/train.py")
+    at.multiselect(key="train-variants").set_value(["lenet", "lenet_bn1"])
+    at.number_input(key="train-repeats").set_value(2)
+    at.number_input(key="train-seed").set_value(7)
+    at.select_slider(key="train-epsilon").set_value(1e-3)
+    at.selectbox(key="train-dataset").set_value("fashion_mnist")
+    at.checkbox(key="train-quick").check().run()
+    at.button(key="train-start").click().run()
+    assert not at.exception and not at.error
+    runs = runner.store.list_runs()
+    assert sorted((r.variant, r.seed) for r in runs) == [
+        ("lenet", 7), ("lenet", 8), ("lenet_bn1", 7), ("lenet_bn1", 8)
+    ]  # fmt: skip
+    assert {r.status for r in runs} == {"queued"} and len({r.group_id for r in runs}) == 1
+    config = runs[0].config
+    assert (config.dataset, config.epsilon, config.data_dir) == ("fashion_mnist", 1e-3, None)
+    assert config.train_limit == 5000 and config.epochs == 10
+    assert "Queued 4 run(s)" in at.success[0].value
+    assert at.page_link[0].proto.page == "runs"
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda at: at.multiselect(key="train-variants").set_value([]), "at least one variant"),
+        (
+            lambda at: (
+                at.checkbox(key="train-quick").check().run(),
+                at.number_input(key="train-train-limit").set_value(32),
+            ),
+            "only 32 training images",
+        ),
+        (
+            lambda at: (
+                at.number_input(key="train-seed").set_value(2**31 - 1),
+                at.number_input(key="train-repeats").set_value(2),
+            ),
+            "seed must be between",
+        ),
+    ],
+)
+def test_bad_input_shows_an_error_and_queues_nothing(runner, setup, message):
+    at = open_page("pages/train.py")
+    setup(at)
+    at.button(key="train-start").click().run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert runner.store.list_runs() == [] and not at.success
+
+
+# ----------------------------------------------------------------------------- Runs
+
+
+def seed_runs(store: RunStore) -> dict[str, int]:
+    """A running run with metrics, a failed, a completed and a queued one."""
+    ids = {}
+    for name, variant in (("running", "lenet"), ("failed", "lenet_bn1"),
+                          ("completed", "lenet_fc_bn2"), ("queued", "lenet")):  # fmt: skip
+        ids[name] = store.create_run(TrainConfig(variant=variant, epochs=2), "g1")
+    for name in ("running", "failed", "completed"):
+        store.transition(ids[name], ("queued",), "running", started_at=1.0, pid=10**7)
+        store.update(ids[name], steps_per_epoch=100, total_steps=200)
+    for step in (32, 64, 96, 128):
+        store.add_batch(ids["running"], {"step": step, "epoch": 1 + step // 100,
+                                         "batch": step % 100 or 100, "epoch_progress": step / 100,
+                                         "loss": 2.0 / step, "accuracy": 0.5})  # fmt: skip
+    epoch = {"epoch": 1, "step": 100, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.6,
+             "val_accuracy": 0.75, "seconds": 2.0, "images_per_second": 3200.0}  # fmt: skip
+    store.add_epoch(ids["running"], epoch)
+    store.add_epoch(ids["completed"], epoch)
+    store.transition(ids["failed"], ("running",), "failed", error="dataset exploded on disk")
+    store.transition(ids["completed"], ("running",), "completed", test_accuracy=0.9,
+                     test_loss=0.3)  # fmt: skip
+    return ids
+
+
+def test_runs_page_shows_progress_errors_and_charts(runner):
+    ids = seed_runs(runner.store)
+    at = open_page("pages/runs.py")
+    texts = [p.proto.text for p in at.get("progress")]
+    assert len(texts) == 4
+    assert any("epoch 2/2 · batch 28/100 · 3,200 img/s" in t for t in texts), texts
+    assert "queued" in texts
+    assert any("dataset exploded on disk" in e.value for e in at.error)
+    assert len(at.get("plotly_chart")) == 2 * 2  # running and completed runs: loss + accuracy
+    keys = {b.key for b in at.button}
+    assert {f"cancel-{ids['running']}", f"cancel-{ids['queued']}"} <= keys
+    assert {f"delete-{ids['failed']}", f"delete-{ids['completed']}"} <= keys
+
+
+def test_runs_page_cancel_and_delete(runner):
+    ids = seed_runs(runner.store)
+    at = open_page("pages/runs.py")
+    at.button(key=f"cancel-{ids['running']}").click().run()
+    assert runner.store.get(ids["running"]).cancel_requested
+    at.button(key=f"cancel-{ids['queued']}").click().run()
+    assert runner.store.get(ids["queued"]).status == "cancelled"
+    at.button(key=f"delete-{ids['completed']}").click().run()
+    assert runner.store.get(ids["completed"]) is None
+    assert not at.exception
+    assert f"delete-{ids['completed']}" not in {b.key for b in at.button}
+    assert runner.backend.started == []  # nothing was ever launched
+
+
+# ----------------------------------------------------------------------------- Compare
+
+
+def seed_group(store: RunStore, group="study", epochs=3):
+    for variant, base in (("lenet", 0.80), ("lenet_fc_bn2", 0.86)):
+        for seed in (0, 1):
+            rid = store.create_run(TrainConfig(variant=variant, seed=seed, epochs=epochs), group)
+            store.transition(rid, ("queued",), "running", started_at=1.0)
+            for e in range(1, epochs + 1):
+                acc = base + 0.03 * e + 0.01 * seed
+                store.add_epoch(rid, {"epoch": e, "step": 100 * e, "loss": 1 / e, "accuracy": acc,
+                                      "val_loss": 1.1 / e, "val_accuracy": acc - 0.01,
+                                      "seconds": 2.0, "images_per_second": 3000.0})  # fmt: skip
+            store.transition(rid, ("running",), "completed", test_accuracy=base + 0.1 + 0.01 * seed,
+                             test_loss=0.3)  # fmt: skip
+
+
+def test_compare_page_summarises_two_variants_by_two_seeds(runner):
+    seed_group(runner.store, "old", epochs=1)
+    seed_group(runner.store, "study")
+    at = open_page("pages/compare.py")
+    selected = at.multiselect(key="compare-runs").value
+    assert len(selected) == 4  # the latest group only
+    table = at.dataframe[0].value
+    assert list(table["variant"]) == ["lenet", "lenet_fc_bn2"]
+    assert list(table["runs"]) == [2, 2]
+    assert table["test accuracy"][0] == "0.9050 ± 0.0071"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 5  # four metrics + small multiples
+    figure = json.loads(charts[0].proto.spec)
+    names = [t.get("name") for t in figure["data"]]
+    assert "lenet (mean ± std, 2 seeds)" in names
+    assert json.loads(charts[0].proto.config)["toImageButtonOptions"]["format"] == "png"
+    downloads = {b.key for b in at.get("download_button")}
+    assert {"download-summary", "download-curves", "download-val_accuracy"} <= downloads
+
+
+def test_compare_page_after_deleting_a_selected_run(runner):
+    seed_group(runner.store)
+    at = open_page("pages/compare.py")
+    first = at.multiselect(key="compare-runs").value[0]
+    runner.store.delete(first)
+    at.run()
+    assert not at.exception
+    assert first not in at.multiselect(key="compare-runs").value
+
+
+# ----------------------------------------------------------------------------- About
+
+
+def test_about_page_shows_the_formulas_and_variants(runner):
+    at = open_page("pages/about.py")
+    latex = " ".join(x.value for x in at.latex)
+    assert r"\frac{m}{m-1}" in latex and r"\mu_\mathcal{B}" in latex
+    assert len(at.dataframe[0].value) == 6
+
+
+# ----------------------------------------------------------------------------- no TensorFlow
+
+
+def test_the_ui_process_never_imports_tensorflow(tmp_path):
+    """Every page runs (real cached runner, a store with finished runs) in a fresh interpreter;
+    neither TensorFlow nor Keras ends up in sys.modules."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        from bn_core.store import RunStore
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        from test_app import seed_group
+        seed_group(RunStore())  # finished runs only: the real runner must not start anything
+        at = AppTest.from_file({APP!r}, default_timeout=60).run()
+        for page in {list(PAGES[1:])!r}:
+            at.switch_page(page).run()
+            assert not at.exception, (page, [e.value for e in at.exception])
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        print("LOADED", loaded)
+        sys.exit(1 if loaded else 0)
+        """
+    )
+    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "LOADED []" in done.stdout

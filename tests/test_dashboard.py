@@ -1,0 +1,306 @@
+"""Unit tests of bn_core.dashboard: the pages' data shaping, with hand-computed values.
+
+No Streamlit and no TensorFlow: the file runs in about a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pandas as pd
+import pytest
+
+from bn_core import dashboard as db
+from bn_core.config import TrainConfig, field_spec
+from bn_core.data import DatasetError
+from bn_core.store import RunRecord
+
+
+def record(run_id=1, status="running", group="g1", **config) -> RunRecord:
+    cfg = TrainConfig(**config)
+    return RunRecord(
+        id=run_id, group_id=group, variant=cfg.variant, seed=cfg.seed, config=cfg, status=status,
+        created_at=0.0, started_at=0.0, finished_at=None, heartbeat=None, pid=None,
+        cancel_requested=False, error=None, data_source=None, steps_per_epoch=100,
+        total_steps=100 * cfg.epochs, test_loss=None, test_accuracy=None,
+    )  # fmt: skip
+
+
+def result(variant, seed, val_acc, test_acc=None, run_id=None, status="completed", **config):
+    n = len(val_acc)
+    return {
+        "run_id": run_id,
+        "variant": variant,
+        "seed": seed,
+        "status": status,
+        "test_accuracy": test_acc,
+        "test_loss": None,
+        "history": {
+            "loss": [1.0 / (i + 1) for i in range(n)],
+            "accuracy": [0.5] * n,
+            "val_loss": [2.0] * n,
+            "val_accuracy": list(val_acc),
+            "seconds": [2.0] * n,
+            "images_per_second": [1000.0] * n,
+        },
+        "config": TrainConfig(variant=variant, seed=seed, **config).to_dict(),
+    }
+
+
+# ----------------------------------------------------------------------------- form choices
+
+
+def test_batch_sizes_are_the_powers_of_two_within_the_limits():
+    assert db.batch_size_choices() == [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+    assert field_spec("batch_size")["default"] in db.batch_size_choices()
+
+
+def test_learning_rates_start_with_the_optimizer_default_then_a_log_scale():
+    choices = db.learning_rate_choices()
+    assert choices[0] is None and field_spec("learning_rate")["default"] is None
+    rates = choices[1:]
+    assert rates == sorted(rates) and rates[0] == 1e-4 and rates[-1] == 1e-1
+    assert 5e-3 in rates and 3e-2 in rates and 1e-3 in rates  # 1e-3 x5 and x30
+    assert db.format_learning_rate(None, "sgd") == "default (0.01)"
+    assert db.format_learning_rate(3e-2) == "0.03"
+
+
+def test_epsilons_are_the_decades_within_the_limits():
+    assert db.epsilon_choices() == [float(f"1e{e}") for e in range(-12, 0)]
+    assert 1e-8 in db.epsilon_choices() and len(db.epsilon_choices()) == 12
+
+
+def test_seed_list():
+    assert db.seed_list(7, 3) == [7, 8, 9]
+    assert db.seed_list(0, 1) == [0]
+
+
+def test_dataset_status(monkeypatch, tmp_path):
+    monkeypatch.setattr(db, "locate", lambda d: "/data/mnist.npz")
+    assert db.dataset_status("mnist") == ("local", "available locally at /data/mnist.npz")
+    monkeypatch.setattr(db, "locate", lambda d: None)
+    kind, text = db.dataset_status("mnist")
+    assert kind == "download" and "~11 MB" in text and "BN_DATA_DIR" in text
+
+    def broken(d):
+        raise DatasetError("BN_DATA_DIR /nope does not exist")
+
+    monkeypatch.setattr(db, "locate", broken)
+    assert db.dataset_status("mnist") == ("error", "BN_DATA_DIR /nope does not exist")
+
+
+# ----------------------------------------------------------------------------- train_configs
+
+FORM = {k: field_spec(k)["default"] for k in db.FORM_FIELDS}
+
+
+def test_train_configs_one_per_variant_and_seed():
+    configs, errors = db.train_configs(FORM, ["lenet", "lenet_bn1"], [3, 4])
+    assert errors == []
+    assert [(c.variant, c.seed) for c in configs] == [
+        ("lenet", 3), ("lenet", 4), ("lenet_bn1", 3), ("lenet_bn1", 4)
+    ]  # fmt: skip
+    assert all(c.data_dir is None and c.epochs == 10 for c in configs)
+
+
+@pytest.mark.parametrize(
+    "changes, variants, seeds, message",
+    [
+        ({}, [], [0], "at least one variant"),
+        ({"epochs": 0}, ["lenet"], [0], "epochs must be between 1 and 200"),
+        ({}, ["lenet"], [2**31 - 1, 2**31], "seed must be between"),
+        ({"train_limit": 32, "batch_size": 64}, ["lenet"], [0], "only 32 training images"),
+        ({"val_size": 59000, "batch_size": 4096}, ["lenet"], [0], "only 1000 training images"),
+        ({"data_dir": "/etc"}, ["lenet"], [0], "unknown settings: data_dir"),
+    ],
+)
+def test_train_configs_refuses_bad_input(changes, variants, seeds, message):
+    configs, errors = db.train_configs({**FORM, **changes}, variants, seeds)
+    assert configs == []
+    assert any(message in e for e in errors), errors
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def test_run_label_and_grouping():
+    runs = [record(1, group="a"), record(2, group="b"), record(3, group="a", variant="lenet_bn1")]
+    assert db.run_label(runs[2]) == "#3 lenet_bn1 seed 0 (running)"
+    groups = db.group_runs(runs)
+    assert [(g, [r.id for r in rs]) for g, rs in groups] == [("a", [1, 3]), ("b", [2])]
+    rows = [{"run_id": 2, "x": 1}, {"run_id": 1, "x": 2}, {"run_id": 2, "x": 3}]
+    assert db.rows_by_run(rows) == {2: [{"run_id": 2, "x": 1}, {"run_id": 2, "x": 3}],
+                                    1: [{"run_id": 1, "x": 2}]}  # fmt: skip
+
+
+def test_format_duration():
+    assert db.format_duration(42.4) == "42 s"
+    assert db.format_duration(185) == "3 min 05 s"
+    assert db.format_duration(3720) == "1 h 02 min"
+    assert db.format_duration(None) == "?"
+
+
+def batch(step, t, epoch=1):
+    return {"step": step, "epoch": epoch, "batch": step - 100 * (epoch - 1),
+            "epoch_progress": step / 100, "loss": 1.0, "accuracy": 0.5, "t": t}  # fmt: skip
+
+
+def test_progress_eta_from_batch_timestamps():
+    # 2 epochs x 100 steps, batch 64. Steps 32 -> 96 in 16 s: 4 steps/s = 256 images/s.
+    run = record(status="running", epochs=2, batch_size=64)
+    info = db.progress_info(run, [batch(32, 100.0), batch(64, 108.0), batch(96, 116.0)], [])
+    assert info["fraction"] == pytest.approx(96 / 200)
+    assert info["eta_seconds"] == pytest.approx((200 - 96) / 4)  # 26 s
+    assert info["images_per_second"] == pytest.approx(256)
+    assert info["text"] == "epoch 1/2 · batch 96/100 · 256 img/s · ETA 26 s"
+
+
+def test_progress_prefers_the_last_epoch_throughput():
+    run = record(status="running", epochs=2)
+    epochs = [{"epoch": 1, "step": 100, "images_per_second": 5000.0}]
+    info = db.progress_info(run, [batch(32, 0.0), batch(128, 12.0, epoch=2)], epochs)
+    assert info["images_per_second"] == 5000.0
+    assert info["eta_seconds"] == pytest.approx(72 / 8)  # 96 steps in 12 s: 8 steps/s
+
+
+def test_progress_text_never_shows_a_batch_beyond_the_epoch():
+    # 31 steps per epoch, but the last event of a 32-step chunk reports batch 32
+    run = dataclasses.replace(record(status="running", epochs=1), steps_per_epoch=31,
+                              total_steps=31)  # fmt: skip
+    info = db.progress_info(run, [batch(32, 1.0)], [])
+    assert info["text"].startswith("epoch 1/1 · batch 31/31") and info["fraction"] == 1.0
+    # 46 steps per epoch, events at chunk ends: (epoch 1, batch 32), (1, 64 -> 46), (2, 32)
+    run = dataclasses.replace(record(status="running", epochs=3), steps_per_epoch=46,
+                              total_steps=138)  # fmt: skip
+    rows = [
+        {**batch(32, 0.0), "batch": 32, "epoch_progress": 32 / 46},
+        {**batch(64, 5.0), "batch": 64, "epoch_progress": 64 / 46},
+        {**batch(78, 10.0, epoch=2), "batch": 32, "epoch_progress": 1 + 32 / 46},
+    ]
+    info = db.progress_info(run, rows, [])
+    assert info["fraction"] == pytest.approx(78 / 138)
+    assert info["eta_seconds"] == pytest.approx((138 - 78) / (46 / 10))
+    fig = db.live_figure(rows, [], "loss")
+    assert list(fig.data[0].x) == pytest.approx([32 / 46, 1.0, 1 + 32 / 46])
+
+
+def test_progress_of_queued_and_finished_runs():
+    queued = db.progress_info(record(status="queued"), [], [])
+    assert queued == {"fraction": 0.0, "text": "queued", "eta_seconds": None,
+                      "images_per_second": None}  # fmt: skip
+    done = record(status="completed", epochs=1)
+    info = db.progress_info(done, [batch(96, 1.0)], [{"epoch": 1, "step": 96,
+                                                       "images_per_second": 900.0}])  # fmt: skip
+    assert info["fraction"] == 1.0 and info["eta_seconds"] is None
+    assert info["text"].startswith("completed after 1/1 epochs")
+    failed = db.progress_info(record(status="failed", epochs=4), [batch(50, 1.0)], [])
+    assert failed["fraction"] == pytest.approx(50 / 400) and "failed after 0/4" in failed["text"]
+
+
+def test_live_figure_has_batch_line_and_epoch_markers():
+    batches = [batch(50, 0.0), batch(100, 1.0)]
+    epochs = [{"epoch": 1, "loss": 0.9, "accuracy": 0.6, "val_loss": 0.8, "val_accuracy": 0.7}]
+    fig = db.live_figure(batches, epochs, "accuracy")
+    names = [t.name for t in fig.data]
+    assert names == ["train (batches)", "train (epoch)", "validation"]
+    assert list(fig.data[0].x) == [0.5, 1.0] and fig.data[0].mode == "lines+markers"
+    assert list(fig.data[2].x) == [1] and list(fig.data[2].y) == [0.7]
+    assert fig.data[2].mode == "markers"
+    assert len(db.live_figure([], [], "loss").data) == 0
+
+
+# ----------------------------------------------------------------------------- compare
+
+
+def test_group_curves_mean_and_sample_std():
+    results = [
+        result("lenet", 0, [0.80, 0.90]),
+        result("lenet", 1, [0.90, 0.94]),
+        result("lenet_bn1", 0, [0.95]),
+    ]
+    g = db.group_curves(results)
+    lenet = g[(g["variant"] == "lenet") & (g["metric"] == "val_accuracy")]
+    assert list(lenet["epoch"]) == [1, 2]
+    assert list(lenet["mean"]) == pytest.approx([0.85, 0.92])
+    assert list(lenet["std"]) == pytest.approx([math.sqrt(0.005), math.sqrt(0.0008)])
+    assert list(lenet["n"]) == [2, 2]
+    bn = g[(g["variant"] == "lenet_bn1") & (g["metric"] == "val_accuracy")]
+    assert bn["mean"].tolist() == [0.95] and bn["std"].isna().all() and bn["n"].tolist() == [1]
+    assert db.group_curves([]).empty
+
+
+def test_band_figure_draws_a_band_only_for_several_seeds():
+    results = [result("lenet", 0, [0.8, 0.9]), result("lenet", 1, [0.9, 0.94]),
+               result("lenet_bn1", 0, [0.95, 0.96])]  # fmt: skip
+    fig = db.band_figure(db.group_curves(results), "val_accuracy")
+    names = [t.name for t in fig.data]
+    assert names == ["lenet -1 std", "lenet +1 std", "lenet (mean ± std, 2 seeds)", "lenet_bn1"]
+    assert list(fig.data[1].y) == pytest.approx([0.85 + math.sqrt(0.005), 0.92 + math.sqrt(8e-4)])
+    assert fig.data[1].fill == "tonexty"
+
+
+def test_small_multiples_one_panel_per_variant():
+    results = [result("lenet", 0, [0.8, 0.9], run_id=1), result("lenet", 1, [0.9, 0.94], run_id=2),
+               result("lenet_bn1", 0, [0.95, 0.96], run_id=3)]  # fmt: skip
+    fig = db.small_multiples(db.run_curves(results))
+    assert [a.text for a in fig.layout.annotations] == ["lenet", "lenet_bn1"]
+    # lenet: two seeds and a mean; lenet_bn1: one seed, no mean line
+    assert [t.xaxis for t in fig.data] == ["x", "x", "x", "x2"]
+    assert list(fig.data[2].y) == pytest.approx([0.85, 0.92])
+
+
+def test_config_differences():
+    a = TrainConfig(variant="lenet", seed=0)
+    b = TrainConfig(variant="lenet_bn1", seed=1, epsilon=1e-3)
+    c = TrainConfig(variant="lenet", seed=0, batch_size=128, epsilon=1e-3)
+    assert db.config_differences([a, b, c]) == ["variant", "batch_size", "epsilon", "seed"]
+    assert db.config_differences([a, b, c], ignore=db.BY_DESIGN) == ["batch_size", "epsilon"]
+    assert db.config_differences([a.to_dict(), a.to_dict()]) == []
+    assert db.config_differences([]) == []
+
+
+def test_variant_summary_aggregates_seeds():
+    results = [
+        result("lenet_bn1", 0, [0.90, 0.95], test_acc=0.94, epsilon=1e-3),
+        result("lenet", 0, [0.80, 0.90], test_acc=0.88),
+        result("lenet", 1, [0.90, 0.94], test_acc=0.92),
+        result("lenet_bn1", 1, [0.93, 0.96], test_acc=0.96, epsilon=1e-3),
+    ]
+    s = db.variant_summary(results).set_index("variant")
+    assert list(s.index) == ["lenet", "lenet_bn1"]  # study order
+    assert s.loc["lenet", "runs"] == 2 and s.loc["lenet", "seeds"] == "0, 1"
+    assert s.loc["lenet", "test_accuracy_mean"] == pytest.approx(0.90)
+    assert s.loc["lenet", "test_accuracy_std"] == pytest.approx(math.sqrt(0.0008))
+    assert s.loc["lenet", "best_val_accuracy"] == pytest.approx((0.90 + 0.94) / 2)
+    # lenet's mean curve: 0.85, 0.92 (best 0.92); lenet_bn1's: 0.915, 0.955 -> epoch 2
+    assert s.loc["lenet", "epoch_reaching_baseline_best"] == 2
+    assert s.loc["lenet_bn1", "epoch_reaching_baseline_best"] == 2
+    assert s.loc["lenet", "mean_epoch_seconds"] == 2.0
+    assert s.loc["lenet", "images_per_second"] == 1000.0
+    assert s.loc["lenet", "config"] == "epsilon=1e-08"
+    assert s.loc["lenet_bn1", "config"] == "epsilon=0.001"
+    shown = db.summary_display(db.variant_summary(results))
+    assert shown.loc[0, "test accuracy"] == f"0.9000 ± {math.sqrt(0.0008):.4f}"
+
+
+def test_variant_summary_without_baseline_or_test_accuracy():
+    s = db.variant_summary([result("lenet_bn1", 0, [0.5], status="running")])
+    assert s.loc[0, "completed"] == 0
+    assert pd.isna(s.loc[0, "test_accuracy_mean"]) and pd.isna(s.loc[0, "test_accuracy_std"])
+    assert pd.isna(s.loc[0, "epoch_reaching_baseline_best"]) and s.loc[0, "config"] == ""
+    assert db.summary_display(s).loc[0, "test accuracy"] == "–"
+
+
+def test_result_dicts_from_one_epoch_query():
+    runs = [record(1, status="completed"), record(2, variant="lenet_bn1", seed=3)]
+    rows = [
+        {"run_id": 1, "epoch": 1, "step": 100, "loss": 1.0, "accuracy": 0.5, "val_loss": 0.9,
+         "val_accuracy": 0.6, "seconds": 3.0, "images_per_second": 2000.0, "t": 0.0},
+    ]  # fmt: skip
+    out = db.result_dicts(runs, rows)
+    pairs = [(r["run_id"], r["variant"], r["seed"]) for r in out]
+    assert pairs == [(1, "lenet", 0), (2, "lenet_bn1", 3)]
+    assert out[0]["history"]["val_accuracy"] == [0.6] and out[1]["history"]["loss"] == []
+    curves = db.run_curves(out)
+    assert curves[["run_id", "epoch", "val_accuracy"]].values.tolist() == [[1, 1, 0.6]]

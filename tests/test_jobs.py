@@ -1,0 +1,630 @@
+"""Tests for bn_core.jobs: the queue, real worker processes, cancellation and dead-run detection.
+
+Most tests start real ``python -m bn_core.worker`` processes on a tiny synthetic MNIST file
+(a worker needs several seconds to import TensorFlow and compile). Tests that need a worker
+that misbehaves (ignores SIGTERM, hangs) use plain sleeping processes instead. Every process
+a test starts is SIGKILLed at teardown, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from bn_core import jobs
+from bn_core.config import ConfigError, TrainConfig
+from bn_core.jobs import JobRunner, LocalProcessBackend, default_concurrency
+from bn_core.store import RunStore
+from bn_core.worker import run_worker
+
+DEADLINE = 120.0  # seconds; generous, the machine is shared and small
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    what: str,
+    *,
+    timeout: float = DEADLINE,
+    interval: float = 0.1,
+    describe: Callable[[], str] | None = None,
+    tick: Callable[[], None] | None = None,
+) -> Any:
+    """Poll until ``predicate()`` is truthy and return it; fail with context at the deadline."""
+    end = time.monotonic() + timeout
+    while True:
+        if tick is not None:
+            tick()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            detail = describe() if describe else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{detail}")
+        time.sleep(interval)
+
+
+def log_tail(store: RunStore, run_id: int, lines: int = 30) -> str:
+    path = store.home / "logs" / f"run-{run_id}.log"
+    if not path.exists():
+        return f"(no log {path})"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def describer(store: RunStore, run_id: int) -> Callable[[], str]:
+    def describe() -> str:
+        run = store.get(run_id)
+        n = len(store.batch_metrics([run_id]))
+        return f"run {run_id}: {run}\nbatch rows: {n}\nworker log:\n{log_tail(store, run_id)}"
+
+    return describe
+
+
+def wait_finished(store: RunStore, run_id: int, what: str, **kwargs):
+    """Wait until the run has left the active statuses; return its record."""
+
+    def finished():
+        run = store.get(run_id)
+        return run if run is not None and not run.active else None
+
+    kwargs.setdefault("describe", describer(store, run_id))
+    return wait_for(finished, what, **kwargs)
+
+
+def is_gone(pid: int) -> bool:
+    """The process has exited (a zombie awaiting its parent's wait counts as gone)."""
+    return not jobs._pid_alive(pid)
+
+
+def batch_event(step: int, steps_per_epoch: int = 2) -> dict:
+    epoch, index = divmod(step - 1, steps_per_epoch)
+    return {
+        "step": step,
+        "epoch": epoch + 1,
+        "batch": index + 1,
+        "loss": 2.0,
+        "accuracy": 0.1,
+        "epoch_progress": epoch + (index + 1) / steps_per_epoch,
+    }
+
+
+def epoch_event(epoch: int, steps_per_epoch: int = 2) -> dict:
+    return {
+        "epoch": epoch,
+        "step": epoch * steps_per_epoch,
+        "loss": 2.0,
+        "accuracy": 0.1,
+        "val_loss": 2.1,
+        "val_accuracy": 0.1,
+        "seconds": 1.0,
+        "images_per_second": 64.0,
+    }
+
+
+def write_mnist(folder: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
+    """A Keras-format mnist.npz of random images (learning is not what these tests check)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        folder / "mnist.npz",
+        x_train=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        y_train=rng.integers(0, 10, n_train, dtype=np.uint8),
+        x_test=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        y_test=rng.integers(0, 10, n_test, dtype=np.uint8),
+    )
+    return folder
+
+
+def quick_config(data_dir: Path, **changes) -> TrainConfig:
+    """A run that finishes a few seconds after its worker has started."""
+    return TrainConfig(
+        data_dir=str(data_dir), val_size=100, epochs=1, batch_size=32, train_limit=64, **changes
+    )
+
+
+def long_config(data_dir: Path, **changes) -> TrainConfig:
+    """A run far longer than any test waits for: it is always stopped by the test."""
+    return TrainConfig(
+        data_dir=str(data_dir), val_size=100, epochs=200, batch_size=32, train_limit=480, **changes
+    )
+
+
+class SleeperBackend:
+    """A backend whose "workers" are sleeping processes that never touch the store: the test
+    plays the worker's part (status, heartbeats, metrics) itself. ``ignore_sigterm`` makes them
+    deaf to SIGTERM, like a worker stuck in native code."""
+
+    def __init__(self, ignore_sigterm: bool = False):
+        self.ignore_sigterm = ignore_sigterm
+        self.procs: dict[int, subprocess.Popen] = {}
+        self.started: list[int] = []  # run ids, in start order
+        self.signals: list[tuple[float, int, int]] = []  # (time, pid, signal)
+
+    def start(self, run_id: int, store: RunStore) -> int:
+        code = "import signal, time\n"
+        if self.ignore_sigterm:
+            code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        code += "print('ready', flush=True)\ntime.sleep(600)\n"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.procs[proc.pid] = proc
+        assert proc.stdout.readline().strip() == "ready"  # the SIGTERM handler is in place
+        self.started.append(run_id)
+        return proc.pid
+
+    def alive(self, pid: int) -> bool:
+        proc = self.procs.get(pid)
+        return proc is not None and proc.poll() is None
+
+    def terminate(self, pid: int) -> None:
+        self.signals.append((time.time(), pid, signal.SIGTERM))
+        os.kill(pid, signal.SIGTERM)
+
+    def kill(self, pid: int) -> None:
+        self.signals.append((time.time(), pid, signal.SIGKILL))
+        os.kill(pid, signal.SIGKILL)
+
+
+class Reaper:
+    """Remembers runners, backends and processes; kills and reaps all of them at teardown."""
+
+    def __init__(self, store: RunStore):
+        self.store = store
+        self.runners: list[JobRunner] = []
+        self.popens: list[subprocess.Popen] = []
+
+    def runner(self, backend=None, **kwargs) -> JobRunner:
+        kwargs.setdefault("poll_interval", 0.2)
+        runner = JobRunner(self.store, backend, **kwargs)
+        self.runners.append(runner)
+        return runner
+
+    def popen(self, args: list[str]) -> subprocess.Popen:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.popens.append(proc)
+        return proc
+
+    def cleanup(self) -> None:
+        for runner in self.runners:
+            runner.stop()
+        children = list(self.popens)
+        for runner in self.runners:
+            children += list(getattr(runner.backend, "_children", {}).values())
+            children += list(getattr(runner.backend, "procs", {}).values())
+        ours = {p.pid for p in children}
+        for run in self.store.list_runs():
+            # Only pids that are ours: a child we know, or a worker of this very store.
+            if run.pid and (run.pid in ours or self._is_worker_of_store(run.pid)):
+                try:
+                    os.kill(run.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for proc in children:
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _is_worker_of_store(self, pid: int) -> bool:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        home = f"BN_LAB_HOME={self.store.home.resolve()}".encode()
+        return b"bn_core.worker" in cmdline and home in environ
+
+
+@pytest.fixture
+def store(tmp_path) -> RunStore:
+    return RunStore(tmp_path / "home")
+
+
+@pytest.fixture
+def reaper(store):
+    reaper = Reaper(store)
+    yield reaper
+    reaper.cleanup()
+
+
+@pytest.fixture
+def mnist_dir(tmp_path) -> Path:
+    return write_mnist(tmp_path / "data")
+
+
+# -- the queue ----------------------------------------------------------------------------------
+
+
+def test_queue_order_and_concurrency_limit(store, reaper, mnist_dir):
+    runner = reaper.runner(max_concurrent=1)
+    ids = runner.submit([quick_config(mnist_dir, seed=s) for s in (1, 2, 3)], group_id="trio")
+    assert ids == sorted(ids) and len(ids) == 3
+    assert [r.status for r in store.list_runs()] == ["queued"] * 3
+    assert {r.group_id for r in store.list_runs()} == {"trio"}
+
+    runner.start()
+    snapshots: list[dict[int, str]] = []
+
+    def all_done() -> bool:
+        snapshot = {r.id: r.status for r in store.list_runs()}
+        snapshots.append(snapshot)
+        return not any(s in ("queued", "starting", "running") for s in snapshot.values())
+
+    wait_for(
+        all_done,
+        "three quick runs to finish",
+        timeout=3 * DEADLINE,
+        interval=0.05,
+        describe=lambda: "\n".join(describer(store, i)() for i in ids),
+    )
+
+    busy = [sum(s in ("starting", "running") for s in snap.values()) for snap in snapshots]
+    assert max(busy) <= 1, f"more than one run active at once: {snapshots[busy.index(max(busy))]}"
+    assert max(busy) == 1  # the observer did see runs in progress
+
+    runs = [store.get(i) for i in ids]
+    for run in runs:
+        assert run.status == "completed", describer(store, run.id)()
+        assert run.error is None and run.test_accuracy is not None
+        assert run.steps_per_epoch == 2 and run.total_steps == 2
+        assert run.data_source and "mnist.npz" in run.data_source
+        epochs = store.epoch_metrics([run.id])
+        assert [e["epoch"] for e in epochs] == [1]
+        assert epochs[0]["val_accuracy"] is not None
+        assert len(store.batch_metrics([run.id])) >= 1
+    # Started in queue order, each only after the previous one had finished.
+    started = [r.started_at for r in runs]
+    assert started == sorted(started) and len(set(started)) == 3
+    for before, after in zip(runs, runs[1:], strict=False):
+        assert before.finished_at <= after.started_at
+    assert len({r.pid for r in runs}) == 3
+    # Queue order as observed: a later run is never active while an earlier one is queued.
+    for snap in snapshots:
+        for a, b in zip(ids, ids[1:], strict=False):
+            assert not (snap[a] == "queued" and snap[b] != "queued"), snap
+
+
+def test_submit_validates_every_config_first(store, reaper, mnist_dir):
+    backend = SleeperBackend()
+    runner = reaper.runner(backend)
+    good = quick_config(mnist_dir)
+    with pytest.raises(ConfigError, match="epochs"):
+        runner.submit([good, TrainConfig(data_dir=str(mnist_dir), epochs=0), good])
+    assert store.list_runs() == []
+    runner.tick()
+    assert backend.started == []
+    # The same list without the bad config is queued whole, in one group.
+    ids = runner.submit([good, good])
+    runs = store.list_runs()
+    assert [r.id for r in runs] == ids and len({r.group_id for r in runs}) == 1
+
+
+def test_default_concurrency_honours_env(store, monkeypatch):
+    monkeypatch.setattr(jobs.os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("BN_LAB_MAX_CONCURRENT", "3")
+    assert default_concurrency() == 3
+    assert JobRunner(store).max_concurrent == 3
+    assert JobRunner(store, max_concurrent=2).max_concurrent == 2  # an explicit limit wins
+    monkeypatch.setenv("BN_LAB_MAX_CONCURRENT", "1")
+    assert default_concurrency() == 1
+    for ignored in ("0", "-2", "two", "", " "):
+        monkeypatch.setenv("BN_LAB_MAX_CONCURRENT", ignored)
+        assert default_concurrency() == 4, ignored  # falls back to cores // 2
+    monkeypatch.delenv("BN_LAB_MAX_CONCURRENT")
+    assert default_concurrency() == 4
+    for cores, expected in ((2, 1), (1, 1), (None, 1), (16, 8)):
+        monkeypatch.setattr(jobs.os, "cpu_count", lambda cores=cores: cores)
+        assert default_concurrency() == expected, cores
+
+
+def test_default_concurrency_ignores_unicode_digits(monkeypatch):
+    monkeypatch.setattr(jobs.os, "cpu_count", lambda: 8)
+    monkeypatch.setenv("BN_LAB_MAX_CONCURRENT", "\u00b2")  # superscript two: isdigit() is True
+    assert default_concurrency() == 4
+
+
+class _CountThenClaimStore(RunStore):
+    """A store whose queued-run listing waits for the other runner's, so both runners count the
+    active runs before either claims one: the interleaving two schedulers can hit for real."""
+
+    barrier = None
+
+    def list_runs(self, statuses=None, group_id=None):
+        if statuses == ("queued",) and self.barrier is not None:
+            self.barrier.wait(timeout=30)
+        return super().list_runs(statuses, group_id)
+
+
+def test_two_runners_on_one_store_respect_the_limit(store, reaper, mnist_dir):
+    ids = JobRunner(store).submit([quick_config(mnist_dir)] * 3)
+    barrier = threading.Barrier(2)
+    backends = [SleeperBackend(), SleeperBackend()]
+    runners = []
+    for backend in backends:
+        view = _CountThenClaimStore(store.home)
+        view.barrier = barrier
+        runners.append(reaper.runner(backend, max_concurrent=1))
+        runners[-1].store = view
+    threads = [threading.Thread(target=r.tick) for r in runners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    active = store.list_runs(("starting", "running"))
+    assert len(active) <= 1, f"{len(active)} runs started with max_concurrent=1: {ids}"
+
+
+# -- cancellation -------------------------------------------------------------------------------
+
+
+def test_cooperative_cancel_of_a_running_worker(store, reaper, mnist_dir):
+    # A long grace: the runner never signals, so only the worker's own polling can stop it.
+    runner = reaper.runner(max_concurrent=1, cancel_grace=300)
+    (run_id,) = runner.submit([long_config(mnist_dir)])
+    runner.start()
+    describe = describer(store, run_id)
+    wait_for(lambda: store.batch_metrics([run_id]), "first batch metrics", describe=describe)
+    before = store.batch_metrics([run_id])
+    pid = store.get(run_id).pid
+    assert store.get(run_id).status == "running"
+
+    runner.cancel(run_id)
+    assert store.cancel_requested(run_id)
+    run = wait_finished(store, run_id, "the run to stop", timeout=60, describe=describe)
+    assert run.status == "cancelled", describe()
+    assert run.error and run.error.startswith("cancelled"), run.error  # the worker's own words
+    assert run.finished_at is not None and run.test_accuracy is None
+    after = store.batch_metrics([run_id])
+    assert all(row in after for row in before)  # nothing recorded before was lost
+    wait_for(lambda: is_gone(pid), f"worker {pid} to exit", timeout=60, describe=describe)
+    assert "cancelled" in log_tail(store, run_id)
+
+
+def test_forced_cancel_escalates_sigterm_then_sigkill(store, reaper, mnist_dir):
+    backend = SleeperBackend(ignore_sigterm=True)
+    runner = reaper.runner(backend, max_concurrent=1, cancel_grace=0.5, stale_after=60)
+    (run_id,) = runner.submit([long_config(mnist_dir)])
+    runner.tick()
+    assert backend.started == [run_id]
+    run = store.get(run_id)
+    assert run.status == "starting" and run.pid in backend.procs
+    pid, proc = run.pid, backend.procs[run.pid]
+
+    # The test plays the worker: it claims the run, records metrics, sends heartbeats.
+    assert store.transition(run_id, ("starting",), "running", started_at=time.time())
+    for step in (1, 2):
+        store.add_batch(run_id, batch_event(step))
+    store.add_epoch(run_id, epoch_event(1))
+    runner.tick()
+    assert store.get(run_id).status == "running" and backend.signals == []
+
+    cancelled_at = time.time()
+    runner.cancel(run_id)
+    run = wait_finished(
+        store,
+        run_id,
+        "the runner to end the run",
+        timeout=60,
+        interval=0.05,
+        tick=lambda: (store.update(run_id, heartbeat=time.time()), runner.tick()),
+        describe=lambda: f"{store.get(run_id)}\nsignals: {backend.signals}",
+    )
+    assert run.status == "cancelled"
+    assert "worker process exited" in run.error
+    assert proc.poll() == -signal.SIGKILL  # it ignored SIGTERM, so SIGKILL it was
+
+    sent = [sig for _, _, sig in backend.signals]
+    assert sent[0] == signal.SIGTERM and sent[-1] == signal.SIGKILL, sent
+    assert sent == sorted(sent, key=lambda s: s == signal.SIGKILL)  # every TERM before any KILL
+    first_term = next(t for t, _, s in backend.signals if s == signal.SIGTERM)
+    first_kill = next(t for t, _, s in backend.signals if s == signal.SIGKILL)
+    assert first_term - cancelled_at >= 0.5  # not before cancel_grace
+    assert first_kill - cancelled_at >= 1.0  # not before twice cancel_grace
+    assert {p for _, p, _ in backend.signals} == {pid}
+    assert len(store.batch_metrics([run_id])) == 2 and len(store.epoch_metrics([run_id])) == 1
+
+
+def test_cancel_of_queued_run_is_immediate_and_it_never_starts(store, reaper, mnist_dir):
+    backend = SleeperBackend()
+    runner = reaper.runner(backend, max_concurrent=1)
+    first, second = runner.submit([quick_config(mnist_dir), quick_config(mnist_dir)])
+
+    runner.cancel(second)
+    run = store.get(second)
+    assert run.status == "cancelled" and run.finished_at is not None
+    assert run.pid is None and run.started_at is None
+
+    runner.tick()
+    assert backend.started == [first]
+    # The first run ends; the slot is free again, yet the cancelled run stays put.
+    store.transition(first, ("starting",), "completed", finished_at=time.time())
+    for _ in range(3):
+        runner.tick()
+    assert backend.started == [first]
+    assert store.get(second).status == "cancelled"
+    runner.cancel(second)  # cancelling again changes nothing
+    assert store.get(second).status == "cancelled"
+    # A worker started for it anyway (a stale UI, a race) refuses it.
+    assert run_worker(second, store) == "skipped"
+    assert store.get(second).status == "cancelled" and store.get(second).pid is None
+
+
+# -- dead and stuck workers ---------------------------------------------------------------------
+
+
+def test_killed_worker_is_interrupted_and_keeps_its_metrics(store, reaper, mnist_dir):
+    runner = reaper.runner(max_concurrent=1, stale_after=60)
+    (run_id,) = runner.submit([long_config(mnist_dir)])
+    runner.start()
+    describe = describer(store, run_id)
+    wait_for(
+        lambda: len(store.epoch_metrics([run_id])) >= 1, "first epoch metrics", describe=describe
+    )
+    pid = store.get(run_id).pid
+    batches, epochs = store.batch_metrics([run_id]), store.epoch_metrics([run_id])
+
+    os.kill(pid, signal.SIGKILL)
+    run = wait_finished(
+        store, run_id, "the runner to notice the dead worker", timeout=60, describe=describe
+    )
+    assert run.status == "interrupted"
+    assert "worker" in run.error and "exited" in run.error, run.error
+    assert run.finished_at is not None
+    after_batches, after_epochs = store.batch_metrics([run_id]), store.epoch_metrics([run_id])
+    assert all(row in after_batches for row in batches)
+    assert all(row in after_epochs for row in epochs)
+    assert len(after_epochs) >= 1
+
+
+# A process whose command line names bn_core.worker, as a real worker's does: the runner only
+# ever signals such processes (a stored pid may belong to someone else after a restart).
+WORKER_LOOKALIKE = [sys.executable, "-c", "import time; time.sleep(600)", "bn_core.worker"]
+
+
+def test_stale_heartbeat_interrupts_and_kills_the_process(store, reaper):
+    sleeper = reaper.popen(WORKER_LOOKALIKE)
+    hung = store.create_run(TrainConfig(), "g")
+    fresh = store.create_run(TrainConfig(), "g")
+    now = time.time()
+    store.transition(
+        hung, ("queued",), "running", pid=sleeper.pid, started_at=now - 200, heartbeat=now - 100
+    )
+    fresh_sleeper = reaper.popen(WORKER_LOOKALIKE)
+    store.transition(
+        fresh, ("queued",), "running", pid=fresh_sleeper.pid, started_at=now, heartbeat=now
+    )
+    store.add_batch(hung, batch_event(1))
+    store.update(hung, heartbeat=now - 100)
+
+    runner = reaper.runner(LocalProcessBackend(), stale_after=5, max_concurrent=1)
+    runner.tick()
+    run = store.get(hung)
+    assert run.status == "interrupted"
+    assert "heartbeat" in run.error, run.error
+    assert sleeper.wait(timeout=60) == -signal.SIGKILL  # hung: killed so it can never write
+    assert len(store.batch_metrics([hung])) == 1
+    # A run with a recent heartbeat is left alone.
+    assert store.get(fresh).status == "running"
+    assert fresh_sleeper.poll() is None
+
+
+def test_new_runner_adopts_running_worker_after_restart(store, reaper, mnist_dir):
+    first = reaper.runner(max_concurrent=1)
+    (run_id,) = first.submit([long_config(mnist_dir)])
+    first.start()
+    describe = describer(store, run_id)
+    wait_for(lambda: store.batch_metrics([run_id]), "first batch metrics", describe=describe)
+    pid = store.get(run_id).pid
+
+    first.stop()  # the UI server goes away; its worker runs on in its own session
+    del first
+    assert not is_gone(pid)
+    beat = store.get(run_id).heartbeat
+
+    second = reaper.runner(max_concurrent=1)  # a fresh backend that never started anything
+    assert second.backend is not reaper.runners[0].backend
+    second.tick()
+    assert store.get(run_id).status == "running", describe()
+    # Still adopted over a few passes, with heartbeats still coming in.
+    wait_for(
+        lambda: store.get(run_id).heartbeat > beat,
+        "a newer heartbeat",
+        timeout=60,
+        tick=second.tick,
+        describe=describe,
+    )
+    assert store.get(run_id).status == "running", describe()
+    rows = store.batch_metrics([run_id])
+
+    os.kill(pid, signal.SIGKILL)  # the worker is not the new runner's child: it sees a zombie
+    run = wait_finished(
+        store,
+        run_id,
+        "the new runner to notice the dead worker",
+        timeout=60,
+        tick=second.tick,
+        describe=describe,
+    )
+    assert run.status == "interrupted"
+    assert "worker process exited" in run.error, run.error
+    after = store.batch_metrics([run_id])
+    assert all(row in after for row in rows)
+
+
+def test_run_with_vanished_pid_is_interrupted_on_first_tick(store, reaper):
+    for _ in range(5):  # a pid that surely belongs to no process (not even a reused one)
+        done = subprocess.Popen([sys.executable, "-c", "pass"])
+        done.wait(timeout=60)
+        if is_gone(done.pid):
+            break
+    assert is_gone(done.pid)
+    run_id = store.create_run(TrainConfig(), "g")
+    now = time.time()
+    store.transition(run_id, ("queued",), "running", pid=done.pid, started_at=now, heartbeat=now)
+    queued = store.create_run(TrainConfig(), "g")
+
+    backend = SleeperBackend()
+    runner = reaper.runner(backend, max_concurrent=1, stale_after=300)
+    runner.tick()
+    run = store.get(run_id)
+    assert run.status == "interrupted"
+    assert "worker process exited" in run.error, run.error
+    assert run.finished_at is not None
+    assert backend.signals == []  # nothing to signal: it was gone
+    assert backend.started == [queued]  # and its slot went to the queue in the same pass
+
+
+# -- a worker that fails ------------------------------------------------------------------------
+
+
+def test_worker_failure_is_a_one_line_error_naming_the_file(store, reaper, tmp_path):
+    good = write_mnist(tmp_path / "good")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    data = (good / "mnist.npz").read_bytes()
+    (bad / "mnist.npz").write_bytes(data[: len(data) // 2])  # a truncated download
+
+    runner = reaper.runner(max_concurrent=1)
+    (run_id,) = runner.submit([quick_config(bad)])
+    runner.start()
+    describe = describer(store, run_id)
+    run = wait_finished(store, run_id, "the run to fail", describe=describe)
+    assert run.status == "failed", describe()
+    assert run.error and "\n" not in run.error
+    assert str(bad / "mnist.npz") in run.error, run.error
+    assert run.finished_at is not None and run.test_accuracy is None
+    assert store.batch_metrics([run_id]) == [] and store.epoch_metrics([run_id]) == []
+
+
+def test_a_reused_pid_is_never_signalled(store, reaper):
+    """After a restart a stored pid may belong to an unrelated process: the run is
+    interrupted, and that process is left alone."""
+    stranger = reaper.popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    run_id = store.create_run(TrainConfig(), "g")
+    now = time.time()
+    store.transition(
+        run_id, ("queued",), "running", pid=stranger.pid, started_at=now - 200, heartbeat=now - 100
+    )
+    runner = reaper.runner(LocalProcessBackend(), stale_after=5, max_concurrent=1)
+    runner.tick()
+    assert store.get(run_id).status == "interrupted"
+    assert stranger.poll() is None  # not killed
