@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The one command that sets up everything and runs the whole test suite:
-#   - Debian's dataset-fashion-mnist (real data for the integration test), when missing;
+#   - Debian packages the tests use, when missing: dataset-fashion-mnist (real data for the
+#     integration tests) and chromium (the browser test drives it through Playwright);
 #   - the virtualenv with runtime and test requirements;
-#   - pytest over tests/ (extra arguments are passed to pytest).
+#   - ruff, then pytest over tests/ (extra arguments are passed to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ ! -d /usr/share/datasets/fashion-mnist ]]; then
+need=()
+[[ -d /usr/share/datasets/fashion-mnist ]] || need+=(dataset-fashion-mnist)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)
+if ((${#need[@]})); then
   sudo=""; [[ $(id -u) -ne 0 ]] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 bash scripts/setup.sh --dev
 .venv/bin/ruff check bn_core tests bench scripts app.py pages

@@ -228,10 +228,10 @@ def test_compare_page_summarises_two_variants_by_two_seeds(runner):
     at = open_page("pages/compare.py")
     selected = at.multiselect(key="compare-runs").value
     assert len(selected) == 4  # the latest group only
-    table = at.dataframe[0].value
-    assert list(table["variant"]) == ["lenet", "lenet_fc_bn2"]
+    table = at.table[0].value
+    assert list(table.index) == ["lenet", "lenet_fc_bn2"]
     assert list(table["runs"]) == [2, 2]
-    assert table["test accuracy"][0] == "0.9050 ± 0.0071"
+    assert table["test accuracy"]["lenet"] == "0.9050 ± 0.0071"
     charts = at.get("plotly_chart")
     assert len(charts) == 5  # four metrics + small multiples
     figure = json.loads(charts[0].proto.spec)

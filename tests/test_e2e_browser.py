@@ -1,0 +1,181 @@
+"""The dashboard in a real browser: queue two runs, watch the live chart grow, compare them.
+
+Starts ``streamlit run app.py`` on a free port with a fresh run store, drives Debian's
+Chromium through Playwright (``executable_path=/usr/bin/chromium``; nothing is downloaded)
+and trains for real on Fashion-MNIST (installed by scripts/test.sh). Screenshots go to
+``artifacts/e2e/``. The test fails if the live view stops updating: it must see the number
+of plotted points of a running run grow at least twice without any page reload.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from bn_core.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts" / "e2e"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+TRAIN_LIMIT = 20000  # ~300 steps per epoch: several batch events while we watch
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not become healthy in {timeout} s")
+
+
+@pytest.fixture()
+def server(tmp_path):
+    assert os.path.exists(CHROMIUM), "install Debian's chromium (scripts/test.sh does)"
+    port = _free_port()
+    home = tmp_path / "bn_lab"
+    env = {**os.environ, "BN_LAB_HOME": str(home), "BN_LAB_MAX_CONCURRENT": "1"}
+    env.pop("BN_DATA_DIR", None)
+    log = open(tmp_path / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url, RunStore(home)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        for run in RunStore(home).list_runs():  # never leave a worker behind
+            if run.pid and run.active:
+                try:
+                    os.kill(run.pid, 9)
+                except ProcessLookupError:
+                    pass
+
+
+def _points(page: Page, run_id: int) -> int:
+    """Number of plotted x values in run ``run_id``'s live loss chart (0 if not drawn yet)."""
+    return page.evaluate(
+        """(key) => {
+            const plot = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+            if (!plot || !plot._fullData) return 0;  // plotly's own count of drawn points
+            return plot._fullData.reduce((n, trace) => n + (trace._length || 0), 0);
+        }""",
+        f"loss-{run_id}",
+    )
+
+
+def test_train_watch_live_and_compare_in_a_browser(server):
+    url, store = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        try:
+            _run_scenario(page, url, store)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "last.png"), full_page=True)
+            browser.close()
+
+
+def _run_scenario(page: Page, url: str, store: RunStore) -> None:
+    # A sub-page as the very first request of a fresh server still gets the app's navigation.
+    page.goto(url + "/about")
+    expect(page.get_by_role("heading", name="About BN Lab")).to_be_visible(timeout=60_000)
+    nav = page.locator("[data-testid='stSidebarNav']")
+    for title in ("Train", "Runs", "Compare", "About"):
+        expect(nav.get_by_text(title, exact=True)).to_be_visible()
+
+    # --- Train: Fashion-MNIST, two variants, 1 epoch via the slider, quick mode --------------
+    page.goto(url + "/")
+    expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
+    page.locator(".st-key-train-dataset [role='combobox']").click()
+    page.get_by_role("option", name="fashion_mnist").click()
+    expect(page.get_by_text("available locally")).to_be_visible()
+    variants = page.locator(".st-key-train-variants")
+    for name in ("lenet", "lenet_fc_bn2"):  # the page's defaults, checked rather than assumed
+        expect(variants.get_by_text(name, exact=True)).to_be_visible()
+    slider = page.locator(".st-key-train-epochs input[type='range']")
+    slider.focus()
+    slider.press("Home")  # the slider's minimum: 1 epoch
+    expect(slider).to_have_attribute("aria-valuetext", "1")
+    page.locator(".st-key-train-quick input[type='checkbox']").check(force=True)
+    limit = page.locator(".st-key-train-train-limit input")
+    expect(limit).to_be_enabled()
+    limit.fill(str(TRAIN_LIMIT))
+    limit.press("Enter")
+    expect(page.get_by_text("2 runs")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "1-train.png"), full_page=True)
+    page.locator(".st-key-train-start button").click()
+    expect(page.get_by_text("Queued 2 run")).to_be_visible(timeout=30_000)
+
+    runs = store.list_runs()
+    assert [(r.variant, r.config.epochs, r.config.train_limit, r.config.dataset) for r in runs] == [
+        ("lenet", 1, TRAIN_LIMIT, "fashion_mnist"),
+        ("lenet_fc_bn2", 1, TRAIN_LIMIT, "fashion_mnist"),
+    ]
+
+    # --- Runs: the first run's chart must grow while it trains, without a reload ------------
+    page.goto(url + "/runs")
+    first = runs[0].id
+    seen, deadline = [], time.time() + 240
+    while time.time() < deadline:
+        count = _points(page, first)
+        if count and (not seen or count > seen[-1]):
+            seen.append(count)
+            if len(seen) == 2:
+                page.screenshot(path=str(ARTIFACTS / "2-live.png"), full_page=True)
+        if store.get(first).status not in ("queued", "starting", "running"):
+            break
+        time.sleep(0.25)
+    assert len(seen) >= 3, f"live chart did not keep growing: point counts seen {seen}"
+
+    # --- wait for both runs, then Compare -------------------------------------------------
+    deadline = time.time() + 300
+    while time.time() < deadline and any(r.active for r in store.list_runs()):
+        time.sleep(1)
+    statuses = [(r.variant, r.status, r.error) for r in store.list_runs()]
+    assert [s[1] for s in statuses] == ["completed", "completed"], statuses
+    expect(page.get_by_text("completed").first).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "3-runs-done.png"), full_page=True)
+
+    page.goto(url + "/compare")
+    table = page.locator("[data-testid='stTable']")
+    expect(table).to_be_visible(timeout=60_000)
+    for name in ("lenet", "lenet_fc_bn2"):
+        expect(table.get_by_role("rowheader", name=name, exact=True)).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "4-compare.png"), full_page=True)
