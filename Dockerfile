@@ -1,0 +1,52 @@
+# BN Lab: the dashboard and the CLI in one image.
+#   docker build -t bn-lab .
+#   docker run --rm -p 8501:8501 -v bn-lab-runs:/data/runs bn-lab
+# The base is a build argument so an offline mirror can stand in for the official image.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
+
+# 1 = download MNIST and Fashion-MNIST into the image at build time (offline use later).
+ARG BAKE_DATASETS=0
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    BN_LAB_HOME=/data/runs \
+    STREAMLIT_SERVER_HEADLESS=true \
+    STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
+    STREAMLIT_SERVER_PORT=8501 \
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+
+# tini is PID 1: it forwards signals to Streamlit and reaps finished training workers.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 1000 bnlab \
+ && useradd --system --uid 1000 --gid bnlab --create-home --home-dir /home/bnlab bnlab
+
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt \
+ && find /usr/local/lib -name "__pycache__" -type d -prune -exec rm -rf {} +
+
+COPY bn_core ./bn_core
+COPY pages ./pages
+COPY app.py README.md ./
+RUN mkdir -p /data/runs /home/bnlab/.keras/datasets \
+ && chown -R bnlab:bnlab /data /home/bnlab
+
+USER bnlab
+RUN if [ "$BAKE_DATASETS" = "1" ]; then \
+      python -m bn_core datasets --fetch \
+      || echo "BAKE_DATASETS: download failed (offline build?); datasets will be fetched at first use"; \
+    else \
+      echo "datasets not baked in: MNIST/Fashion-MNIST are downloaded at first use (or mount a folder and set BN_DATA_DIR)"; \
+    fi
+
+VOLUME ["/data/runs", "/home/bnlab/.keras/datasets"]
+EXPOSE 8501
+HEALTHCHECK --interval=10s --timeout=5s --start-period=40s --retries=3 \
+  CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["streamlit", "run", "app.py"]
