@@ -27,7 +27,9 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY requirements.txt ./
+# TensorFlow's C++ headers (~290 MB) only serve to compile custom ops: not needed here.
 RUN pip install --no-cache-dir -r requirements.txt \
+ && find /usr/local/lib -path "*/tensorflow/include" -type d -prune -exec rm -rf {} + \
  && find /usr/local/lib -name "__pycache__" -type d -prune -exec rm -rf {} +
 
 COPY bn_core ./bn_core
