@@ -21,7 +21,7 @@ ctx=$(mktemp -d)
 step="setup"
 
 cleanup() {
-  docker rm -f "$name" >/dev/null 2>&1
+  docker rm -f -v "$name" >/dev/null 2>&1  # -v: its anonymous volumes too
   docker volume rm -f "$volume" >/dev/null 2>&1
   docker image rm -f "$tag" >/dev/null 2>&1
   rm -rf "$ctx"
