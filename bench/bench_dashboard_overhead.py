@@ -51,14 +51,11 @@ def via_dashboard(config: TrainConfig, home: Path) -> tuple[list[float], float]:
     runner = JobRunner(store, max_concurrent=1, poll_interval=0.2)
     start = time.perf_counter()
     (run_id,) = runner.submit([config])
-    runner.start()
     try:
-        while store.get(run_id).active:
-            time.sleep(0.2)
+        (run,) = runner.wait([run_id], poll=0.2)
     finally:
         runner.stop()
     wall = time.perf_counter() - start
-    run = store.get(run_id)
     assert run.status == "completed", run.error
     return [e["images_per_second"] for e in store.epoch_metrics([run_id])], wall
 

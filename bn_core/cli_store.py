@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 from bn_core import data
 from bn_core.config import TrainConfig
@@ -44,17 +43,14 @@ def cmd_submit(config: TrainConfig, wait: bool, as_json: bool) -> int:
     from bn_core.jobs import JobRunner
     from bn_core.store import RunStore
 
-    store = RunStore()
-    runner = JobRunner(store)
+    runner = JobRunner(RunStore())
     (run_id,) = runner.submit([config])
     if wait:
-        runner.start()
         try:
-            while store.get(run_id).active:
-                time.sleep(0.5)
+            runner.wait([run_id])
         finally:
             runner.stop()
-    run = store.get(run_id)
+    run = runner.status(run_id)
     row = _run_row(run)
     print(json.dumps(row) if as_json else _run_line(row))
     return EXIT_FOR_STATUS.get(run.status, 0)

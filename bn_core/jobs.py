@@ -141,6 +141,13 @@ class JobRunner:
     def status(self, run_id: int) -> RunRecord | None:
         return self.store.get(run_id)
 
+    def wait(self, run_ids: list[int], poll: float = 0.5) -> list[RunRecord]:
+        """Schedule (in the background thread) until every run in ``run_ids`` has ended."""
+        self.start()
+        while any(self.store.get(i).active for i in run_ids):
+            time.sleep(poll)
+        return [self.store.get(i) for i in run_ids]
+
     # -- scheduling -----------------------------------------------------------------------------
 
     def tick(self) -> None:

@@ -284,18 +284,29 @@ class RunStore:
             ).fetchall()
         return [dict(r) for r in rows]
 
-    def result_dict(self, run: RunRecord) -> dict[str, Any]:
-        """The run in ``TrainResult.to_dict()`` shape, for ``bn_core.summary``."""
+    def result_dicts(self, runs: list[RunRecord]) -> list[dict[str, Any]]:
+        """Runs in ``TrainResult.to_dict()`` shape (plus run_id, group_id, seed), for
+        ``bn_core.summary``; one metrics query for all of them."""
         from bn_core.results import HISTORY_KEYS
 
-        epochs = self.epoch_metrics([run.id])
-        return {
-            "run_id": run.id,
-            "variant": run.variant,
-            "status": run.status,
-            "test_accuracy": run.test_accuracy,
-            "test_loss": run.test_loss,
-            "error": run.error,
-            "history": {k: [e[k] for e in epochs] for k in HISTORY_KEYS},
-            "config": run.config.to_dict(),
-        }
+        per_run: dict[int, list[dict[str, Any]]] = {}
+        for row in self.epoch_metrics([run.id for run in runs]):
+            per_run.setdefault(row["run_id"], []).append(row)
+        return [
+            {
+                "run_id": run.id,
+                "group_id": run.group_id,
+                "variant": run.variant,
+                "seed": run.seed,
+                "status": run.status,
+                "test_accuracy": run.test_accuracy,
+                "test_loss": run.test_loss,
+                "error": run.error,
+                "history": {k: [e[k] for e in per_run.get(run.id, [])] for k in HISTORY_KEYS},
+                "config": run.config.to_dict(),
+            }
+            for run in runs
+        ]
+
+    def result_dict(self, run: RunRecord) -> dict[str, Any]:
+        return self.result_dicts([run])[0]

@@ -70,16 +70,23 @@ def summary_table(results: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
-def curves_frame(results: list[dict[str, Any]]) -> pd.DataFrame:
-    """Long table of per-epoch curves: one row per (variant, epoch)."""
+def curves_frame(
+    results: list[dict[str, Any]], keys: tuple[str, ...] = ("variant",)
+) -> pd.DataFrame:
+    """Long table of per-epoch curves: one row per (result, epoch).
+
+    ``keys`` are carried from each result into every row (taken from the result, else from
+    its config, e.g. ``("run_id", "variant", "seed")``). Missing values are NaN, not None.
+    """
     rows = []
     for r in results:
-        h = r["history"]
+        h, ids = r["history"], {k: r.get(k, r.get("config", {}).get(k)) for k in keys}
         for i in range(len(h["loss"])):
-            rows.append(
-                {"variant": r["variant"], "epoch": i + 1, **{k: h[k][i] for k in HISTORY_KEYS}}
-            )
-    return pd.DataFrame(rows, columns=["variant", "epoch", *HISTORY_KEYS])
+            rows.append({**ids, "epoch": i + 1, **{k: h[k][i] for k in HISTORY_KEYS}})
+    frame = pd.DataFrame(rows, columns=[*keys, "epoch", *HISTORY_KEYS])
+    for key in HISTORY_KEYS:
+        frame[key] = pd.to_numeric(frame[key], errors="coerce")
+    return frame
 
 
 def format_table(table: pd.DataFrame) -> str:

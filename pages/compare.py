@@ -3,6 +3,7 @@ table of the selected runs, with CSV/HTML downloads."""
 
 import streamlit as st
 
+from bn_core import comparison as cmp
 from bn_core import dashboard as db
 from bn_core.charts import METRIC_TITLES
 from pages._ui import TRAIN_PAGE, get_store, png_config, use_navigation
@@ -37,23 +38,23 @@ if not chosen:
     st.info("Select one or more runs (queued runs appear once they start).", icon=":material/info:")
     st.stop()
 
-results = db.result_dicts(chosen, store.epoch_metrics([r.id for r in chosen]))
-curves = db.run_curves(results)
+results = store.result_dicts(chosen)
+curves = cmp.run_curves(results)
 if curves.empty:
     st.info("None of the selected runs has finished an epoch yet.", icon=":material/hourglass:")
     st.stop()
-grouped = db.group_curves(curves)
+grouped = cmp.group_curves(curves)
 
 st.subheader("Summary per variant")
-summary = db.variant_summary(results)
-differing = db.config_differences([r["config"] for r in results], ignore=db.BY_DESIGN)
+summary = cmp.variant_summary(results)
+differing = cmp.config_differences([r["config"] for r in results], ignore=cmp.BY_DESIGN)
 st.caption(
     "Settings that differ between the selected runs: " + ", ".join(differing)
     if differing
     else "All selected runs share the same settings (apart from variant and seed)."
 )
 # A real HTML table (not the canvas grid): a few rows, readable by screen readers and tests.
-st.table(db.summary_display(summary).set_index("variant"))
+st.table(cmp.summary_display(summary).set_index("variant"))
 csv_left, csv_right, _ = st.columns([1, 1, 3])
 csv_left.download_button(
     "Summary CSV", summary.to_csv(index=False), file_name="summary.csv", mime="text/csv",
@@ -76,10 +77,10 @@ def chart(fig, name: str) -> None:
 
 st.subheader("Curves")
 st.caption("Mean over seeds with a ±1 standard deviation band where a variant has several seeds.")
-for pair in (db.COMPARE_METRICS[:2], db.COMPARE_METRICS[2:]):
+for pair in (cmp.COMPARE_METRICS[:2], cmp.COMPARE_METRICS[2:]):
     for column, metric in zip(st.columns(2), pair, strict=True):
         with column:
-            chart(db.band_figure(grouped, metric), metric)
+            chart(cmp.band_figure(grouped, metric), metric)
 
 st.subheader(f"{METRIC_TITLES['val_accuracy']} per variant")
-chart(db.small_multiples(curves, "val_accuracy"), "val_accuracy_per_variant")
+chart(cmp.small_multiples(curves, "val_accuracy"), "val_accuracy_per_variant")

@@ -11,6 +11,7 @@ import math
 import pandas as pd
 import pytest
 
+from bn_core import comparison as cmp
 from bn_core import dashboard as db
 from bn_core.config import TrainConfig, field_spec
 from bn_core.data import DatasetError
@@ -219,7 +220,7 @@ def test_group_curves_mean_and_sample_std():
         result("lenet", 1, [0.90, 0.94]),
         result("lenet_bn1", 0, [0.95]),
     ]
-    g = db.group_curves(results)
+    g = cmp.group_curves(results)
     lenet = g[(g["variant"] == "lenet") & (g["metric"] == "val_accuracy")]
     assert list(lenet["epoch"]) == [1, 2]
     assert list(lenet["mean"]) == pytest.approx([0.85, 0.92])
@@ -227,13 +228,13 @@ def test_group_curves_mean_and_sample_std():
     assert list(lenet["n"]) == [2, 2]
     bn = g[(g["variant"] == "lenet_bn1") & (g["metric"] == "val_accuracy")]
     assert bn["mean"].tolist() == [0.95] and bn["std"].isna().all() and bn["n"].tolist() == [1]
-    assert db.group_curves([]).empty
+    assert cmp.group_curves([]).empty
 
 
 def test_band_figure_draws_a_band_only_for_several_seeds():
     results = [result("lenet", 0, [0.8, 0.9]), result("lenet", 1, [0.9, 0.94]),
                result("lenet_bn1", 0, [0.95, 0.96])]  # fmt: skip
-    fig = db.band_figure(db.group_curves(results), "val_accuracy")
+    fig = cmp.band_figure(cmp.group_curves(results), "val_accuracy")
     names = [t.name for t in fig.data]
     assert names == ["lenet -1 std", "lenet +1 std", "lenet (mean ± std, 2 seeds)", "lenet_bn1"]
     assert list(fig.data[1].y) == pytest.approx([0.85 + math.sqrt(0.005), 0.92 + math.sqrt(8e-4)])
@@ -243,7 +244,7 @@ def test_band_figure_draws_a_band_only_for_several_seeds():
 def test_small_multiples_one_panel_per_variant():
     results = [result("lenet", 0, [0.8, 0.9], run_id=1), result("lenet", 1, [0.9, 0.94], run_id=2),
                result("lenet_bn1", 0, [0.95, 0.96], run_id=3)]  # fmt: skip
-    fig = db.small_multiples(db.run_curves(results))
+    fig = cmp.small_multiples(cmp.run_curves(results))
     assert [a.text for a in fig.layout.annotations] == ["lenet", "lenet_bn1"]
     # lenet: two seeds and a mean; lenet_bn1: one seed, no mean line
     assert [t.xaxis for t in fig.data] == ["x", "x", "x", "x2"]
@@ -254,10 +255,10 @@ def test_config_differences():
     a = TrainConfig(variant="lenet", seed=0)
     b = TrainConfig(variant="lenet_bn1", seed=1, epsilon=1e-3)
     c = TrainConfig(variant="lenet", seed=0, batch_size=128, epsilon=1e-3)
-    assert db.config_differences([a, b, c]) == ["variant", "batch_size", "epsilon", "seed"]
-    assert db.config_differences([a, b, c], ignore=db.BY_DESIGN) == ["batch_size", "epsilon"]
-    assert db.config_differences([a.to_dict(), a.to_dict()]) == []
-    assert db.config_differences([]) == []
+    assert cmp.config_differences([a, b, c]) == ["variant", "batch_size", "epsilon", "seed"]
+    assert cmp.config_differences([a, b, c], ignore=cmp.BY_DESIGN) == ["batch_size", "epsilon"]
+    assert cmp.config_differences([a.to_dict(), a.to_dict()]) == []
+    assert cmp.config_differences([]) == []
 
 
 def test_variant_summary_aggregates_seeds():
@@ -267,7 +268,7 @@ def test_variant_summary_aggregates_seeds():
         result("lenet", 1, [0.90, 0.94], test_acc=0.92),
         result("lenet_bn1", 1, [0.93, 0.96], test_acc=0.96, epsilon=1e-3),
     ]
-    s = db.variant_summary(results).set_index("variant")
+    s = cmp.variant_summary(results).set_index("variant")
     assert list(s.index) == ["lenet", "lenet_bn1"]  # study order
     assert s.loc["lenet", "runs"] == 2 and s.loc["lenet", "seeds"] == "0, 1"
     assert s.loc["lenet", "test_accuracy_mean"] == pytest.approx(0.90)
@@ -280,27 +281,31 @@ def test_variant_summary_aggregates_seeds():
     assert s.loc["lenet", "images_per_second"] == 1000.0
     assert s.loc["lenet", "config"] == "epsilon=1e-08"
     assert s.loc["lenet_bn1", "config"] == "epsilon=0.001"
-    shown = db.summary_display(db.variant_summary(results))
+    shown = cmp.summary_display(cmp.variant_summary(results))
     assert shown.loc[0, "test accuracy"] == f"0.9000 ± {math.sqrt(0.0008):.4f}"
 
 
 def test_variant_summary_without_baseline_or_test_accuracy():
-    s = db.variant_summary([result("lenet_bn1", 0, [0.5], status="running")])
+    s = cmp.variant_summary([result("lenet_bn1", 0, [0.5], status="running")])
     assert s.loc[0, "completed"] == 0
     assert pd.isna(s.loc[0, "test_accuracy_mean"]) and pd.isna(s.loc[0, "test_accuracy_std"])
     assert pd.isna(s.loc[0, "epoch_reaching_baseline_best"]) and s.loc[0, "config"] == ""
-    assert db.summary_display(s).loc[0, "test accuracy"] == "–"
+    assert cmp.summary_display(s).loc[0, "test accuracy"] == "–"
 
 
-def test_result_dicts_from_one_epoch_query():
-    runs = [record(1, status="completed"), record(2, variant="lenet_bn1", seed=3)]
-    rows = [
-        {"run_id": 1, "epoch": 1, "step": 100, "loss": 1.0, "accuracy": 0.5, "val_loss": 0.9,
-         "val_accuracy": 0.6, "seconds": 3.0, "images_per_second": 2000.0, "t": 0.0},
-    ]  # fmt: skip
-    out = db.result_dicts(runs, rows)
+def test_result_dicts_from_the_store_feed_run_curves(tmp_path):
+    from bn_core.store import RunStore
+
+    store = RunStore(tmp_path)
+    first = store.create_run(TrainConfig(), "g")
+    store.create_run(TrainConfig(variant="lenet_bn1", seed=3), "g")
+    store.add_epoch(first, {
+        "epoch": 1, "step": 100, "loss": 1.0, "accuracy": 0.5, "val_loss": 0.9,
+        "val_accuracy": 0.6, "seconds": 3.0, "images_per_second": 2000.0,
+    })  # fmt: skip
+    out = store.result_dicts(store.list_runs())
     pairs = [(r["run_id"], r["variant"], r["seed"]) for r in out]
     assert pairs == [(1, "lenet", 0), (2, "lenet_bn1", 3)]
     assert out[0]["history"]["val_accuracy"] == [0.6] and out[1]["history"]["loss"] == []
-    curves = db.run_curves(out)
+    curves = cmp.run_curves(out)
     assert curves[["run_id", "epoch", "val_accuracy"]].values.tolist() == [[1, 1, 0.6]]
