@@ -17,6 +17,7 @@ compare the ratios of one run, and rerun with ``--repeats`` to see the spread.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -47,8 +48,11 @@ class _EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self.start)
 
 
-def reference(splits, epochs: int, batch_size: int) -> list[float]:
-    """The plain Keras way: default compile(), fit on numpy arrays (what a user writes first)."""
+def reference(splits, epochs: int, batch_size: int, verbose: int | str = 0) -> list[float]:
+    """The plain Keras way: default compile(), fit on numpy arrays (what a user writes first).
+
+    ``verbose="auto"`` is fit's own default: a progress bar redrawn after every step (here
+    written to /dev/null, so only its cost remains, not the terminal's)."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     model = build_model("lenet_keras_bn")
@@ -58,10 +62,11 @@ def reference(splits, epochs: int, batch_size: int) -> list[float]:
         metrics=["accuracy"],
     )
     timer = _EpochTimer()
-    model.fit(
-        splits.x_train, splits.y_train, batch_size=batch_size, epochs=epochs,
-        callbacks=[timer], verbose=0,
-    )  # fmt: skip
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        model.fit(
+            splits.x_train, splits.y_train, batch_size=batch_size, epochs=epochs,
+            callbacks=[timer], verbose=verbose,
+        )  # fmt: skip
     return [len(splits.x_train) / s for s in timer.seconds]
 
 
@@ -80,6 +85,9 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None, help="training images (all)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds over all configs")
     parser.add_argument("--json", default=None, help="also write the raw numbers here")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated substrings: run only matching configurations"
+    )
     args = parser.parse_args()
 
     splits = data.load("fashion_mnist", val_size=0, train_limit=args.train_limit, seed=0)
@@ -92,6 +100,9 @@ def main() -> None:
     configs = {
         "reference (lenet_keras_bn, default compile)": lambda: reference(
             splits, args.epochs, base.batch_size
+        ),
+        "reference, fit's default progress bar": lambda: reference(
+            splits, args.epochs, base.batch_size, verbose="auto"
         ),
         "engine lenet": lambda: engine(splits, base.replace(variant="lenet")),
         "engine lenet_fc_bn2": lambda: engine(splits, base.replace(variant="lenet_fc_bn2")),
@@ -106,6 +117,10 @@ def main() -> None:
             splits, base.replace(variant="lenet_fc_bn2"), EngineOptions(steps_per_execution=1)
         ),
     }
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        first = next(iter(configs))  # the reference stays: every ratio is to it
+        configs = {n: f for n, f in configs.items() if n == first or any(w in n for w in wanted)}
     samples: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(args.repeats):
         for name, run in configs.items():

@@ -68,6 +68,13 @@ class TrainConfig:
         min=1,
         max=60000,
     )
+    probe_every: int = _param(
+        0,
+        "every k training steps, record BN-site activation percentiles and gradient norms "
+        "on a fixed validation batch (0: off)",
+        min=0,
+        max=100000,
+    )
 
     # -- validation -------------------------------------------------------------------------
 

@@ -45,13 +45,22 @@ class BatchNorm(keras.layers.Layer):
     (momentum 0.99, i.e. an effective memory of ~100 batches, all weighted differently),
     this layer weights the last ``window_size`` batches equally and forgets older ones.
 
+    For studies the layer can also keep a longer *history* of the last ``history_size``
+    batches' (mu_B, sigma2_B, m) (never used by inference itself), from which
+    ``bn_core.replay`` re-estimates the population statistics for other window sizes after
+    training. Setting ``record = False`` (read when a function is traced) normalises with batch
+    statistics without recording them, to measure training-mode outputs without side effects.
+
     Args:
         epsilon: small positive constant added to the variance for numerical stability.
         window_size: number of most recent training batches averaged for inference.
+        history_size: number of most recent training batches kept for replay (0: none).
         **kwargs: base layer arguments (``name``, ``dtype``, ...).
     """
 
-    def __init__(self, epsilon: float = 1e-8, window_size: int = 5, **kwargs):
+    def __init__(
+        self, epsilon: float = 1e-8, window_size: int = 5, history_size: int = 0, **kwargs
+    ):
         super().__init__(**kwargs)
         if not epsilon > 0:
             raise ValueError(f"epsilon must be positive. Received: epsilon={epsilon}")
@@ -59,14 +68,21 @@ class BatchNorm(keras.layers.Layer):
             raise ValueError(
                 f"window_size must be an integer >= 1. Received: window_size={window_size}"
             )
+        if int(history_size) != history_size or history_size < 0:
+            raise ValueError(
+                f"history_size must be an integer >= 0. Received: history_size={history_size}"
+            )
         self.epsilon = float(epsilon)
         self.window_size = int(window_size)
+        self.history_size = int(history_size)
+        self.record = True
         self.gamma = None
         self.beta = None
         self.mean_window = None
         self.var_window = None
         self.count_window = None
         self.steps = None
+        self.history = None  # (mean, var, count) buffers of history_size slots, if any
 
     def build(self, input_shape):
         if len(input_shape) not in (2, 4) or input_shape[-1] is None:
@@ -94,6 +110,15 @@ class BatchNorm(keras.layers.Layer):
         self.steps = self.add_weight(
             shape=(), initializer="zeros", dtype="int64", trainable=False, name="steps"
         )
+        if self.history_size:
+            self.history = tuple(
+                self.add_weight(shape=shape, initializer="zeros", trainable=False, name=name)
+                for name, shape in (
+                    ("history_mean", (self.history_size, dim)),
+                    ("history_var", (self.history_size, dim)),
+                    ("history_count", (self.history_size,)),
+                )
+            )
         self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes={-1: dim})
 
     def compute_output_shape(self, input_shape):
@@ -110,7 +135,13 @@ class BatchNorm(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"epsilon": self.epsilon, "window_size": self.window_size})
+        config.update(
+            {
+                "epsilon": self.epsilon,
+                "window_size": self.window_size,
+                "history_size": self.history_size,
+            }
+        )
         return config
 
     # -- helpers ----------------------------------------------------------------------------
@@ -124,20 +155,46 @@ class BatchNorm(keras.layers.Layer):
         count = ops.cast(ops.size(x), self.count_window.dtype) / ops.cast(
             ops.shape(x)[-1], self.count_window.dtype
         )
-        self._push(ops.stop_gradient(mean), ops.stop_gradient(variance), count)
+        if self.record:
+            self._push(ops.stop_gradient(mean), ops.stop_gradient(variance), count)
         return y
 
     def _push(self, mean, variance, count):
-        """Overwrite the oldest slot of the ring buffer with this batch's statistics."""
-        slot = ops.mod(self.steps, self.window_size)
-        onehot = ops.one_hot(slot, self.window_size, dtype=self.mean_window.dtype)  # (W,)
-        keep = 1.0 - onehot
-        self.mean_window.assign(self.mean_window * keep[:, None] + onehot[:, None] * mean[None, :])
-        self.var_window.assign(
-            self.var_window * keep[:, None] + onehot[:, None] * variance[None, :]
-        )
-        self.count_window.assign(self.count_window * keep + onehot * count)
+        """Overwrite the oldest slot of each ring buffer with this batch's statistics."""
+        buffers = [(self.mean_window, self.var_window, self.count_window, self.window_size)]
+        if self.history is not None:
+            buffers.append((*self.history, self.history_size))
+        for means, variances, counts, size in buffers:
+            slot = ops.cast(ops.mod(self.steps, size), "int32")
+            # slice_update writes one row: O(C) per step, whatever the buffer's length.
+            means.assign(ops.slice_update(means, [slot, 0], mean[None, :]))
+            variances.assign(ops.slice_update(variances, [slot, 0], variance[None, :]))
+            counts.assign(ops.slice_update(counts, [slot], ops.reshape(count, (1,))))
         self.steps.assign(self.steps + 1)
+
+    def set_population(self, mean, variance) -> None:
+        """Make inference use exactly E[x] = ``mean`` and Var[x] = ``variance`` (already
+        unbiased), e.g. statistics re-estimated by ``bn_core.replay``: every window slot gets
+        them with m = 0, which the m/(m-1) correction leaves as they are."""
+        shape = (self.window_size, self.mean_window.shape[-1])
+        self.mean_window.assign(
+            ops.broadcast_to(ops.convert_to_tensor(mean, self.mean_window.dtype), shape)
+        )
+        self.var_window.assign(
+            ops.broadcast_to(ops.convert_to_tensor(variance, self.var_window.dtype), shape)
+        )
+        self.count_window.assign(ops.zeros((self.window_size,), self.count_window.dtype))
+        self.steps.assign(max(int(self.steps.numpy()), self.window_size))
+
+    def recorded_batches(self):
+        """The history as numpy arrays, oldest first: means (k, C), variances (k, C), m (k,),
+        with k = min(steps, history_size)."""
+        if self.history is None:
+            raise ValueError("this BatchNorm keeps no history; build it with history_size > 0")
+        steps, size = int(self.steps.numpy()), self.history_size
+        k = min(steps, size)
+        order = [(steps - k + i) % size for i in range(k)]  # oldest -> newest slot
+        return tuple(buffer.numpy()[order] for buffer in self.history)
 
     def population_moments(self):
         """(E[x], Var[x]) of Algorithm 2 over the filled slots; (0, 1) before any training."""
@@ -148,8 +205,9 @@ class BatchNorm(keras.layers.Layer):
         k = ops.sum(filled)
         denom = ops.maximum(k, 1.0)
         mean = ops.sum(filled[:, None] * self.mean_window, axis=0) / denom  # (W, C) -> (C,)
-        # m/(m-1) per slot; max(m-1, 1) keeps an empty slot (m=0) or m=1 finite.
-        unbias = self.count_window / ops.maximum(self.count_window - 1.0, 1.0)  # (W,)
+        # m/(m-1) per slot; a slot with m <= 1 (see set_population) is taken as it is.
+        counts = self.count_window
+        unbias = ops.where(counts > 1.0, counts / ops.maximum(counts - 1.0, 1.0), 1.0)  # (W,)
         variance = ops.sum((filled * unbias)[:, None] * self.var_window, axis=0) / denom
         empty = k < 0.5
         mean = ops.where(empty, ops.zeros_like(mean), mean)

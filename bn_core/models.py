@@ -21,6 +21,7 @@ def build_model(
     activation: str = "sigmoid",
     epsilon: float = 1e-8,
     window_size: int = 5,
+    history_size: int = 0,
     output_size: int = OUTPUT_SIZE,
 ) -> keras.Model:
     """LeNet-5 returning logits, with BN between the linear op and the activation at the
@@ -31,8 +32,10 @@ def build_model(
     F5 dense 120, F6 dense 84, output dense ``output_size`` (logits).
 
     Layer names follow the sites: "C1" (linear), "C1_bn", "C1_act", "S2", ..., "output",
-    so probes and tests can find each site's tensors. Weights are initialised from Keras'
-    global seed: call ``keras.utils.set_random_seed`` first for a reproducible model.
+    so probes and tests can find each site's tensors. ``history_size`` > 0 makes our BN layers
+    also keep that many batches' statistics for ``bn_core.replay`` (Keras' layer has none).
+    Weights are initialised from Keras' global seed: call ``keras.utils.set_random_seed``
+    first for a reproducible model.
     """
     spec = VARIANTS[variant] if isinstance(variant, str) else variant
     if activation not in ACTIVATIONS:
@@ -48,7 +51,7 @@ def build_model(
                 x = layers.Flatten(name="flatten")(x)  # (N, 5, 5, 16) -> (N, 400)
             x = layers.Dense(width, use_bias=not has_bn, name=site)(x)
         if has_bn:
-            x = _bn_layer(spec.bn_impl, epsilon, window_size, name=f"{site}_bn")(x)
+            x = _bn_layer(spec.bn_impl, epsilon, window_size, history_size, f"{site}_bn")(x)
         x = layers.Activation(activation, name=f"{site}_act")(x)
         if kind == "conv":
             pool = {"C1": "S2", "C3": "S4"}[site]
@@ -57,9 +60,13 @@ def build_model(
     return keras.Model(inputs, logits, name=spec.name)
 
 
-def _bn_layer(impl: str, epsilon: float, window_size: int, name: str) -> keras.layers.Layer:
+def _bn_layer(
+    impl: str, epsilon: float, window_size: int, history_size: int, name: str
+) -> keras.layers.Layer:
     if impl == "ours":
-        return BatchNorm(epsilon=epsilon, window_size=window_size, name=name)
+        return BatchNorm(
+            epsilon=epsilon, window_size=window_size, history_size=history_size, name=name
+        )
     if impl == "keras":
         return layers.BatchNormalization(epsilon=epsilon, name=name)
     raise ValueError(f"unknown BN implementation {impl!r}; expected 'ours' or 'keras'")

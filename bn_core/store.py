@@ -237,13 +237,21 @@ class RunStore:
         return bool(row and row[0])
 
     def delete(self, run_id: int) -> bool:
-        """Delete a finished run and its metrics; active runs are refused (cancel them first)."""
+        """Delete a finished run, its metrics and its saved model; active runs are refused
+        (cancel them first)."""
         with self._connect() as db:
             cur = db.execute(
                 f"DELETE FROM runs WHERE id = ? AND status IN ({','.join('?' * len(FINISHED))})",
                 (run_id, *FINISHED),
             )
-            return cur.rowcount == 1
+            deleted = cur.rowcount == 1
+        if deleted:
+            self.model_path(run_id).unlink(missing_ok=True)
+        return deleted
+
+    def model_path(self, run_id: int) -> Path:
+        """Where the worker saves run ``run_id``'s trained model (it may not exist)."""
+        return self.home / "models" / f"run-{int(run_id)}.keras"
 
     # -- metrics ----------------------------------------------------------------------------
 

@@ -102,6 +102,8 @@ def train(
         activation=config.activation,
         epsilon=config.epsilon,
         window_size=config.window_size,
+        # One epoch of BN batch statistics, so the window can be replayed after training.
+        history_size=steps_per_epoch,
     )
     model.compile(
         optimizer=_OPTIMIZERS[config.optimizer](learning_rate=config.effective_learning_rate),

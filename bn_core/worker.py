@@ -52,6 +52,8 @@ def run_worker(run_id: int, store: RunStore) -> str:
 
         run = store.get(run_id)
         result = train(run.config, on_event=on_event, should_stop=stop.is_set)
+        if result.model is not None and result.status in ("completed", "cancelled"):
+            _save_model(result.model, store.model_path(run_id))  # for replay studies
         status = result.status
         fields = {
             "error": result.error,
@@ -65,6 +67,17 @@ def run_worker(run_id: int, store: RunStore) -> str:
         done.set()
     store.transition(run_id, ("running",), status, finished_at=time.time(), **fields)
     return status
+
+
+def _save_model(model, path) -> None:
+    """Save through a temporary file, so a reader never finds half a model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _heartbeat(store: RunStore, run_id: int, stop: threading.Event, done: threading.Event):

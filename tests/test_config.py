@@ -35,6 +35,7 @@ FIELD_NAMES = (
     "seed",
     "val_size",
     "train_limit",
+    "probe_every",
 )
 
 

@@ -178,3 +178,61 @@ def test_bad_arguments_are_refused(kwargs, message):
 def test_unsupported_rank_is_refused():
     with pytest.raises(ValueError, match="expects \\(N, F\\) or \\(N, H, W, C\\)"):
         BatchNorm()(np.zeros((2, 3, 4), "float32"))
+
+
+def test_history_keeps_the_last_batches_in_order():
+    layer = BatchNorm(window_size=2, history_size=3, dtype="float64")
+    batches = [_inputs((6 + i, 4), seed=i) for i in range(5)]
+    for b in batches:
+        layer(b, training=True)
+    means, variances, counts = layer.recorded_batches()
+    kept = batches[-3:]
+    np.testing.assert_allclose(means, [b.mean(axis=0) for b in kept], rtol=1e-12)
+    np.testing.assert_allclose(variances, [b.var(axis=0) for b in kept], rtol=1e-12)
+    np.testing.assert_array_equal(counts, [len(b) for b in kept])
+    # The window (2) is unaffected by the longer history.
+    mean, _ = _algorithm2(batches, 2)
+    np.testing.assert_allclose(np.asarray(layer.population_moments()[0]), mean, rtol=1e-12)
+
+
+def test_history_before_it_is_full_and_without_history():
+    layer = BatchNorm(history_size=10)
+    layer(_inputs((4, 3), dtype="float32"), training=True)
+    means, _, counts = layer.recorded_batches()
+    assert means.shape == (1, 3) and counts.tolist() == [4]
+    plain = BatchNorm()
+    plain(_inputs((4, 3), dtype="float32"), training=True)
+    with pytest.raises(ValueError, match="keeps no history"):
+        plain.recorded_batches()
+
+
+def test_record_false_normalises_with_batch_statistics_without_side_effects():
+    layer = BatchNorm(window_size=3, history_size=3)
+    layer(_inputs((16, 4), dtype="float32"), training=True)
+    before = [w.numpy().copy() for w in layer.non_trainable_weights]
+    layer.record = False
+    x = _inputs((16, 4), seed=5, dtype="float32")
+    y = np.asarray(layer(x, training=True))
+    np.testing.assert_allclose(y.mean(axis=0), 0.0, atol=1e-5)  # batch statistics were used
+    for old, new in zip(before, layer.non_trainable_weights, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())
+
+
+def test_history_size_round_trips_and_is_validated():
+    assert BatchNorm.from_config(BatchNorm(history_size=7).get_config()).history_size == 7
+    with pytest.raises(ValueError, match="history_size must be"):
+        BatchNorm(history_size=-1)
+
+
+def test_set_population_is_used_as_is():
+    layer = BatchNorm(epsilon=1e-3, window_size=4)
+    layer(_inputs((8, 3), dtype="float32"), training=True)
+    mean, var = np.array([1.0, -2.0, 0.5]), np.array([4.0, 0.25, 1.0])
+    layer.set_population(mean, var)
+    got_mean, got_var = (np.asarray(t) for t in layer.population_moments())
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-6)
+    np.testing.assert_allclose(got_var, var, rtol=1e-6)
+    x = _inputs((5, 3), seed=9, dtype="float32")
+    np.testing.assert_allclose(
+        np.asarray(layer(x, training=False)), (x - mean) / np.sqrt(var + 1e-3), rtol=1e-5
+    )
