@@ -1,0 +1,135 @@
+"""Window size: replay a finished run's BN inference statistics over other windows (no
+retraining) and compare test accuracy. TensorFlow loads only in the replay subprocess this
+page starts (``python -m bn_core.replay RUN_ID``); the page reads the JSON it writes."""
+
+import streamlit as st
+
+from bn_core import dashboard as db
+from bn_core import replay_view as rv
+from pages._ui import get_store, png_config, use_navigation
+
+use_navigation()
+
+store = get_store()
+st.title("Window size")
+st.caption(
+    "After training, each of our BN layers holds the statistics of the last epoch's batches. "
+    "A replay re-estimates every layer's E[x] and Var[x] from the last W of them (Algorithm 2 "
+    "of Ioffe & Szegedy, 2015; *epoch*: all of them) or with Keras' moving average (*EMA*, "
+    "momentum 0.99, started at 0/1), and measures the trained model's test accuracy under "
+    "each. ★ marks the window the run was trained with; an open marker, a W clipped to the "
+    "recorded batches. Each batch's statistics were measured with the weights of its own "
+    "training step, so a long window also averages over a network that has since changed."
+)
+# Replays started from this session: run id -> process (anything with .poll()), and the
+# one-line errors of those that ended without a result.
+pending: dict = st.session_state.setdefault("window-pending", {})
+failed: dict = st.session_state.setdefault("window-failed", {})
+
+
+def poll() -> bool:
+    """Move ended replays out of ``pending``; True if any ended."""
+    ended = False
+    for run_id, process in list(pending.items()):
+        if rv.replay_path(store.home, run_id).exists() or process.poll() is not None:
+            del pending[run_id]
+            ended = True
+            if not rv.replay_path(store.home, run_id).exists():
+                failed[run_id] = rv.last_log_line(rv.replay_log_path(store.home, run_id))
+    return ended
+
+
+def start(run_ids: list[int]) -> None:
+    for run_id in run_ids:
+        if run_id not in pending:
+            failed.pop(run_id, None)
+            pending[run_id] = rv.start_replay(run_id, store.home)
+
+
+poll()
+runs = [r for r in store.list_runs() if not r.active]
+if not runs:
+    st.info(
+        "No finished runs yet: train a variant with our BN (e.g. lenet_fc_bn2) on the Train page.",
+        icon=":material/info:",
+    )
+    st.stop()
+
+problems = {r.id: rv.replay_problem(r, store.model_path(r.id).is_file()) for r in runs}
+labels = {r.id: db.run_label(r) for r in runs}
+KEY = "window-runs"
+if KEY in st.session_state:  # drop runs deleted since the last visit
+    st.session_state[KEY] = [i for i in st.session_state[KEY] if i in labels]
+    default = None
+else:
+    latest = runs[-1].group_id  # the newest finished run's group
+    default = [r.id for r in runs if r.group_id == latest and problems[r.id] is None]
+selected = st.multiselect(
+    "Runs", sorted(labels, reverse=True), default=default, format_func=labels.get, key=KEY,
+    help="finished runs; by default the replayable runs of the latest group",
+)  # fmt: skip
+chosen = [r for r in runs if r.id in set(selected)]
+if not chosen:
+    st.info("Select one or more finished runs.", icon=":material/info:")
+    st.stop()
+
+payloads, to_replay = [], []
+for run in chosen:
+    if problems[run.id]:
+        st.warning(problems[run.id], icon=":material/block:")
+        continue
+    try:
+        payload = rv.load_replay(rv.replay_path(store.home, run.id), run.id)
+    except rv.ReplayFileError as exc:
+        st.error(str(exc), icon=":material/error:")
+        payload = None
+    if payload is not None:
+        payloads.append(payload)
+    elif run.id in pending:
+        st.info(f"Replaying {labels[run.id]} …", icon=":material/hourglass:")
+    else:
+        if run.id in failed:
+            st.error(f"Replay of run #{run.id} failed: {failed[run.id]}", icon=":material/error:")
+        to_replay.append(run.id)
+
+if to_replay:
+    columns = st.columns(min(len(to_replay) + (len(to_replay) > 1), 6))
+    for column, run_id in zip(columns, to_replay, strict=False):
+        column.button(
+            f"Replay #{run_id}", key=f"window-replay-{run_id}", on_click=start, args=([run_id],),
+            icon=":material/replay:",
+        )  # fmt: skip
+    if len(to_replay) > 1:
+        columns[-1].button(
+            "Replay all", key="window-replay-all", on_click=start, args=(to_replay,),
+            icon=":material/replay:", type="primary",
+        )  # fmt: skip
+
+
+@st.fragment(run_every=1.0 if pending else None)
+def wait_for_replays() -> None:
+    """While a replay runs: look for its file once a second; a full rerun shows it."""
+    if pending and poll():
+        st.rerun()
+
+
+wait_for_replays()
+if not payloads:
+    st.stop()
+
+frame = rv.replay_frame(payloads, labels)
+st.plotly_chart(rv.replay_figure(frame), key="window-chart", config=png_config("window-replay"))
+st.table(rv.accuracy_table(frame))
+for payload in payloads:
+    trained = payload.get("trained_test_accuracy")
+    st.caption(
+        f"#{payload['run_id']}: trained with W = {payload['trained_window']}"
+        + (f" (test accuracy {trained:.4f} when trained)" if trained is not None else "")
+        + f"; {payload['recorded_batches']} recorded batches; the EMA's 0/1 start still weighs "
+        f"{payload['ema_momentum']}^{payload['recorded_batches']} = "
+        f"{payload['ema_start_weight']:.2g}."
+    )
+st.download_button(
+    "Replay CSV", frame.to_csv(index=False), file_name="window-replay.csv", mime="text/csv",
+    key="window-download", icon=":material/download:",
+)  # fmt: skip

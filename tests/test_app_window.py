@@ -1,0 +1,299 @@
+"""The Window size page (pages/window.py) driven headless with AppTest, and the TF-free helpers
+behind it (bn_core.replay_view). Replays are pre-written JSON files or a stub launcher:
+nothing trains and TensorFlow is never needed here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from bn_core import replay_view as rv
+from bn_core.config import TrainConfig
+from bn_core.jobs import JobRunner
+from bn_core.store import RunStore
+from pages import _ui
+from tests.test_app import RecordingBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = str(ROOT / "pages" / "window.py")
+CHOICES = ["1", "2", "5", "10", "50", "200", "epoch", "EMA"]
+
+
+def make_payload(run_id: int, trained_window: int = 5, base: float = 0.80) -> dict:
+    """A replay as bn_core.replay writes it: 117 recorded batches, so 200 is clipped."""
+    rows = []
+    for i, choice in enumerate(CHOICES):
+        kind = {"epoch": "epoch", "EMA": "ema"}.get(choice, "window")
+        requested = int(choice) if kind == "window" else (117 if kind == "epoch" else None)
+        window = min(requested, 117) if kind == "window" else 117
+        rows.append(
+            {"choice": choice, "kind": kind, "requested": requested, "window": window,
+             "clipped": kind == "window" and requested > 117, "test_accuracy": base + 0.01 * i,
+             "test_loss": 0.5 - 0.01 * i}
+        )  # fmt: skip
+    return {
+        "run_id": run_id, "variant": "lenet_fc_bn2", "dataset": "mnist",
+        "trained_window": trained_window, "trained_test_accuracy": base + 0.02,
+        "recorded_batches": 117, "epoch_batches": 117, "ema_momentum": 0.99,
+        "ema_start_weight": 0.99**117, "windows": rows, "created": time.time(), "seconds": 1.0,
+    }  # fmt: skip
+
+
+def seed_store(store: RunStore) -> dict[str, int]:
+    """An old group, then group "new": a replayed run, one with a model but no replay yet, a
+    Keras-BN run, a plain LeNet, a failed run (no model) and a running one."""
+    ids = {}
+    runs = (("old", "lenet_fc_bn2", "g-old", "completed"),
+            ("replayed", "lenet_fc_bn2", "new", "completed"),
+            ("fresh", "lenet_bn2", "new", "cancelled"),
+            ("keras", "lenet_keras_bn", "new", "completed"),
+            ("plain", "lenet", "new", "completed"),
+            ("failed", "lenet_fc_bn2", "new", "failed"),
+            ("running", "lenet_fc_bn2", "new", "running"))  # fmt: skip
+    for name, variant, group, status in runs:
+        ids[name] = store.create_run(TrainConfig(variant=variant), group)
+        if status != "running":
+            store.transition(ids[name], ("queued",), status, test_accuracy=0.8)
+        else:
+            store.transition(ids[name], ("queued",), "running")
+        if status in ("completed", "cancelled"):
+            store.model_path(ids[name]).parent.mkdir(exist_ok=True)
+            store.model_path(ids[name]).write_bytes(b"model")  # the page only checks it exists
+    rv.write_replay(rv.replay_path(store.home, ids["replayed"]), make_payload(ids["replayed"]))
+    return ids
+
+
+class FakeProcess:
+    def __init__(self, code=None):
+        self.code = code
+
+    def poll(self):
+        return self.code
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("BN_LAB_HOME", str(home))
+    st.cache_resource.clear()
+    fake = JobRunner(RunStore(home), backend=RecordingBackend())  # never .start()ed
+    monkeypatch.setattr(_ui, "get_runner", lambda: fake)
+    yield fake.store
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """Replace the replay subprocess: record (run_id, home); the test decides the outcome."""
+    calls = []
+
+    def start(run_id, home):
+        calls.append((run_id, Path(home)))
+        return FakeProcess()
+
+    monkeypatch.setattr(rv, "start_replay", start)
+    return calls
+
+
+def open_page() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=30).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def chart_traces(at: AppTest) -> list[dict]:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def test_empty_store_says_what_to_do(store):
+    at = open_page()
+    assert "No finished runs yet" in at.info[0].value and not at.get("plotly_chart")
+
+
+def test_default_selection_chart_and_table(store, launches):
+    ids = seed_store(store)
+    at = open_page()
+    # The latest group's replayable runs; the Keras, plain, failed and running ones are not.
+    assert sorted(at.multiselect(key="window-runs").value) == [ids["replayed"], ids["fresh"]]
+    assert ids["running"] not in at.multiselect(key="window-runs").options
+    assert [b.key for b in at.button] == [f"window-replay-{ids['fresh']}"]
+    traces = chart_traces(at)
+    assert [t["name"] for t in traces] == [
+        f"#{ids['replayed']} lenet_fc_bn2 seed 0 (completed)",
+        f"#{ids['replayed']} lenet_fc_bn2 seed 0 (completed): trained window",
+    ]
+    assert traces[0]["x"] == CHOICES and traces[1]["x"] == ["5"]
+    assert traces[0]["marker"]["symbol"][5] == "circle-open"  # 200 clipped to 117
+    table = at.table[0].value
+    assert list(table.index) == CHOICES
+    column = table.iloc[:, 0]
+    assert column["5"] == "0.8200 ★" and column["200"] == "0.8500 (W = 117)"
+    assert any("0.99^117" in c.value for c in at.caption)
+    assert launches == []
+
+
+def test_replay_button_starts_the_subprocess_and_polls_for_its_file(store, launches):
+    ids = seed_store(store)
+    at = open_page()
+    at.button(key=f"window-replay-{ids['fresh']}").click().run()
+    assert launches == [(ids["fresh"], store.home)]
+    assert any("Replaying" in i.value for i in at.info)
+    assert not at.button  # no second start while one is pending
+    at.run()
+    assert len(launches) == 1 and any("Replaying" in i.value for i in at.info)
+    rv.write_replay(rv.replay_path(store.home, ids["fresh"]), make_payload(ids["fresh"], 10))
+    at.run()
+    assert not at.exception and not any("Replaying" in i.value for i in at.info)
+    stars = [t for t in chart_traces(at) if t["name"].endswith("trained window")]
+    assert sorted(t["x"][0] for t in stars) == ["10", "5"]
+    assert at.table[0].value.shape == (8, 2)
+
+
+def test_a_failed_replay_shows_its_log_line_and_can_be_retried(store, monkeypatch):
+    ids = seed_store(store)
+
+    def start(run_id, home):
+        log = rv.replay_log_path(home, run_id)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("some warning\nreplay: mnist not found: tried ...\n")
+        return FakeProcess(code=1)
+
+    monkeypatch.setattr(rv, "start_replay", start)
+    at = open_page()
+    at.button(key=f"window-replay-{ids['fresh']}").click().run()
+    at.run()  # the next poll sees the process gone without a file
+    assert any(
+        f"Replay of run #{ids['fresh']} failed: replay: mnist not found" in e.value
+        for e in at.error
+    ), [e.value for e in at.error]
+    assert f"window-replay-{ids['fresh']}" in {b.key for b in at.button}
+
+
+def test_unreplayable_and_corrupt_runs_get_clear_messages(store, launches):
+    ids = seed_store(store)
+    rv.replay_path(store.home, ids["replayed"]).write_text("{not json")
+    at = open_page()
+    at.multiselect(key="window-runs").set_value([ids["replayed"], ids["keras"], ids["plain"]])
+    at.run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Keras' BatchNormalization" in warnings and "nothing to replay" in warnings
+    assert "not a valid replay file" in at.error[0].value
+    assert [b.key for b in at.button] == [f"window-replay-{ids['replayed']}"]
+    assert not at.get("plotly_chart")
+
+
+def test_replay_all_starts_every_missing_replay(store, launches):
+    ids = seed_store(store)
+    other = store.create_run(TrainConfig(variant="lenet_bn1"), "new")
+    store.transition(other, ("queued",), "completed")
+    store.model_path(other).write_bytes(b"model")
+    at = open_page()
+    at.button(key="window-replay-all").click().run()
+    assert sorted(run_id for run_id, _ in launches) == sorted([ids["fresh"], other])
+
+
+def test_the_page_never_imports_tensorflow(tmp_path):
+    """The page in a fresh interpreter, with a seeded store and a replay file to draw."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        from bn_core.store import RunStore
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.test_app_window import seed_store
+        seed_store(RunStore())
+        at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.get("plotly_chart"), "no chart"
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        print("LOADED", loaded)
+        sys.exit(1 if loaded else 0)
+        """
+    )
+    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "LOADED []" in done.stdout
+
+
+# ----------------------------------------------------------------------------- replay_view
+
+
+def test_start_replay_runs_the_module_and_logs_its_one_line_error(tmp_path):
+    RunStore(tmp_path / "home")
+    process = rv.start_replay(42, tmp_path / "home")
+    assert process.wait(timeout=60) == 1
+    line = rv.last_log_line(rv.replay_log_path(tmp_path / "home", 42))
+    assert line.startswith("replay: run 42 does not exist in the store at "), line
+    assert rv.last_log_line(tmp_path / "missing.log").startswith("the replay process ended")
+
+
+def test_write_then_load_round_trips_and_refuses_non_finite_numbers(tmp_path):
+    path = rv.replay_path(tmp_path, 3)
+    assert path == tmp_path / "replays" / "run-3.json"
+    assert rv.load_replay(path, 3) is None
+    payload = make_payload(3)
+    rv.write_replay(path, payload)
+    assert rv.load_replay(path, 3) == payload
+    bad = make_payload(3)
+    bad["windows"][0]["test_loss"] = float("nan")
+    with pytest.raises(ValueError):
+        rv.write_replay(path, bad)
+    assert rv.load_replay(path, 3)["windows"][0]["test_loss"] == 0.5  # the old file is intact
+    assert [p.name for p in path.parent.iterdir()] == ["run-3.json"]
+
+
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda p: "[1, 2]", "expected an object"),
+        (lambda p: json.dumps(p).replace("0.5", "NaN", 1), "NaN is not allowed"),
+        (lambda p: json.dumps({**p, "run_id": 4}), "run_id should be 3"),
+        (lambda p: json.dumps({**p, "windows": []}), "windows must be a non-empty list"),
+        (lambda p: json.dumps({**p, "recorded_batches": "many"}), "recorded_batches is missing"),
+        (
+            lambda p: json.dumps({**p, "windows": [{**p["windows"][0], "test_accuracy": 7}]}),
+            "wrong type or range",
+        ),
+        (lambda p: json.dumps({**p, "windows": [{"choice": "1"}]}), "must have the keys"),
+        (lambda p: "\x80 not utf-8", "cannot be read"),
+    ],
+)
+def test_load_replay_names_what_is_wrong(tmp_path, mutate, reason):
+    path = rv.replay_path(tmp_path, 3)
+    path.parent.mkdir()
+    text = mutate(make_payload(3))
+    path.write_bytes(text.encode("latin-1") if text.startswith("\x80") else text.encode())
+    with pytest.raises(rv.ReplayFileError, match="run-3.json") as info:
+        rv.load_replay(path, 3)
+    assert reason in str(info.value) and len(str(info.value).splitlines()) == 1
+
+
+def test_choice_order_and_describe_choice():
+    assert rv.choice_order(["EMA", "200", "epoch", "1", "20", "5"]) == [
+        "1", "5", "20", "200", "epoch", "EMA"
+    ]  # fmt: skip
+    frame = rv.replay_frame([make_payload(1)], {1: "run one"})
+    assert frame["trained"].tolist() == [c == "5" for c in CHOICES]
+    described = [rv.describe_choice(row) for _, row in frame.iterrows()]
+    assert described[2] == "W = 5" and described[-1] == "EMA over 117 batches"
+    assert described[5] == "W = 200 → 117 (clipped to the recorded batches)"
+    figure = rv.replay_figure(frame)
+    assert list(figure.layout.xaxis.categoryarray) == CHOICES
+    assert figure.layout.xaxis.type == "category"

@@ -1,0 +1,335 @@
+"""Window replay (bn_core.replay): the statistics against independent numpy and Keras
+references, the replay of a trained LeNet against its own test accuracy, and the command line
+on a run stored in a temporary $BN_LAB_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bn_core import data
+from bn_core import replay_view as rv
+from bn_core.config import TrainConfig
+from bn_core.layers import BatchNorm
+from bn_core.models import build_model
+from bn_core.replay import (
+    ReplayError,
+    ema_population,
+    history_layers,
+    main,
+    population_for_window,
+    replay,
+)
+from bn_core.store import RunStore
+from bn_core.training import EngineOptions, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _recorded(k=7, channels=4, seed=0):
+    """Recorded-looking statistics: means, biased variances (k, C) and sizes m, one short."""
+    rng = np.random.default_rng(seed)
+    counts = np.full(k, 16.0)
+    counts[2] = 5.0  # a short batch: the m/(m-1) correction differs per batch
+    return rng.normal(size=(k, channels)), rng.uniform(0.5, 2.0, size=(k, channels)), counts
+
+
+# ----------------------------------------------------------------------------- the statistics
+
+
+@pytest.mark.parametrize("w", [1, 3, 7])
+def test_population_for_window_is_algorithm2_over_the_last_w(w):
+    means, variances, counts = _recorded()
+    expected_mean, expected_var = np.zeros(4), np.zeros(4)
+    for j in range(len(means) - w, len(means)):  # a plain loop, batch by batch
+        expected_mean += means[j] / w
+        expected_var += counts[j] / (counts[j] - 1) * variances[j] / w
+    mean, var = population_for_window(means, variances, counts, w)
+    np.testing.assert_allclose(mean, expected_mean, rtol=1e-12)
+    np.testing.assert_allclose(var, expected_var, rtol=1e-12)
+
+
+@pytest.mark.parametrize("w", [0, 8])
+def test_population_for_window_refuses_a_window_outside_the_history(w):
+    with pytest.raises(ValueError, match="between 1 and the 7 recorded batches. Received"):
+        population_for_window(*_recorded(), w)
+
+
+def test_ema_population_is_the_keras_recursion():
+    means, variances, _ = _recorded(k=30)
+    moving_mean, moving_var = np.zeros(4), np.ones(4)
+    for mu, var in zip(means, variances, strict=True):
+        moving_mean = 0.99 * moving_mean + 0.01 * mu
+        moving_var = 0.99 * moving_var + 0.01 * var
+    mean, var = ema_population(means, variances, 0.99)
+    np.testing.assert_allclose(mean, moving_mean, rtol=1e-12)
+    np.testing.assert_allclose(var, moving_var, rtol=1e-12)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        ema_population(means, variances, 1.0)
+
+
+def test_ema_of_our_recorded_batches_equals_keras_moving_statistics():
+    """The same batches through our BatchNorm (recording) and Keras' BatchNormalization
+    (training): the EMA of what we recorded is Keras' moving mean and variance."""
+    ours = BatchNorm(history_size=12, dtype="float64")
+    ref = keras.layers.BatchNormalization(momentum=0.99, dtype="float64")
+    rng = np.random.default_rng(3)
+    for step in range(12):
+        x = rng.normal(2.0, 3.0, size=(16 - step % 3, 5, 5, 3))  # (N, H, W, C), N varies
+        ours(x, training=True)
+        ref(x, training=True)
+    means, variances, _ = ours.recorded_batches()
+    mean, var = ema_population(means, variances, 0.99)
+    np.testing.assert_allclose(mean, ref.moving_mean.numpy(), rtol=1e-10)
+    np.testing.assert_allclose(var, ref.moving_variance.numpy(), rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------- a tiny model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Dense(5) -> BatchNorm(window 2, history 5) -> sigmoid -> Dense(3), trained 7 SGD steps
+    on batches of varying size. Returns the model, the BN layer, the pre-BN activations of
+    every step (computed in numpy from the kernel *before* the step), and a test set."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    z = keras.layers.Dense(5, use_bias=False, name="lin")(inputs)
+    h = BatchNorm(window_size=2, history_size=5, name="bn")(z)
+    logits = keras.layers.Dense(3)(keras.layers.Activation("sigmoid")(h))
+    model = keras.Model(inputs, logits)
+    optimizer = keras.optimizers.SGD(0.5)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    rng = np.random.default_rng(1)
+    activations = []
+    for step in range(7):
+        x = rng.normal(size=(24 - 3 * (step % 3), 6)).astype("float32")
+        y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
+        kernel = model.get_layer("lin").kernel.numpy().astype(np.float64)
+        activations.append(x.astype(np.float64) @ kernel)  # (N, 6) @ (6, 5) -> (N, 5)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_weights)
+        optimizer.apply_gradients(zip(grads, model.trainable_weights, strict=True))
+    x_test = rng.normal(size=(200, 6)).astype("float32")
+    y_test = ((x_test[:, 0] > 0).astype("int32") + (x_test[:, 1] > 1)).astype("int32")
+    return model, model.get_layer("bn"), activations, x_test, y_test
+
+
+def _numpy_population(batches):
+    """Algorithm 2 from the activations themselves: mean of the batch means, mean of the
+    unbiased batch variances (np.var with ddof=1)."""
+    return (
+        np.mean([b.mean(axis=0) for b in batches], axis=0),
+        np.mean([b.var(axis=0, ddof=1) for b in batches], axis=0),
+    )
+
+
+def test_whole_history_equals_algorithm2_over_the_same_training_batches(tiny):
+    model, layer, activations, _, _ = tiny
+    means, variances, counts = layer.recorded_batches()
+    assert len(means) == 5 and counts.tolist() == [len(b) for b in activations[-5:]]
+    mean, var = population_for_window(means, variances, counts, len(means))
+    want_mean, want_var = _numpy_population(activations[-5:])  # the history keeps the last 5
+    np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(var, want_var, rtol=1e-5)
+
+
+def test_window_of_the_trained_size_is_the_layers_own_inference(tiny):
+    model, layer, activations, x_test, _ = tiny
+    mean, var = population_for_window(*layer.recorded_batches(), layer.window_size)
+    own_mean, own_var = (np.asarray(t) for t in layer.population_moments())
+    np.testing.assert_allclose(mean, own_mean, rtol=1e-6)
+    np.testing.assert_allclose(var, own_var, rtol=1e-6)
+    np.testing.assert_allclose(mean, _numpy_population(activations[-2:])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_replay_clips_windows_and_restores_the_layer(tiny):
+    model, layer, _, x_test, y_test = tiny
+    before = [w.numpy().copy() for w in layer.non_trainable_weights]
+    own = model.predict(x_test, verbose=0)
+    rows = replay(model, x_test, y_test, windows=(1, 2, 5, 10, "epoch"))
+    assert [r["choice"] for r in rows] == ["1", "2", "5", "10", "epoch", "EMA"]
+    assert [r["window"] for r in rows] == [1, 2, 5, 5, 5, 5]
+    assert [r["clipped"] for r in rows] == [False, False, False, True, False, False]
+    assert rows[3]["requested"] == 10 and rows[4]["requested"] == 5  # epoch = history_size
+    assert rows[3]["test_accuracy"] == rows[2]["test_accuracy"] == rows[4]["test_accuracy"]
+    assert rows[0]["test_loss"] != rows[2]["test_loss"]  # the choice does change the model
+    for old, new in zip(before, layer.non_trainable_weights, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())
+    np.testing.assert_array_equal(model.predict(x_test, verbose=0), own)
+
+
+def test_replay_of_the_epoch_choice_uses_exactly_those_statistics(tiny):
+    """The model under W = all computes gamma (z - E) / sqrt(Var + eps) + beta with the
+    numpy population of the recorded batches."""
+    model, layer, activations, x_test, y_test = tiny
+    mean, var = _numpy_population(activations[-5:])
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    clone.get_layer("bn").set_population(mean, var)
+    rows = replay(model, x_test, y_test, windows=("epoch",), ema_momentum=None)
+    logits = clone.predict(x_test, verbose=0).astype(np.float64)
+    assert rows[0]["test_accuracy"] == np.mean(np.argmax(logits, axis=1) == y_test)
+
+
+def test_epoch_is_marked_clipped_when_the_history_is_not_full():
+    layer = BatchNorm(history_size=10, name="bn")
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, layer(inputs))
+    for seed in range(4):
+        model(np.random.default_rng(seed).normal(size=(8, 3)).astype("float32"), training=True)
+    x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int32")
+    rows = replay(model, x, y, windows=(2, "epoch"))
+    assert [(r["choice"], r["window"], r["clipped"]) for r in rows] == [
+        ("2", 2, False), ("epoch", 4, True), ("EMA", 4, False)
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="windows must hold integers >= 1"):
+        replay(model, x, y, windows=(0,))
+
+
+@pytest.mark.parametrize(
+    "variant, history, message",
+    [
+        ("lenet", 4, "no Batch Normalization"),
+        ("lenet_keras_bn", 4, "Keras' BatchNormalization"),
+        ("lenet_fc_bn2", 0, "keep no recorded batches"),
+    ],
+)
+def test_models_without_history_are_refused(variant, history, message):
+    with pytest.raises(ReplayError, match=message):
+        history_layers(build_model(variant, history_size=history))
+
+
+# ----------------------------------------------------------------------------- a stored run
+
+
+def _write_npz(folder: Path, seed: int = 0) -> None:
+    """A learnable MNIST-shaped npz: noise plus a bright band whose row is the class."""
+    rng = np.random.default_rng(seed)
+
+    def part(n):
+        y = rng.integers(0, 10, size=n).astype(np.uint8)
+        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(y):
+            x[i, 2 * label + 4 : 2 * label + 6, 3:25] += 180
+        return x, y
+
+    (x_train, y_train), (x_test, y_test) = part(400), part(200)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """A completed lenet_fc_bn2 run (2 epochs of 8 batches, window 5) in a fresh store, its
+    model saved where the worker saves it. Returns (home, run id, TrainResult)."""
+    root = tmp_path_factory.mktemp("replay")
+    _write_npz(root / "data")
+    store = RunStore(root / "home")
+    config = TrainConfig(
+        variant="lenet_fc_bn2", data_dir=str(root / "data"), epochs=2, batch_size=32,
+        val_size=100, train_limit=256, activation="relu", window_size=5,
+    )  # fmt: skip
+    run_id = store.create_run(config, "g")
+    result = train(config, options=EngineOptions(jit_compile=False))
+    assert result.status == "completed"
+    store.model_path(run_id).parent.mkdir(parents=True)
+    result.model.save(store.model_path(run_id))
+    store.transition(
+        run_id, ("queued",), "completed", test_accuracy=result.test_accuracy,
+        test_loss=result.test_loss, steps_per_epoch=8,
+    )  # fmt: skip
+    return root / "home", run_id, result
+
+
+def test_replay_reproduces_the_trained_models_test_accuracy_at_its_own_window(stored):
+    home, run_id, result = stored
+    model = keras.saving.load_model(RunStore(home).model_path(run_id), compile=False)
+    test = data.load("mnist", result.config.data_dir, val_size=100)
+    rows = replay(model, test.x_test, test.y_test, windows=(5,), ema_momentum=None)
+    assert rows[0]["test_accuracy"] == result.test_accuracy
+    assert rows[0]["test_loss"] == pytest.approx(result.test_loss, rel=1e-5)
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BN_LAB_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "bn_core.replay", *args], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_command_line_writes_a_valid_replay_file(stored):
+    home, run_id, result = stored
+    done = _cli(home, str(run_id))
+    assert done.returncode == 0, done.stderr[-2000:]
+    path = rv.replay_path(home, run_id)
+    assert f"replay written to {path}" in done.stdout
+    payload = rv.load_replay(path, run_id)
+    assert payload["trained_window"] == 5 and payload["recorded_batches"] == 8
+    assert payload["trained_test_accuracy"] == result.test_accuracy
+    assert payload["ema_start_weight"] == pytest.approx(0.99**8)
+    rows = {r["choice"]: r for r in payload["windows"]}
+    assert list(rows) == ["1", "2", "5", "10", "50", "200", "epoch", "EMA"]
+    assert rows["5"]["test_accuracy"] == result.test_accuracy
+    assert [rows[c]["clipped"] for c in ("5", "10", "200", "epoch")] == [False, True, True, False]
+    assert rows["200"]["window"] == rows["epoch"]["window"] == 8
+    assert not list(path.parent.glob(".*tmp"))  # the temporary file was renamed away
+    json.loads(path.read_text())  # strict JSON
+
+
+def _seed_error_runs(home: Path) -> dict[str, int]:
+    store = RunStore(home)
+    ids = {}
+    for name, variant in (("no-model", "lenet_fc_bn2"), ("keras", "lenet_keras_bn"),
+                          ("plain", "lenet")):  # fmt: skip
+        ids[name] = store.create_run(TrainConfig(variant=variant), "g")
+        store.transition(ids[name], ("queued",), "completed", test_accuracy=0.5)
+        store.model_path(ids[name]).parent.mkdir(exist_ok=True)
+        if name != "no-model":  # even with a model file, these variants have no history
+            store.model_path(ids[name]).write_bytes(b"not read")
+    return ids
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("missing", "does not exist in the store"),
+        ("no-model", "has no saved model"),
+        ("keras", "Keras' BatchNormalization"),
+        ("plain", "no BN, nothing to replay"),
+    ],
+)
+def test_command_line_errors_are_one_line_and_exit_1(tmp_path, name, message):
+    ids = _seed_error_runs(tmp_path / "home")
+    done = _cli(tmp_path / "home", str(ids.get(name, 99)))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("replay: ") and message in lines[0], lines
+    assert not (tmp_path / "home" / "replays").exists()
+
+
+def test_a_model_without_history_and_a_bad_argument(tmp_path, monkeypatch, capsys):
+    store = RunStore(tmp_path / "home")
+    run_id = store.create_run(TrainConfig(variant="lenet_bn1"), "g")
+    store.transition(run_id, ("queued",), "completed")
+    store.model_path(run_id).parent.mkdir()
+    build_model("lenet_bn1", history_size=0).save(store.model_path(run_id))
+    monkeypatch.setenv("BN_LAB_HOME", str(tmp_path / "home"))
+    assert main([str(run_id)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"replay: run #{run_id}: the model's BN layers keep no recorded batches "
+        "(history_size=0, or never trained): train the run again to replay it"
+    ]
+    assert main(["x"]) == 2
+    assert "usage: python -m bn_core.replay RUN_ID" in capsys.readouterr().err
