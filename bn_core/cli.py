@@ -1,4 +1,4 @@
-"""Command line: ``python -m bn_core train|compare``.
+"""Command line: ``python -m bn_core train|compare|study``.
 
 Flags, defaults, limits and help texts are generated from ``TrainConfig``. TensorFlow is
 imported only once a run really starts, so ``--help`` and bad flags answer instantly.
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(compare, exclude=("variant",))
     compare.add_argument("--out", default="compare-results", help="folder for the CSVs and chart")
     compare.add_argument("--json", action="store_true", help="print one JSON object to stdout")
+    cli_store.add_study_command(commands, fmt)
     cli_store.add_commands(commands, _add_config_flags, fmt)
     return parser
 
@@ -113,11 +114,13 @@ def _config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    config, variants = None, None
+    config, variants, configs = None, None, None
     try:
         if args.command in ("train", "compare", "submit"):
             variants = _parse_variants(args.variants) if args.command == "compare" else None
             config = _config_from_args(args, **({"variant": variants[0]} if variants else {}))
+        if args.command == "study":
+            configs = cli_store.study_configs(args)
         data_dir = getattr(args, "data_dir", None)
         if data_dir is not None and not os.path.isdir(data_dir):
             raise ConfigError(f"--data-dir {data_dir} is not a folder; pass an existing folder")
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train(config, out, args.json)
         if args.command == "compare":
             return _cmd_compare(config, variants, out, args.json)
+        if args.command == "study":
+            return cli_store.cmd_study(args.preset, configs, out, _CtrlC, _write_atomic)
         return cli_store.dispatch(args, config)
     except DatasetError as exc:
         print(f"{parser.prog}: dataset error: {exc}", file=sys.stderr)

@@ -1,4 +1,9 @@
-"""CLI commands around the run store and datasets: ``submit``, ``runs``, ``datasets``.
+"""CLI commands beyond a single run: ``study``, and around the run store and datasets:
+``submit``, ``runs``, ``datasets``.
+
+``study PRESET`` trains a preset's grid (``bn_core.study.PRESETS``) in this process, one run
+after another (data loaded once per distinct split), and writes report.html, summary.csv,
+curves.csv and results.json.
 
 ``submit`` queues a run through the same job runner the dashboard uses (so it lands in the
 store at ``$BN_LAB_HOME`` and shows up in the dashboard); ``--wait`` also drives the runner
@@ -10,11 +15,111 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
 
 from bn_core import data
-from bn_core.config import TrainConfig
+from bn_core.config import TrainConfig, field_spec
 
 EXIT_FOR_STATUS = {"completed": 0, "failed": 1, "diverged": 3, "cancelled": 130, "interrupted": 1}
+
+
+def add_study_command(commands, formatter) -> None:
+    from bn_core.study import PRESETS, QUICK, preset_configs
+
+    lines = []
+    for p in PRESETS.values():
+        runs, quick = len(preset_configs(p.name)), len(preset_configs(p.name, quick=True))
+        head = f"{p.name}: {p.title}, {runs} runs (quick: {quick} runs, ~{p.quick_minutes:g} min)."
+        lines.append(textwrap.fill(f"{head} {p.description}", 96, subsequent_indent="    "))
+    raw = type("StudyFormatter", (argparse.RawDescriptionHelpFormatter, formatter), {})
+    study = commands.add_parser(
+        "study", help="a preset study (several variants and seeds) with an HTML report",
+        formatter_class=raw,
+        description="Train a preset's runs one after another in this process, then write\n"
+        "report.html, summary.csv, curves.csv and results.json to --out.\n\nPresets:\n"
+        + "\n".join(lines),
+        epilog="Exit codes: 0 done (diverged runs are results of a study); 1 dataset error or "
+        "a failed run; 2 bad flags; 130 cancelled (the report covers what was measured).",
+    )  # fmt: skip
+    study.add_argument("preset", choices=list(PRESETS), metavar="PRESET",
+                       help=f"one of {', '.join(PRESETS)}")  # fmt: skip
+    study.add_argument(
+        "--quick", action="store_true",
+        help=f"the quick version: {QUICK['train_limit']:,} training and {QUICK['val_size']:,} "
+        f"validation images, {QUICK['epochs']} epochs, fewer seeds (the test set stays whole)",
+    )  # fmt: skip
+    spec = field_spec("dataset")
+    study.add_argument("--dataset", default=spec["default"], choices=spec["choices"],
+                       help=spec["help"])  # fmt: skip
+    study.add_argument("--data-dir", dest="data_dir", default=None,
+                       help=field_spec("data_dir")["help"])  # fmt: skip
+    seeds = ", ".join(f"{p.name} {p.seeds} ({p.quick_seeds} quick)" for p in PRESETS.values())
+    study.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"seeds per grid point, 0..N-1 (default: the preset's: {seeds})",
+    )
+    study.add_argument("--out", required=True, help="folder for the report and CSVs")
+
+
+def study_configs(args: argparse.Namespace) -> list[TrainConfig]:
+    """The preset's configs for the parsed flags; ConfigError (exit 2) on bad values."""
+    from bn_core.study import preset_configs
+
+    return preset_configs(
+        args.preset, quick=args.quick, dataset=args.dataset, data_dir=args.data_dir,
+        seeds=args.seeds,
+    )  # fmt: skip
+
+
+def cmd_study(
+    preset: str,
+    configs: list[TrainConfig],
+    out: Path,
+    ctrl_c: Callable,
+    write_atomic: Callable[[Path, str], None],
+) -> int:
+    """Train ``configs`` in order, then write the report and tables (also after Ctrl-C)."""
+    from bn_core import comparison as cmp
+    from bn_core import progress
+    from bn_core.report import build_report
+    from bn_core.study import get_preset
+    from bn_core.training import train
+
+    results, split_key, splits = [], None, None
+    with ctrl_c() as stop:
+        for i, config in enumerate(configs, start=1):
+            key = (config.dataset, config.data_dir, config.val_size, config.train_limit,
+                   config.seed)  # fmt: skip
+            if key != split_key:  # configs come seed-major: each split is loaded once
+                splits = None  # free the previous split before loading the next
+                splits = data.load(config.dataset, config.data_dir, val_size=config.val_size,
+                                   train_limit=config.train_limit, seed=config.seed)  # fmt: skip
+                split_key = key
+            print(f"run {i}/{len(configs)}: {config.variant} seed {config.seed}", file=sys.stderr)
+            with progress.Progress(config) as bar:
+                result = train(config, on_event=bar.on_event, should_stop=stop, splits=splits)
+            results.append({"run_id": i, "seed": config.seed,
+                            "steps_per_epoch": len(splits.x_train) // config.batch_size,
+                            **result.to_dict()})  # fmt: skip
+            print(progress.result_line(results[-1]), file=sys.stderr)
+            if result.status == "cancelled":
+                break
+    summary = cmp.variant_summary(results)
+    title = f"BN Lab study: {get_preset(preset).title}"
+    write_atomic(out / "report.html", build_report(results, title=title, preset=preset))
+    write_atomic(out / "summary.csv", summary.to_csv(index=False))
+    write_atomic(out / "curves.csv", cmp.run_curves(cmp.label_arms(results)).to_csv(index=False))
+    write_atomic(out / "results.json", json.dumps(results, indent=2))
+    print(cmp.summary_display(summary).to_string(index=False))
+    print(f"\nwrote report.html, summary.csv, curves.csv, results.json to {out}")
+    statuses = {r["status"] for r in results}
+    return 130 if "cancelled" in statuses else 1 if "failed" in statuses else 0
 
 
 def add_commands(commands, add_config_flags, formatter) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,17 +20,71 @@ from plotly.subplots import make_subplots
 from bn_core.charts import METRIC_TITLES
 from bn_core.config import TrainConfig
 from bn_core.results import HISTORY_KEYS
+from bn_core.stats import compare_variants
 from bn_core.summary import BASELINE, curves_frame, first_epoch_reaching, summary_table
 from bn_core.variants import VARIANT_NAMES
 
 COMPARE_METRICS: tuple[str, ...] = ("val_accuracy", "val_loss", "accuracy", "loss")
 # Keys that differ between runs by design; config_differences reports the others.
 BY_DESIGN: tuple[str, ...] = ("variant", "seed")
+ARM_SEP = " · "  # "lenet · learning_rate=0.005": a variant with settings that vary within it
+SMALL_MULTIPLES_PER_ROW = 5  # the original study's five variants fit one row
+
+
+def store_results(store: Any, runs: Sequence[Any]) -> list[dict[str, Any]]:
+    """``store.result_dicts(runs)`` with each run's ``steps_per_epoch`` (for speed-ups),
+    labelled by arm (``label_arms``)."""
+    results = store.result_dicts(list(runs))
+    for result, run in zip(results, runs, strict=True):
+        result["steps_per_epoch"] = run.steps_per_epoch
+    return label_arms(results)
+
+
+def label_arms(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results whose variant is its *arm*: when some setting (besides variant and seed) varies
+    between runs of the same variant (a sweep), runs are grouped by variant and those settings,
+    e.g. "lenet · learning_rate=0.005", so seeds are averaged only over equal settings. The
+    real variant is kept as ``base_variant``. Results without such settings come back as is."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_variant.setdefault(r["variant"], []).append(r["config"])
+    keys = [
+        k
+        for k in config_differences([r["config"] for r in results], ignore=BY_DESIGN)
+        if any(len({repr(c.get(k)) for c in configs}) > 1 for configs in by_variant.values())
+    ]
+    if not keys:
+        return list(results)
+    return [
+        {
+            **r,
+            "variant": ARM_SEP.join(
+                [r["variant"], *(f"{k}={format_value(r['config'].get(k))}" for k in keys)]
+            ),
+            "base_variant": r["variant"],
+        }
+        for r in results
+    ]
+
+
+def baseline_of(arm: str) -> str:
+    """The plain-LeNet arm with the same settings: "lenet_bn1 · batch_size=4" -> "lenet · ..."."""
+    return ARM_SEP.join([BASELINE, *arm.split(ARM_SEP)[1:]])
+
+
+def _study_order(arm: str) -> int:
+    variant = arm.split(ARM_SEP)[0]
+    return VARIANT_NAMES.index(variant) if variant in VARIANT_NAMES else len(VARIANT_NAMES)
 
 
 def run_curves(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """Long table, one row per (run, epoch): run_id, variant, seed, epoch, HISTORY_KEYS."""
-    return curves_frame(list(results), keys=("run_id", "variant", "seed"))
+    """Long table, one row per (run, epoch): run_id, variant, seed, epoch, HISTORY_KEYS.
+    Results without a run_id (from the CLI) are numbered 1, 2, ... in the given order."""
+    numbered = [
+        r if r.get("run_id") is not None else {**r, "run_id": i}
+        for i, r in enumerate(results, start=1)
+    ]
+    return curves_frame(numbered, keys=("run_id", "variant", "seed"))
 
 
 def group_curves(curves: pd.DataFrame | Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -60,7 +115,9 @@ def _variant_key(order: dict[str, int]):
 
 
 def variant_color(variant: str, alpha: float | None = None) -> str:
-    """A fixed colour per variant (same in every chart); with alpha, an rgba() string."""
+    """A fixed colour per variant (same in every chart; an arm has its variant's colour); with
+    alpha, an rgba() string."""
+    variant = variant.split(ARM_SEP)[0]
     names = list(VARIANT_NAMES)
     index = names.index(variant) if variant in names else len(names) + sum(map(ord, variant))
     color = qualitative.Plotly[index % len(qualitative.Plotly)]
@@ -70,19 +127,28 @@ def variant_color(variant: str, alpha: float | None = None) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def band_figure(grouped: pd.DataFrame, metric: str, *, height: int = 380) -> go.Figure:
+def band_figure(
+    grouped: pd.DataFrame,
+    metric: str,
+    *,
+    curves: pd.DataFrame | None = None,
+    height: int = 380,
+) -> go.Figure:
     """One line per variant of ``metric`` against epoch; where a variant has several seeds, the
-    line is their mean with a ±1 std band and the legend says how many seeds."""
+    line is their mean with a ±1 std band. Legend and title state the number of seeds. With
+    ``curves`` (``run_curves``' frame), each seed's own curve is overlaid as a thin line."""
     fig = go.Figure()
     rows = grouped[grouped["metric"] == metric]
+    counts, dashes = [], _arm_dashes(rows["variant"])
     for variant, g in rows.groupby("variant", sort=False):
         g = g.sort_values("epoch")
         n = int(g["n"].max())
-        name = f"{variant} (mean ± std, {n} seeds)" if n > 1 else str(variant)
+        counts.append(n)
+        name = f"{variant} (mean ± std, {n} seeds)" if n > 1 else f"{variant} (1 seed)"
+        common = {"legendgroup": str(variant), "showlegend": False}
         if n > 1:
             std = g["std"].fillna(0.0)
             band = {"x": g["epoch"], "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
-            common = {"legendgroup": str(variant), "showlegend": False}
             fig.add_trace(go.Scatter(y=g["mean"] - std, name=f"{variant} -1 std", **band, **common))
             fig.add_trace(
                 go.Scatter(
@@ -90,22 +156,56 @@ def band_figure(grouped: pd.DataFrame, metric: str, *, height: int = 380) -> go.
                     fillcolor=variant_color(str(variant), 0.2), **band, **common,
                 )
             )  # fmt: skip
+        if curves is not None and n > 1:
+            _seed_lines(fig, curves[curves["variant"] == variant], metric, str(variant), common)
         fig.add_trace(
             go.Scatter(
                 x=g["epoch"], y=g["mean"], mode="lines+markers", name=name,
-                legendgroup=str(variant), line={"color": variant_color(str(variant))},
+                legendgroup=str(variant),
+                line={"color": variant_color(str(variant)), "dash": dashes[variant]},
                 customdata=list(zip(g["std"].fillna(0.0), g["n"], strict=True)),
                 hovertemplate="epoch %{x}: %{y:.4f} ± %{customdata[0]:.4f} (n=%{customdata[1]})",
             )
         )  # fmt: skip
     title = METRIC_TITLES.get(metric, metric)
     fig.update_layout(
-        title=title, xaxis_title="epoch", yaxis_title=title, template="plotly_white",
-        height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10}, showlegend=True,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
+        title=f"{title} ({seeds_text(counts)})", xaxis_title="epoch", yaxis_title=title,
+        template="plotly_white", height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
     )  # fmt: skip
     _whole_epochs(fig, rows["epoch"])
     return fig
+
+
+def _arm_dashes(labels: Iterable[str]) -> dict[str, str]:
+    """A line style per arm: the arms of one variant share its colour, so they differ in dash."""
+    seen: dict[str, int] = {}
+    out = {}
+    for label in dict.fromkeys(labels):
+        i = seen[label.split(ARM_SEP)[0]] = seen.get(label.split(ARM_SEP)[0], -1) + 1
+        out[label] = ("solid", "dash", "dot", "dashdot", "longdash")[i % 5]
+    return out
+
+
+def seeds_text(counts: Sequence[int]) -> str:
+    """'3 seeds per variant', '1–3 seeds per variant' or 'no runs'."""
+    if not counts:
+        return "no runs"
+    low, high = min(counts), max(counts)
+    many = "s" * (high != 1)
+    return f"{low} seed{many} per variant" if low == high else f"{low}–{high} seeds per variant"
+
+
+def _seed_lines(fig: go.Figure, runs: pd.DataFrame, metric: str, variant: str, common) -> None:
+    """Each run's curve as a thin line in its variant's colour."""
+    for run_id, run in runs.groupby("run_id", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=run["epoch"], y=run[metric], mode="lines",
+                name=f"{variant} #{run_id} seed {run['seed'].iloc[0]}",
+                line={"width": 1, "color": variant_color(variant, 0.6)}, **common,
+            )
+        )  # fmt: skip
 
 
 def _whole_epochs(fig: go.Figure, epochs: pd.Series) -> None:
@@ -115,14 +215,23 @@ def _whole_epochs(fig: go.Figure, epochs: pd.Series) -> None:
 
 
 def small_multiples(curves: pd.DataFrame, metric: str = "val_accuracy") -> go.Figure:
-    """One panel per variant (side by side, shared y axis): each seed's ``metric`` as a thin
-    line and, with several seeds, their mean in bold."""
+    """One panel per variant (up to five a row, shared y axis): each seed's ``metric`` as a
+    thin line and, with several seeds, their mean in bold."""
     variants = list(dict.fromkeys(curves["variant"]))
+    counts = [curves.loc[curves["variant"] == v, "run_id"].nunique() for v in variants]
+    titles = [
+        f"{v.replace(ARM_SEP, '<br>')} ({n} seed{'s' * (n != 1)})"
+        for v, n in zip(variants, counts, strict=True)
+    ]
+    cols = min(max(len(variants), 1), SMALL_MULTIPLES_PER_ROW)
+    n_rows = -(-max(len(variants), 1) // cols)
     fig = make_subplots(
-        rows=1, cols=max(len(variants), 1), shared_yaxes=True, subplot_titles=variants,
-        horizontal_spacing=0.02 if len(variants) > 3 else 0.05,
+        rows=n_rows, cols=cols, shared_yaxes=True, subplot_titles=titles,
+        horizontal_spacing=0.02 if cols > 3 else 0.05, vertical_spacing=0.32 / n_rows,
     )  # fmt: skip
-    for col, variant in enumerate(variants, start=1):
+    for i, variant in enumerate(variants):
+        row, col = divmod(i, cols)
+        row, col = row + 1, col + 1
         rows = curves[curves["variant"] == variant]
         seeds = list(dict.fromkeys(rows["run_id"]))
         for run_id in seeds:
@@ -133,7 +242,7 @@ def small_multiples(curves: pd.DataFrame, metric: str = "val_accuracy") -> go.Fi
                     name=f"#{run_id} seed {run['seed'].iloc[0]}",
                     line={"width": 1, "color": variant_color(variant, 0.55)},
                 ),
-                row=1, col=col,
+                row=row, col=col,
             )  # fmt: skip
         if len(seeds) > 1:
             mean = rows.groupby("epoch")[metric].mean()
@@ -142,14 +251,18 @@ def small_multiples(curves: pd.DataFrame, metric: str = "val_accuracy") -> go.Fi
                     x=mean.index, y=mean.values, mode="lines", showlegend=False,
                     name=f"{variant} mean", line={"width": 3, "color": variant_color(variant)},
                 ),
-                row=1, col=col,
+                row=row, col=col,
             )  # fmt: skip
-        fig.update_xaxes(title_text="epoch", row=1, col=col)
-    fig.update_yaxes(title_text=METRIC_TITLES.get(metric, metric), row=1, col=1)
+        if i + cols >= len(variants):  # nothing below this panel
+            fig.update_xaxes(title_text="epoch", row=row, col=col)
+    for row in range(1, n_rows + 1):
+        fig.update_yaxes(title_text=METRIC_TITLES.get(metric, metric), row=row, col=1)
     _whole_epochs(fig, curves["epoch"])
     fig.update_layout(
-        title=f"{METRIC_TITLES.get(metric, metric)} per variant (thin: one seed each)",
-        template="plotly_white", height=330, margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        title=f"{METRIC_TITLES.get(metric, metric)} per variant (thin: one seed each; "
+        f"{seeds_text(counts)})",
+        template="plotly_white", height=330 * n_rows,
+        margin={"l": 10, "r": 10, "t": 90 if ARM_SEP in "".join(variants) else 70, "b": 10},
     )  # fmt: skip
     return fig
 
@@ -166,71 +279,113 @@ def config_differences(
 
 
 SUMMARY_COLUMNS = (
-    "variant",
-    "runs",
-    "seeds",
-    "completed",
-    "test_accuracy_mean",
-    "test_accuracy_std",
-    "best_val_accuracy",
-    "epoch_reaching_baseline_best",
-    "mean_epoch_seconds",
-    "images_per_second",
-    "config",
+    "variant", "runs", "seeds", "completed",
+    "n", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95_low",
+    "test_accuracy_ci95_high", "diff_vs_baseline", "p_value",
+    "best_val_accuracy", "epoch_reaching_baseline_best", "steps_to_baseline_best", "speedup",
+    "mean_epoch_seconds", "images_per_second", "config",
+)  # fmt: skip
+SPEEDUP_NOTE = (
+    f"Steps to {BASELINE}'s best: epoch-level resolution, from the mean validation curve over "
+    "seeds: the first epoch whose mean validation accuracy reaches the best of plain "
+    f"{BASELINE}'s mean curve, times the steps per epoch. Speed-up = {BASELINE}'s steps to its "
+    "own best ÷ the variant's steps (the paper's 'fewer steps' measure); – where undefined."
+)
+STATS_NOTE = (
+    "n: runs with a test accuracy. Test accuracy: mean ± sample std over seeds; 95% CI of the "
+    f"mean (Student t); Δ and p: difference of means and Welch's t-test against plain "
+    f"{BASELINE} with the same settings (n ≥ 2 on both sides)."
 )
 
 
 def variant_summary(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per variant (study order): runs, seeds, completed runs, test accuracy mean and
-    sample std (over runs that have one), best validation accuracy (mean over runs of each
-    run's best), the first epoch at which the variant's MEAN validation curve reached the best
-    of plain lenet's mean curve, mean seconds per epoch, median images/s over all epochs,
-    and ``config``: the values of the settings that differ between the given runs (besides
-    variant and seed), e.g. "epsilon=0.001" ("a|b" when they differ within the variant)."""
+    """One row per variant, or per arm (``label_arms``), in study order.
+
+    runs, seeds, completed runs; n, mean, sample std and 95% CI of the test accuracy and, against
+    plain lenet with the same settings, the difference of means and Welch's p-value
+    (``bn_core.stats.compare_variants``); best validation accuracy (mean over runs of each
+    run's best); on the MEAN validation curve over seeds, the first epoch reaching the best of
+    lenet's mean curve, the steps that takes (epoch x steps_per_epoch, when every run of the
+    variant reports the same one) and the speed-up = lenet's steps to its own best / those
+    steps; mean seconds per epoch; median images/s over all epochs; and ``config``: the values
+    of the settings that differ between the given runs (besides variant and seed), e.g.
+    "epsilon=0.001". Undefined values are None, never 0.
+    """
+    results = label_arms(results)
     per_run = summary_table(list(results))
     grouped = group_curves(list(results))
     val = grouped[grouped["metric"] == "val_accuracy"]
-    base = val[val["variant"] == BASELINE]
-    target = base["mean"].max() if not base.empty else None
+    curve = {v: g.sort_values("epoch")["mean"].tolist() for v, g in val.groupby("variant")}
     differing = config_differences([r["config"] for r in results], ignore=BY_DESIGN)
-    variants = list(dict.fromkeys(r["variant"] for r in results))
-    variants.sort(key=lambda v: VARIANT_NAMES.index(v) if v in VARIANT_NAMES else 99)
+    variants = sorted(dict.fromkeys(r["variant"] for r in results), key=_study_order)
+    stats = {}
+    for base in dict.fromkeys(baseline_of(v) for v in variants):
+        arms = [r for r in results if baseline_of(r["variant"]) == base]
+        with warnings.catch_warnings():  # scipy warns when one side's values are all equal
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = compare_variants(arms, baseline=base)
+        stats.update(table.set_index("variant").to_dict("index"))
     rows = []
     for variant in variants:
         mine = [r for r in results if r["variant"] == variant]
         table = per_run[per_run["variant"] == variant]
-        tests = [r["test_accuracy"] for r in mine if r.get("test_accuracy") is not None]
-        curve = val[val["variant"] == variant].sort_values("epoch")["mean"].tolist()
+        base = baseline_of(variant)
+        target = _best(curve.get(base, []))
+        epoch = None if target is None else first_epoch_reaching(curve.get(variant, []), target)
+        steps = _steps(epoch, mine)
+        base_steps = None
+        if target is not None:
+            base_runs = [r for r in results if r["variant"] == base]
+            base_steps = _steps(first_epoch_reaching(curve[base], target), base_runs)
         seconds = [s for r in mine for s in r["history"]["seconds"] if s is not None]
         speeds = [s for r in mine for s in r["history"]["images_per_second"] if s is not None]
+        st = stats[variant]
         rows.append(
             {
                 "variant": variant,
                 "runs": len(mine),
                 "seeds": ", ".join(str(r.get("seed", r["config"].get("seed"))) for r in mine),
                 "completed": sum(r["status"] == "completed" for r in mine),
-                "test_accuracy_mean": statistics.fmean(tests) if tests else None,
-                "test_accuracy_std": statistics.stdev(tests) if len(tests) > 1 else None,
+                "n": st["n"],
+                "test_accuracy_mean": st["mean"],
+                "test_accuracy_std": st["std"],
+                "test_accuracy_ci95_low": st["ci95_low"],
+                "test_accuracy_ci95_high": st["ci95_high"],
+                "diff_vs_baseline": st["diff_vs_baseline"],
+                "p_value": st["p_value"],
                 "best_val_accuracy": _mean(table["best_val_accuracy"]),
-                "epoch_reaching_baseline_best": (
-                    None
-                    if target is None or pd.isna(target)
-                    else first_epoch_reaching(curve, float(target))
-                ),
+                "epoch_reaching_baseline_best": epoch,
+                "steps_to_baseline_best": steps,
+                "speedup": base_steps / steps if base_steps and steps else None,
                 "mean_epoch_seconds": statistics.fmean(seconds) if seconds else None,
                 "images_per_second": statistics.median(speeds) if speeds else None,
                 "config": ", ".join(_values_text(k, mine) for k in differing),
             }
         )
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)).astype(object)
+    return frame.where(frame.notna(), None)
+
+
+def _best(values: Sequence[float]) -> float | None:
+    kept = [v for v in values if v is not None and not pd.isna(v)]
+    return max(kept) if kept else None
+
+
+def _steps(epoch: int | None, runs: Sequence[dict[str, Any]]) -> int | None:
+    """epoch x the runs' steps per epoch; None when either is unknown or the runs disagree."""
+    per_epoch = {r.get("steps_per_epoch") for r in runs}
+    if epoch is None or len(per_epoch) != 1 or None in per_epoch:
+        return None
+    return epoch * int(per_epoch.pop())
 
 
 def _values_text(key: str, results: Sequence[dict[str, Any]]) -> str:
-    values = list(dict.fromkeys(_show(r["config"].get(key)) for r in results))
+    values = list(dict.fromkeys(format_value(r["config"].get(key)) for r in results))
     return f"{key}={'|'.join(values)}"
 
 
-def _show(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A setting as people read it: None -> "default", floats short (0.001, 1e-08)."""
     return "default" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -240,21 +395,33 @@ def _mean(values: Iterable[Any]) -> float | None:
 
 
 def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
-    """``variant_summary`` for reading: test accuracy as 'mean ± std', rounded numbers."""
+    """``variant_summary`` for reading: 'mean ± std', '[low, high]', signed differences,
+    'x14.0' speed-ups, rounded numbers, '–' where a value is undefined."""
 
     def fmt(value: Any, spec: str) -> str:
         return "–" if value is None or pd.isna(value) else format(value, spec)
 
     out = pd.DataFrame({"variant": summary["variant"], "runs": summary["runs"]})
     out["seeds"] = summary["seeds"]
+    out["n"] = summary["n"]
     out["test accuracy"] = [
         fmt(m, ".4f") + ("" if s is None or pd.isna(s) else f" ± {s:.4f}")
         for m, s in zip(summary["test_accuracy_mean"], summary["test_accuracy_std"], strict=True)
     ]
+    out["95% CI"] = [
+        "–" if lo is None or pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]"
+        for lo, hi in zip(
+            summary["test_accuracy_ci95_low"], summary["test_accuracy_ci95_high"], strict=True
+        )
+    ]
+    out[f"Δ vs {BASELINE}"] = [fmt(v, "+.4f") for v in summary["diff_vs_baseline"]]
+    out["p (Welch)"] = [fmt(v, ".3g") for v in summary["p_value"]]
     out["best val accuracy"] = [fmt(v, ".4f") for v in summary["best_val_accuracy"]]
     out[f"epoch reaching {BASELINE}'s best"] = [
         fmt(v, ".0f") for v in summary["epoch_reaching_baseline_best"]
     ]
+    out[f"steps to {BASELINE}'s best"] = [fmt(v, ",.0f") for v in summary["steps_to_baseline_best"]]
+    out["speed-up"] = ["–" if v is None or pd.isna(v) else f"×{v:.2f}" for v in summary["speedup"]]
     out["s / epoch"] = [fmt(v, ".1f") for v in summary["mean_epoch_seconds"]]
     out["images/s"] = [fmt(v, ",.0f") for v in summary["images_per_second"]]
     out["config differences"] = summary["config"]

@@ -138,6 +138,38 @@ def train_configs(
     return ([] if errors else configs), errors
 
 
+# Train-form widgets whose starting value a preset sets, by TrainConfig field (widget keys are
+# "train-" + the field name with dashes).
+PRESET_FIELDS: tuple[str, ...] = (
+    "epochs", "batch_size", "learning_rate", "window_size", "val_size", "probe_every", "seed",
+)  # fmt: skip
+
+
+def train_form_state(preset: str | None = None, quick: bool = False) -> dict[str, Any]:
+    """Starting values of the Train form's widgets, by widget key: TrainConfig's defaults and
+    the UI's (two variants, one repeat, quick mode off), or preset ``preset``'s shared
+    settings (its quick version with ``quick``), variants and seeds. For a sweep preset this
+    is one point of its grid (x1 learning rate, the default batch size and window)."""
+    from bn_core.study import get_preset
+
+    if preset is None:
+        config, variants, repeats = TrainConfig(), list(DEFAULT_VARIANTS), 1
+    else:
+        p = get_preset(preset)
+        config, variants = p.base_config(quick), list(p.variants)
+        repeats = p.quick_seeds if quick else p.seeds
+    state = {f"train-{name.replace('_', '-')}": getattr(config, name) for name in PRESET_FIELDS}
+    state.update(
+        {
+            "train-variants": variants,
+            "train-repeats": repeats,
+            "train-quick": config.train_limit is not None,
+            "train-train-limit": config.train_limit or QUICK_TRAIN_LIMIT,
+        }
+    )
+    return state
+
+
 def _batch_errors(form: dict[str, Any]) -> list[str]:
     """An epoch needs at least one full batch (the trainer drops the incomplete last one)."""
     spec = {name: field_spec(name)["default"] for name in ("batch_size", "val_size")}

@@ -151,6 +151,53 @@ def test_bad_input_shows_an_error_and_queues_nothing(runner, setup, message):
     assert runner.store.list_runs() == [] and not at.success
 
 
+def test_a_preset_fills_the_form(runner):
+    at = open_page("pages/train.py")
+    at.selectbox(key="train-preset").set_value("original").run()
+    assert at.multiselect(key="train-variants").value == [
+        "lenet", "lenet_bn1", "lenet_bn2", "lenet_fc_bn1", "lenet_fc_bn2"
+    ]  # fmt: skip
+    assert at.number_input(key="train-repeats").value == 3
+    assert at.slider(key="train-epochs").value == 10
+    assert at.checkbox(key="train-quick").value is False
+    assert "**15 runs**" in " ".join(m.value for m in at.markdown)
+    at.checkbox(key="train-preset-quick").check().run()  # the quick version
+    assert at.slider(key="train-epochs").value == 3
+    assert at.number_input(key="train-repeats").value == 2
+    assert at.checkbox(key="train-quick").value is True
+    assert at.number_input(key="train-train-limit").value == 5000
+    assert not at.number_input(key="train-train-limit").disabled
+    assert at.number_input(key="train-val-size").value == 1000
+    at.selectbox(key="train-preset").set_value("figure1").run()
+    assert at.multiselect(key="train-variants").value == ["lenet", "lenet_fc_bn2"]
+    from bn_core.study import probe_every_default
+
+    assert at.number_input(key="train-probe-every").value == probe_every_default()
+    at.button(key="train-start").click().run()
+    assert not at.exception and not at.error
+    runs = runner.store.list_runs()
+    assert sorted((r.variant, r.seed) for r in runs) == [
+        ("lenet", 0), ("lenet", 1), ("lenet_fc_bn2", 0), ("lenet_fc_bn2", 1)
+    ]  # fmt: skip
+    assert {(r.config.probe_every, r.config.epochs, r.config.train_limit) for r in runs} == {
+        (probe_every_default(), 3, 5000)
+    }
+    assert not at.get("warning") or all("Session State" not in w.value for w in at.warning)
+
+
+def test_a_sweep_preset_queues_its_whole_grid(runner):
+    at = open_page("pages/train.py")
+    assert not [b for b in at.button if b.key == "train-preset-start"]
+    at.selectbox(key="train-preset").set_value("lr").run()
+    assert at.select_slider(key="train-learning-rate").value is None  # the x1 point
+    at.button(key="train-preset-start").click().run()
+    assert not at.exception and not at.error
+    runs = runner.store.list_runs()
+    assert len(runs) == 27 and len({r.group_id for r in runs}) == 1
+    assert {r.config.learning_rate for r in runs} == {None, 5e-3, 3e-2}
+    assert "Queued 27 run(s)" in at.success[0].value
+
+
 # ----------------------------------------------------------------------------- Runs
 
 
@@ -208,11 +255,12 @@ def test_runs_page_cancel_and_delete(runner):
 # ----------------------------------------------------------------------------- Compare
 
 
-def seed_group(store: RunStore, group="study", epochs=3):
+def seed_group(store: RunStore, group="study", epochs=3, seeds=(0, 1)):
     for variant, base in (("lenet", 0.80), ("lenet_fc_bn2", 0.86)):
-        for seed in (0, 1):
+        for seed in seeds:
             rid = store.create_run(TrainConfig(variant=variant, seed=seed, epochs=epochs), group)
             store.transition(rid, ("queued",), "running", started_at=1.0)
+            store.update(rid, steps_per_epoch=100, total_steps=100 * epochs)
             for e in range(1, epochs + 1):
                 acc = base + 0.03 * e + 0.01 * seed
                 store.add_epoch(rid, {"epoch": e, "step": 100 * e, "loss": 1 / e, "accuracy": acc,
@@ -240,6 +288,36 @@ def test_compare_page_summarises_two_variants_by_two_seeds(runner):
     assert json.loads(charts[0].proto.config)["toImageButtonOptions"]["format"] == "png"
     downloads = {b.key for b in at.get("download_button")}
     assert {"download-summary", "download-curves", "download-val_accuracy"} <= downloads
+
+
+def test_compare_page_shows_statistics_over_three_seeds(runner):
+    from scipy import stats as sp_stats
+
+    seed_group(runner.store, seeds=(0, 1, 2))
+    at = open_page("pages/compare.py")
+    table = at.table[0].value
+    assert list(table["n"]) == [3, 3]
+    assert table["test accuracy"]["lenet"] == "0.9100 ± 0.0100"  # 0.90, 0.91, 0.92
+    half = 4.302652729911275 * 0.01 / 3**0.5  # t_{0.975, 2} * std / sqrt(n)
+    assert table["95% CI"]["lenet"] == f"[{0.91 - half:.4f}, {0.91 + half:.4f}]"
+    assert table["Δ vs lenet"]["lenet_fc_bn2"] == "+0.0600"
+    assert table["Δ vs lenet"]["lenet"] == "–" and table["p (Welch)"]["lenet"] == "–"
+    p = sp_stats.ttest_ind([0.96, 0.97, 0.98], [0.90, 0.91, 0.92], equal_var=False).pvalue
+    assert table["p (Welch)"]["lenet_fc_bn2"] == f"{p:.3g}"
+    # lenet's mean val curve 0.83, 0.86, 0.89: best at epoch 3 (300 steps); lenet_fc_bn2's
+    # 0.89, 0.92, 0.95 reaches 0.89 at epoch 1 (100 steps): x3.
+    assert table["steps to lenet's best"].tolist() == ["300", "100"]
+    assert table["speed-up"].tolist() == ["×1.00", "×3.00"]
+    assert any("epoch-level resolution" in c.value for c in at.caption)
+    charts = at.get("plotly_chart")
+    figure = json.loads(charts[0].proto.spec)
+    assert figure["layout"]["title"]["text"] == "Validation accuracy (3 seeds per variant)"
+    assert len(figure["data"]) == 6  # two variants: band (2 traces) + mean
+    at.toggle(key="compare-seeds").set_value(True).run()
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [t["name"] for t in figure["data"]]
+    assert len(names) == 12 and sum(" seed " in n for n in names) == 6
+    assert "download-report" in {b.key for b in at.get("download_button")}
 
 
 def test_compare_page_after_deleting_a_selected_run(runner):

@@ -496,3 +496,152 @@ def test_compare_json_prints_one_object(tmp_path, capsys, dataset_dir):
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [
         "curves.csv", "results.json", "summary.csv", "val_accuracy.html"
     ]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- study
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory) -> Path:
+    """1,600 training rows: the quick presets' 1,000 validation images leave 600 to train on."""
+    folder = tmp_path_factory.mktemp("study_dataset")
+    write_npz(folder, n_train=1600, n_test=100)
+    return folder
+
+
+def test_study_help_shows_the_presets_and_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")
+    assert exit_code(["study", "--help"]) == 0
+    out = squash(capsys.readouterr().out)
+    assert "Presets: original: Original study, 15 runs (quick: 10 runs, ~" in out
+    for name in ("figure1: Paper Figure 1", "window: Window size, 9 runs",
+                 "lr: Learning-rate robustness, 27 runs",
+                 "batch-size: Batch-size robustness, 36 runs"):  # fmt: skip
+        assert name in out
+    assert "(default: mnist)" in out and "(default: search the usual places)" in out
+    assert "original 3 (2 quick)" in out and "lr 3 (1 quick)" in out
+    assert "5,000 training and 1,000 validation images, 3 epochs" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["study", "bogus", "--out", "x"], "argument PRESET: invalid choice: 'bogus'"),
+        (["study", "lr"], "the following arguments are required: --out"),
+        (["study", "lr", "--seeds", "0", "--out", "x"], "seeds must be a whole number of at least"),
+        (["study", "lr", "--seeds", "two", "--out", "x"], "argument --seeds: invalid int value"),
+        (["study", "lr", "--dataset", "cifar", "--out", "x"], "argument --dataset: invalid choice"),
+        (["study", "lr", "--data-dir", "nope", "--out", "x"], "--data-dir nope is not a folder"),
+        (["study", "lr", "--quick", "yes", "--out", "x"], "unrecognized arguments: yes"),
+    ],
+)
+def test_study_bad_flags_exit_2_with_one_line(tmp_path, capsys, argv, expected):
+    assert exit_code(argv) == 2
+    captured = capsys.readouterr()
+    line = one_line(captured.err)
+    assert line.startswith(PROG) and expected in line and line.endswith("(see --help)")
+    assert captured.out == "" and not (tmp_path / "x").exists()
+
+
+def test_study_missing_dataset_exits_1_with_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["study", "window", "--quick", "--data-dir", str(empty), "--out", "res"]
+    assert exit_code(argv) == 1
+    line = one_line(capsys.readouterr().err)  # the data loads before the first run starts
+    assert line.startswith(f"{PROG}: dataset error: mnist not found: tried data_dir {empty} ")
+    assert list((tmp_path / "res").iterdir()) == []
+
+
+def fake_study_train(monkeypatch, statuses: dict[int, str]):
+    """bn_core.training.train replaced by one that returns STATUSES[call number] (default
+    completed) with a made-up history; returns the list of (config, splits) it was given."""
+    calls = []
+
+    def fake_train(config, on_event=None, should_stop=None, *, splits=None, **kwargs):
+        calls.append((config, splits))
+        status = statuses.get(len(calls), "completed")
+        acc = 0.5 + 0.01 * len(calls) if status == "completed" else None
+        history = {k: [0.5, 0.6][: 1 if status == "diverged" else 2] for k in HISTORY_KEYS}
+        return TrainResult(status, config, history, test_accuracy=acc, test_loss=acc,
+                           steps=16, error=None if acc else status)  # fmt: skip
+
+    monkeypatch.setattr(bn_core.training, "train", fake_train)
+    return calls
+
+
+def test_study_trains_the_grid_loads_each_split_once_and_writes_everything(
+    tmp_path, capsys, monkeypatch, study_dir
+):
+    calls = fake_study_train(monkeypatch, {7: "diverged"})  # lenet at x30
+    loads = []
+    real_load = data.load
+    monkeypatch.setattr(data, "load", lambda *a, **k: loads.append(k) or real_load(*a, **k))
+    argv = ["study", "lr", "--quick", "--seeds", "2", "--data-dir", str(study_dir), "--out", "o"]
+    assert exit_code(argv) == 0  # a diverged run is a result of a robustness study
+    captured = capsys.readouterr()
+    assert len(calls) == 18 and [k["seed"] for k in loads] == [0, 1]  # seed-major
+    assert len({id(splits) for _, splits in calls[:9]}) == 1
+    assert calls[6][0].variant == "lenet" and calls[6][0].learning_rate == 3e-2
+    assert "run 18/18: lenet_keras_bn seed 1" in captured.err
+    assert "lenet: diverged" in captured.err
+    out = tmp_path / "o"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "curves.csv", "report.html", "results.json", "summary.csv"
+    ]  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert [r["run_id"] for r in results] == list(range(1, 19))
+    assert results[6]["status"] == "diverged" and results[6]["test_accuracy"] is None
+    assert {r["steps_per_epoch"] for r in results} == {600 // 64}
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["variant"].tolist()[:3] == [
+        "lenet · learning_rate=default", "lenet · learning_rate=0.005", "lenet · learning_rate=0.03"
+    ]  # fmt: skip
+    assert summary.loc[2, "runs"] == 2 and summary.loc[2, "n"] == 1  # one seed diverged
+    assert {"n", "test_accuracy_ci95_low", "p_value", "speedup"} <= set(summary.columns)
+    curves = pd.read_csv(out / "curves.csv")
+    assert len(curves) == 17 * 2 + 1  # the diverged run has one epoch
+    html = (out / "report.html").read_text()
+    assert "Preset lr: Learning-rate robustness." in html and "Final test accuracy vs" in html
+    assert captured.out.rstrip().endswith(
+        "wrote report.html, summary.csv, curves.csv, results.json to o"
+    )
+
+
+def test_study_ctrl_c_keeps_what_was_measured(tmp_path, capsys, monkeypatch, study_dir):
+    calls = fake_study_train(monkeypatch, {3: "cancelled"})
+    argv = ["study", "original", "--quick", "--data-dir", str(study_dir), "--out", "o"]
+    assert exit_code(argv) == 130
+    capsys.readouterr()
+    assert len(calls) == 3  # stopped after the cancelled run
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [r["status"] for r in results] == ["completed", "completed", "cancelled"]
+    assert (tmp_path / "o" / "report.html").stat().st_size > 100000
+
+
+def test_study_quick_end_to_end(tmp_path, capsys, study_dir):
+    """Real training (in-process: TensorFlow is already loaded), three runs of 3 x 9 steps."""
+    out = tmp_path / "study"
+    args = ["study", "window", "--quick", "--seeds", "1", "--data-dir", str(study_dir)]
+    assert exit_code([*args, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert "lenet_fc_bn2 epoch 3/3: loss " in captured.err  # compare's progress lines
+    assert sorted(p.name for p in out.iterdir()) == [
+        "curves.csv", "report.html", "results.json", "summary.csv"
+    ]  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert [(r["config"]["window_size"], r["status"]) for r in results] == [
+        (1, "completed"), (5, "completed"), (50, "completed")
+    ]  # fmt: skip
+    assert all(len(r["history"]["loss"]) == 3 for r in results)
+    assert all(r["config"]["train_limit"] == 5000 and r["steps"] == 3 * 9 for r in results)
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["variant"].tolist() == [f"lenet_fc_bn2 · window_size={w}" for w in (1, 5, 50)]
+    assert summary["test_accuracy_mean"].tolist() == pytest.approx(
+        [r["test_accuracy"] for r in results], rel=1e-12
+    )
+    html = (out / "report.html").read_text()
+    assert "Preset window: Window size." in html
+    assert "Final test accuracy vs BN inference window" in html
+    assert f"wrote report.html, summary.csv, curves.csv, results.json to {out}" in captured.out

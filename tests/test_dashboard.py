@@ -236,16 +236,39 @@ def test_band_figure_draws_a_band_only_for_several_seeds():
                result("lenet_bn1", 0, [0.95, 0.96])]  # fmt: skip
     fig = cmp.band_figure(cmp.group_curves(results), "val_accuracy")
     names = [t.name for t in fig.data]
-    assert names == ["lenet -1 std", "lenet +1 std", "lenet (mean ± std, 2 seeds)", "lenet_bn1"]
+    assert names == [
+        "lenet -1 std", "lenet +1 std", "lenet (mean ± std, 2 seeds)", "lenet_bn1 (1 seed)"
+    ]  # fmt: skip
     assert list(fig.data[1].y) == pytest.approx([0.85 + math.sqrt(0.005), 0.92 + math.sqrt(8e-4)])
     assert fig.data[1].fill == "tonexty"
+    assert fig.layout.title.text == "Validation accuracy (1–2 seeds per variant)"
+
+
+def test_band_figure_overlays_each_seed_on_request():
+    results = [result("lenet", 0, [0.8, 0.9], run_id=1), result("lenet", 1, [0.9, 0.94], run_id=2),
+               result("lenet_bn1", 0, [0.95, 0.96], run_id=3)]  # fmt: skip
+    curves = cmp.run_curves(results)
+    fig = cmp.band_figure(cmp.group_curves(curves), "val_accuracy", curves=curves)
+    names = [t.name for t in fig.data]
+    # A single seed is its own mean line: no thin duplicate of it.
+    assert names == ["lenet -1 std", "lenet +1 std", "lenet #1 seed 0", "lenet #2 seed 1",
+                     "lenet (mean ± std, 2 seeds)", "lenet_bn1 (1 seed)"]  # fmt: skip
+    assert list(fig.data[3].y) == [0.9, 0.94] and fig.data[3].line.width == 1
+    assert not fig.data[3].showlegend
+
+
+def test_seeds_text():
+    assert cmp.seeds_text([3, 3]) == "3 seeds per variant"
+    assert cmp.seeds_text([1]) == "1 seed per variant"
+    assert cmp.seeds_text([1, 3]) == "1–3 seeds per variant"
+    assert cmp.seeds_text([]) == "no runs"
 
 
 def test_small_multiples_one_panel_per_variant():
     results = [result("lenet", 0, [0.8, 0.9], run_id=1), result("lenet", 1, [0.9, 0.94], run_id=2),
                result("lenet_bn1", 0, [0.95, 0.96], run_id=3)]  # fmt: skip
     fig = cmp.small_multiples(cmp.run_curves(results))
-    assert [a.text for a in fig.layout.annotations] == ["lenet", "lenet_bn1"]
+    assert [a.text for a in fig.layout.annotations] == ["lenet (2 seeds)", "lenet_bn1 (1 seed)"]
     # lenet: two seeds and a mean; lenet_bn1: one seed, no mean line
     assert [t.xaxis for t in fig.data] == ["x", "x", "x", "x2"]
     assert list(fig.data[2].y) == pytest.approx([0.85, 0.92])

@@ -1,0 +1,163 @@
+"""The Sweep page (pages/sweep.py), driven headless with AppTest and a runner whose backend
+starts nothing (test_app's ``runner`` fixture).
+
+Until app.py registers the page, it runs inside a copy of app.py (in tmp_path, next to a link
+to pages/) with the Sweep page added to its navigation, so its page links resolve."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app import runner  # noqa: F401  (the fixture)
+
+from bn_core.config import TrainConfig
+from bn_core.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = str(ROOT / "pages" / "sweep.py")
+
+
+SWEEP_ENTRY = (
+    '    st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:", url_path="sweep"),\n'
+)
+
+
+@pytest.fixture
+def open_sweep(tmp_path, runner):  # noqa: F811
+    """A function that opens the Sweep page in app.py's navigation (plus the Sweep page)."""
+    app = (ROOT / "app.py").read_text()
+    if "pages/sweep.py" not in app and "SWEEP_PAGE" not in app:
+        anchor = "    st.Page(ABOUT_PAGE,"
+        assert anchor in app
+        app = app.replace(anchor, SWEEP_ENTRY + anchor)
+    (tmp_path / "pages").symlink_to(ROOT / "pages")
+    (tmp_path / "app.py").write_text(app)
+
+    def open_page() -> AppTest:
+        at = AppTest.from_file(str(tmp_path / "app.py"), default_timeout=30).run()
+        at.switch_page("pages/sweep.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return open_page
+
+
+def seed_sweep(store: RunStore, group: str = "sweep-test") -> None:
+    """lenet and lenet_fc_bn2 at lr x1 and x30, two seeds; lenet x30 seed 1 diverged."""
+    for variant, accs in (("lenet", {None: (0.90, 0.92), 3e-2: (0.50, None)}),
+                          ("lenet_fc_bn2", {None: (0.95, 0.97), 3e-2: (0.93, 0.91)})):  # fmt: skip
+        for lr, pair in accs.items():
+            for seed, acc in enumerate(pair):
+                config = TrainConfig(variant=variant, seed=seed, learning_rate=lr, epochs=1)
+                rid = store.create_run(config, group)
+                store.transition(rid, ("queued",), "running", started_at=1.0)
+                store.update(rid, steps_per_epoch=100, total_steps=100)
+                store.add_epoch(rid, {"epoch": 1, "step": 100, "loss": 1.0, "accuracy": 0.5,
+                                      "val_loss": 1.0, "val_accuracy": acc or 0.1, "seconds": 1.0,
+                                      "images_per_second": 100.0})  # fmt: skip
+                if acc is None:
+                    store.transition(rid, ("running",), "diverged", error="loss reached nan")
+                else:
+                    store.transition(rid, ("running",), "completed", test_accuracy=acc,
+                                     test_loss=0.3)  # fmt: skip
+
+
+def test_empty_store_shows_the_default_grid(open_sweep):
+    at = open_sweep()
+    assert at.multiselect(key="sweep-variants").value == ["lenet", "lenet_fc_bn2", "lenet_keras_bn"]
+    assert at.multiselect(key="sweep-lr").value == [1, 5, 30]
+    assert "**9 runs**: 3 variant(s) × 3 point(s) × 1 seed(s), 10 epoch(s) each." in [
+        m.value for m in at.markdown
+    ]
+    at.radio(key="sweep-kind").set_value("batch size").run()
+    assert at.multiselect(key="sweep-batch").value == [4, 16, 64, 256]
+    assert not [w for w in at.multiselect if w.key == "sweep-lr"]
+    assert "No sweep in the store yet" in at.info[0].value
+
+
+def test_start_queues_the_lr_grid_as_one_sweep_group(open_sweep, runner):  # noqa: F811
+    at = open_sweep()
+    at.multiselect(key="sweep-variants").set_value(["lenet", "lenet_fc_bn2"])
+    at.number_input(key="sweep-seeds").set_value(2)
+    at.checkbox(key="sweep-quick").check()
+    at.slider(key="sweep-epochs").set_value(3).run()
+    assert "**12 runs**" in " ".join(m.value for m in at.markdown)
+    at.button(key="sweep-start").click().run()
+    assert not at.exception and not at.error
+    runs = runner.store.list_runs()
+    grid = sorted((r.variant, r.config.learning_rate or 0, r.seed) for r in runs)
+    assert grid == sorted(
+        (v, lr, s) for v in ("lenet", "lenet_fc_bn2") for lr in (0, 5e-3, 3e-2) for s in (0, 1)
+    )
+    assert {(r.config.epochs, r.config.train_limit) for r in runs} == {(3, 5000)}
+    assert len({r.group_id for r in runs}) == 1 and runs[0].group_id.startswith("sweep-")
+    assert "Queued 12 run(s)" in at.success[0].value
+    assert at.page_link[0].proto.page == "runs"
+    assert runner.backend.started == []
+
+
+def test_start_queues_a_batch_size_by_lr_grid(open_sweep, runner):  # noqa: F811
+    at = open_sweep()
+    at.multiselect(key="sweep-variants").set_value(["lenet_fc_bn2"])
+    at.radio(key="sweep-kind").set_value("both").run()
+    at.multiselect(key="sweep-lr").set_value([1, 5])
+    at.multiselect(key="sweep-batch").set_value([16, 256]).run()
+    at.button(key="sweep-start").click().run()
+    runs = runner.store.list_runs()
+    assert sorted((r.config.learning_rate or 0, r.config.batch_size) for r in runs) == [
+        (0, 16), (0, 256), (5e-3, 16), (5e-3, 256)
+    ]  # fmt: skip
+
+
+def test_bad_input_queues_nothing(open_sweep, runner):  # noqa: F811
+    at = open_sweep()
+    at.multiselect(key="sweep-variants").set_value([]).run()
+    assert "pick at least one variant" in at.warning[0].value
+    at.button(key="sweep-start").click().run()
+    assert "pick at least one variant" in at.error[0].value
+    assert runner.store.list_runs() == []
+
+
+def test_results_chart_marks_diverged_runs(open_sweep, runner):  # noqa: F811
+    seed_sweep(runner.store)
+    runner.store.create_run(TrainConfig(), "not-a-sweep")  # a plain group is not offered
+    at = open_sweep()
+    assert at.selectbox(key="sweep-group").options == ["sweep-test (8 runs)"]
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    crosses = [t for t in figure["data"] if t.get("mode") == "markers"]
+    assert len(crosses) == 1 and crosses[0]["marker"]["symbol"] == "x"
+    assert crosses[0]["hovertext"] == ["lenet seed 1: diverged"]
+    lines = [t for t in figure["data"] if t.get("mode") == "lines+markers"]
+    assert [t["name"] for t in lines] == ["lenet (2 seeds)", "lenet_fc_bn2 (2 seeds)"]
+    table = at.table[0].value
+    row = table[(table.index == "lenet") & (table["lr_multiplier"] == 30)]
+    assert row["diverged"].tolist() == [1] and row["completed"].tolist() == [1]
+
+
+def test_the_sweep_page_does_not_import_tensorflow(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(ROOT / "tests")!r})
+        from streamlit.testing.v1 import AppTest
+        from bn_core.store import RunStore
+        from test_app_sweep import seed_sweep
+        seed_sweep(RunStore())  # finished runs only: the real runner starts nothing
+        at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
+        assert not at.exception, [e.value for e in at.exception]
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        print("LOADED", loaded)
+        """
+    )
+    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "LOADED []" in done.stdout
