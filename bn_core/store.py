@@ -9,6 +9,11 @@ Run statuses: ``queued`` -> ``starting`` -> ``running`` -> one of ``completed``,
 ``cancelled``, ``diverged``, ``failed`` (a run's own end) or ``interrupted`` (its process
 vanished: killed, crashed, or the machine restarted). Metrics recorded before the end are
 always kept.
+
+Runs trained with probes (``probe_every`` > 0, see ``bn_core.probes``) also fill
+``probe_steps`` (step, probe-batch accuracy), ``probe_percentiles`` (15/50/85th percentiles
+per site, of the whole layer and of one unit), ``grad_norms`` (per linear layer) and
+``mode_gap`` (per epoch); like every metric table they go when their run is deleted.
 """
 
 from __future__ import annotations
@@ -69,7 +74,46 @@ CREATE TABLE IF NOT EXISTS epoch_metrics (
     PRIMARY KEY (run_id, epoch)
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+-- Probes (bn_core.probes, only for runs with probe_every > 0). Added later than the tables
+-- above: CREATE ... IF NOT EXISTS upgrades an existing store in place.
+CREATE TABLE IF NOT EXISTS probe_steps (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, epoch_progress REAL NOT NULL,
+    accuracy REAL,                            -- on the probe batch, inference mode
+    t REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS probe_percentiles (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, site TEXT NOT NULL,
+    scope TEXT NOT NULL CHECK (scope IN ('layer', 'unit')),
+    p15 REAL, p50 REAL, p85 REAL,             -- of the activation's input
+    PRIMARY KEY (run_id, step, site, scope)
+);
+CREATE TABLE IF NOT EXISTS grad_norms (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, layer TEXT NOT NULL, norm REAL,
+    PRIMARY KEY (run_id, step, layer)
+);
+CREATE TABLE IF NOT EXISTS mode_gap (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    inference REAL, batch_stats REAL,         -- validation accuracy in each BN mode
+    PRIMARY KEY (run_id, epoch)
+);
 """
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN ... COMMIT, or ROLLBACK on any error (connections are in autocommit mode)."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def default_home() -> Path:
@@ -247,6 +291,8 @@ class RunStore:
             deleted = cur.rowcount == 1
         if deleted:
             self.model_path(run_id).unlink(missing_ok=True)
+            # bn_core.replay_view.replay_path (not imported: replay_view imports this module)
+            (self.home / "replays" / f"run-{int(run_id)}.json").unlink(missing_ok=True)
         return deleted
 
     def model_path(self, run_id: int) -> Path:
@@ -275,22 +321,89 @@ class RunStore:
             )
             db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (row["t"], run_id))
 
+    def add_probe(self, run_id: int, event: dict[str, Any]) -> None:
+        """A ``probe`` event (bn_core.probes): its accuracy, percentiles and gradient norms,
+        in one transaction (a reader never sees half a probe)."""
+        step = event["step"]
+        percentiles = [
+            (run_id, step, site, scope, *values)
+            for site, scopes in event["sites"].items()
+            for scope, values in scopes.items()
+        ]
+        norms = [(run_id, step, layer, norm) for layer, norm in event["grad_norms"].items()]
+        with self._connect() as db, _transaction(db):
+            db.execute(
+                "INSERT OR REPLACE INTO probe_steps (run_id, step, epoch_progress, accuracy, t)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (run_id, step, event["epoch_progress"], event["probe_accuracy"], time.time()),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO probe_percentiles"
+                " (run_id, step, site, scope, p15, p50, p85) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                percentiles,
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO grad_norms (run_id, step, layer, norm) VALUES (?, ?, ?, ?)",
+                norms,
+            )
+
+    def add_mode_gap(self, run_id: int, event: dict[str, Any]) -> None:
+        """A ``mode_gap`` event: one epoch's validation accuracy in both BN modes."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO mode_gap (run_id, epoch, inference, batch_stats)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    run_id,
+                    event["epoch"],
+                    event["val_accuracy_inference"],
+                    event["val_accuracy_batch_stats"],
+                ),
+            )
+
     def batch_metrics(self, run_ids: list[int]) -> list[dict[str, Any]]:
         return self._metrics("batch_metrics", run_ids, "step")
 
     def epoch_metrics(self, run_ids: list[int]) -> list[dict[str, Any]]:
         return self._metrics("epoch_metrics", run_ids, "epoch")
 
+    def probe_rows(self, run_ids: list[int]) -> list[dict[str, Any]]:
+        """Percentile rows (run_id, step, site, scope, p15, p50, p85) with their probe's
+        epoch_progress and accuracy; a probe without percentiles gives one row whose site,
+        scope and percentiles are None. By run, step, site, scope."""
+        return self._select(
+            "SELECT s.run_id, s.step, s.epoch_progress, s.accuracy, p.site, p.scope,"
+            " p.p15, p.p50, p.p85 FROM probe_steps s LEFT JOIN probe_percentiles p"
+            " ON p.run_id = s.run_id AND p.step = s.step WHERE s.run_id IN ({ids})"
+            " ORDER BY s.run_id, s.step, p.site, p.scope",
+            run_ids,
+        )
+
+    def grad_norm_rows(self, run_ids: list[int]) -> list[dict[str, Any]]:
+        """Gradient-norm rows (run_id, step, layer, norm), by run and step."""
+        return self._metrics("grad_norms", run_ids, "step, layer")
+
+    def mode_gap_rows(self, run_ids: list[int]) -> list[dict[str, Any]]:
+        """Mode-gap rows (run_id, epoch, inference, batch_stats), by run and epoch."""
+        return self._metrics("mode_gap", run_ids, "epoch")
+
+    def probed_run_ids(self) -> set[int]:
+        """Ids of the runs that have at least one probe."""
+        with self._connect() as db:
+            return {r[0] for r in db.execute("SELECT DISTINCT run_id FROM probe_steps")}
+
     def _metrics(self, table: str, run_ids: list[int], order: str) -> list[dict[str, Any]]:
+        return self._select(
+            f"SELECT * FROM {table} WHERE run_id IN ({{ids}}) ORDER BY run_id, {order}", run_ids
+        )
+
+    def _select(self, sql: str, run_ids: list[int]) -> list[dict[str, Any]]:
+        """``sql`` with ``{ids}`` replaced by one placeholder per run id: one query."""
         if not run_ids:
             return []
         with self._connect() as db:
-            rows = db.execute(
-                f"SELECT * FROM {table} WHERE run_id IN ({','.join('?' * len(run_ids))})"
-                f" ORDER BY run_id, {order}",
-                list(run_ids),
-            ).fetchall()
-        return [dict(r) for r in rows]
+            rows = db.execute(sql.format(ids=",".join("?" * len(run_ids))), list(run_ids))
+            return [dict(r) for r in rows.fetchall()]
 
     def result_dicts(self, runs: list[RunRecord]) -> list[dict[str, Any]]:
         """Runs in ``TrainResult.to_dict()`` shape (plus run_id, group_id, seed), for

@@ -28,9 +28,11 @@ tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns a
 from bn_core import data as data_lib
 from bn_core.config import TrainConfig
 from bn_core.models import build_model
+from bn_core.probes import ProbeCallback
 from bn_core.results import HISTORY_KEYS, TrainResult, finite
 
-EVENT_TYPES = ("start", "batch", "epoch", "end")
+# "probe" and "mode_gap" come only when config.probe_every > 0 (see bn_core.probes).
+EVENT_TYPES = ("start", "batch", "epoch", "probe", "mode_gap", "end")
 # A cross-entropy over 10 classes starts near ln(10) = 2.3; a running mean above this means
 # the logits have exploded (e.g. SGD with a huge learning rate) even when no NaN appeared yet.
 EXPLODED_LOSS = 1e4
@@ -72,7 +74,8 @@ def train(
     """Train ``config.variant`` and return what was measured.
 
     ``on_event`` receives ``start``, ``batch`` (every ``steps_per_execution`` steps: running
-    epoch means of loss and accuracy, as Keras reports them), ``epoch`` and ``end`` events.
+    epoch means of loss and accuracy, as Keras reports them), ``epoch`` and ``end`` events;
+    with ``config.probe_every`` > 0 also ``probe`` and ``mode_gap`` (``bn_core.probes``).
     ``should_stop`` is polled with each batch event and after each epoch; when it returns
     True the run ends as ``cancelled``, keeping the completed epochs. ``splits`` lets a caller
     reuse already-loaded data (it must come from the same dataset settings).
@@ -128,12 +131,18 @@ def train(
         }
     )
     has_val = len(splits.x_val) > 0
+    callbacks = [stream]
+    if config.probe_every > 0:
+        # First, so that an epoch's mode gap is emitted even when the stream then ends the run.
+        callbacks.insert(
+            0, ProbeCallback(config.probe_every, steps_per_epoch, config.batch_size, splits, emit)
+        )
     try:
         model.fit(
             _train_dataset(splits.x_train, splits.y_train, config.batch_size, config.seed),
             epochs=config.epochs,
             validation_data=_eval_dataset(splits.x_val, splits.y_val) if has_val else None,
-            callbacks=[stream],
+            callbacks=callbacks,
             shuffle=False,  # the dataset reshuffles itself, with the run's seed
             verbose=0,
         )

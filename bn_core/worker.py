@@ -1,7 +1,8 @@
 """One training run in its own process: ``python -m bn_core.worker RUN_ID``.
 
 The worker reads the run's config from the store (``$BN_LAB_HOME``), trains it, and writes
-every event back: batch and epoch metrics as they come, a heartbeat, and the final status.
+every event back: batch and epoch metrics (and probes, when the config asks for them) as
+they come, a heartbeat, and the final status.
 It stops cooperatively when the run's cancel flag is set or on SIGTERM, keeping what was
 measured. Anything that goes wrong ends the run as ``failed`` with a one-line message.
 """
@@ -32,26 +33,16 @@ def run_worker(run_id: int, store: RunStore) -> str:
     beat = threading.Thread(target=_heartbeat, args=(store, run_id, stop, done), daemon=True)
     beat.start()
 
-    def on_event(event: dict) -> None:
-        kind = event["type"]
-        if kind == "start":
-            store.update(
-                run_id,
-                steps_per_epoch=event["steps_per_epoch"],
-                total_steps=event["total_steps"],
-                data_source=event["data_source"],
-            )
-        elif kind == "batch":
-            store.add_batch(run_id, event)
-        elif kind == "epoch":
-            store.add_epoch(run_id, event)
-
     status, fields = "failed", {}
     try:
         from bn_core.training import train  # TensorFlow loads here, inside the worker only
 
         run = store.get(run_id)
-        result = train(run.config, on_event=on_event, should_stop=stop.is_set)
+        result = train(
+            run.config,
+            on_event=lambda event: record_event(store, run_id, event),
+            should_stop=stop.is_set,
+        )
         if result.model is not None and result.status in ("completed", "cancelled"):
             _save_model(result.model, store.model_path(run_id))  # for replay studies
         status = result.status
@@ -67,6 +58,27 @@ def run_worker(run_id: int, store: RunStore) -> str:
         done.set()
     store.transition(run_id, ("running",), status, finished_at=time.time(), **fields)
     return status
+
+
+def record_event(store: RunStore, run_id: int, event: dict) -> None:
+    """Write one training event of run ``run_id`` into the store (``end`` is handled by the
+    caller, with the final status)."""
+    kind = event["type"]
+    if kind == "start":
+        store.update(
+            run_id,
+            steps_per_epoch=event["steps_per_epoch"],
+            total_steps=event["total_steps"],
+            data_source=event["data_source"],
+        )
+    elif kind == "batch":
+        store.add_batch(run_id, event)
+    elif kind == "epoch":
+        store.add_epoch(run_id, event)
+    elif kind == "probe":
+        store.add_probe(run_id, event)
+    elif kind == "mode_gap":
+        store.add_mode_gap(run_id, event)
 
 
 def _save_model(model, path) -> None:

@@ -12,6 +12,9 @@ from bn_core.store import RunRecord, RunStore, default_home
 TRAIN_PAGE = "pages/train.py"
 RUNS_PAGE = "pages/runs.py"
 COMPARE_PAGE = "pages/compare.py"
+NETWORK_PAGE = "pages/network.py"
+WINDOW_PAGE = "pages/window.py"
+SWEEP_PAGE = "pages/sweep.py"
 ABOUT_PAGE = "pages/about.py"
 # Plotly's camera button saves a PNG in the browser (no kaleido on the server).
 PNG = {"displaylogo": False}

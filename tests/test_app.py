@@ -24,7 +24,15 @@ from pages import _ui
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGES = ("pages/train.py", "pages/runs.py", "pages/compare.py", "pages/about.py")
+PAGES = (
+    "pages/train.py",
+    "pages/runs.py",
+    "pages/compare.py",
+    "pages/network.py",
+    "pages/window.py",
+    "pages/sweep.py",
+    "pages/about.py",
+)
 
 
 class RecordingBackend:

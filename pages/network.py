@@ -1,0 +1,116 @@
+"""Inside the network: Ioffe & Szegedy (2015), Figure 1, for runs trained with probes.
+
+Per BN site, the 15th/50th/85th percentiles of the activation's input over training (without
+BN at that site beside with BN), the probe-batch accuracy, each layer's gradient norm and the
+inference-vs-batch-statistics validation gap. Four store queries per refresh; a fragment
+re-reads them every second while a selected run is active."""
+
+import streamlit as st
+
+from bn_core import dashboard as db
+from bn_core import probes_view as pv
+from bn_core.variants import SITES
+from pages._ui import TRAIN_PAGE, get_store, png_config, use_navigation
+
+use_navigation()
+
+store = get_store()
+st.title("Inside the network")
+st.caption(
+    "What the paper's Figure 1 shows: without BN the distribution of a sigmoid's input drifts "
+    "while the network trains (internal covariate shift); with BN it stays put. Probes are "
+    f"taken every *k* steps (`probe_every`; {pv.PROBE_EVERY_DEFAULT} keeps their cost under 5%) "
+    f"on a fixed batch of {pv.PROBE_SIZE} validation images (the conv sites' percentiles on its "
+    f"first {pv.CONV_PROBE_SIZE}), in inference mode; gradient norms on its first *m* images "
+    "with batch statistics, as a training step sees them."
+)
+
+probed = store.probed_run_ids()
+runs = [r for r in store.list_runs() if r.id in probed]
+if not runs:
+    st.info(
+        "No run has probes yet: start one on the Train page with probes on (probe_every > 0).",
+        icon=":material/info:",
+    )
+    st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_circle:")
+    st.stop()
+
+labels = {r.id: db.run_label(r) for r in runs}
+KEY = "network-runs"
+if KEY in st.session_state:  # drop runs deleted since the last visit
+    st.session_state[KEY] = [i for i in st.session_state[KEY] if i in labels]
+    default = None
+else:
+    default = pv.default_selection(runs, probed)
+left, right = st.columns([4, 1], vertical_alignment="bottom")
+selected = left.multiselect(
+    "Runs", sorted(labels, reverse=True), default=default, format_func=labels.get, key=KEY,
+    help="runs trained with probes; by default those of the newest group that has any",
+)  # fmt: skip
+unit = right.toggle(
+    "Tracked unit", key="network-unit",
+    help="the percentiles of one unit (channel 0 of a conv site, unit 0 of a dense site) "
+    "instead of the whole layer",
+)  # fmt: skip
+scope = "unit" if unit else "layer"
+chosen_ids = set(selected)
+polling = any(r.active for r in runs if r.id in chosen_ids)
+
+
+@st.fragment(run_every=1.0 if polling else None)
+def charts() -> None:
+    chosen = [r for r in store.list_runs() if r.id in chosen_ids]
+    if polling and not any(r.active for r in chosen):
+        st.rerun()  # all finished: a full rerun re-creates this fragment without polling
+    if not chosen:
+        st.info("Select one or more runs.", icon=":material/info:")
+        return
+    ids = [r.id for r in chosen]
+    rows = store.probe_rows(ids)
+    colors = pv.run_colors(ids)
+    short = {r.id: f"#{r.id} {r.variant} s{r.seed}" for r in chosen}
+
+    st.subheader("Percentiles of each activation's input")
+    frame = pv.percentile_frame(rows)
+    for site in SITES:
+        plain, normalised = pv.split_by_bn(chosen, site)
+        cols = st.columns(2)
+        for col, group, what in ((cols[0], plain, "without BN"), (cols[1], normalised, "with BN")):
+            if not group:
+                col.caption(f"{site} {what}: no selected run.")
+                continue
+            fig = pv.percentile_figure(
+                frame, group, site, scope, colors=colors,
+                title=f"{site} {what} · {pv.SCOPES[scope]}",
+            )  # fmt: skip
+            col.plotly_chart(
+                fig, key=f"network-{site}-{what}",
+                config=png_config(f"network-{site}-{what.replace(' ', '-')}-{scope}"),
+            )  # fmt: skip
+
+    left, right = st.columns(2)
+    left.plotly_chart(
+        pv.accuracy_figure(pv.accuracy_frame(rows), short, colors),
+        key="network-accuracy", config=png_config("network-probe-accuracy"),
+    )  # fmt: skip
+    gap_rows = store.mode_gap_rows(ids)
+    right.plotly_chart(
+        pv.mode_gap_figure(gap_rows, short, colors),
+        key="network-mode-gap", config=png_config("network-mode-gap"),
+    )  # fmt: skip
+    st.plotly_chart(
+        pv.grad_norm_figure(store.grad_norm_rows(ids), short, colors),
+        key="network-grad-norms", config=png_config("network-grad-norms"),
+    )  # fmt: skip
+    if gap_rows:
+        st.caption(
+            f"Last epoch's validation accuracy on the first {pv.MODE_GAP_SIZE} validation "
+            "images (whole batches of the run's batch size) with BN's inference statistics and "
+            "with each batch's own statistics; gap = batch statistics − inference."
+        )
+        st.table(pv.mode_gap_table(gap_rows, short).set_index("run"))
+
+
+charts()
+if not polling:
+    st.button("Refresh", key="network-refresh", icon=":material/refresh:")

@@ -1,0 +1,232 @@
+"""The "Inside the network" page (pages/network.py) under AppTest, on a seeded run store, and
+the figure builders of bn_core.probes_view it calls.
+
+As in test_app.py, each test gets a fresh store in tmp_path and a runner that starts nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bn_core import probes_view as pv
+from bn_core.config import TrainConfig
+from bn_core.store import RunStore
+from bn_core.variants import SITES
+from tests.test_app import open_page, runner  # noqa: F401 - runner is a fixture
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGE = "pages/network.py"
+STEPS = (0, 32, 64)
+
+
+def layer_values(variant: str, site_index: int, step: int) -> list[float]:
+    """Seeded percentiles: plain LeNet's widen over training, the BN run's stay put."""
+    spread = 1.0 + step / 32 if variant == "lenet" else 1.0
+    return [-spread + site_index, 0.1 * step + site_index, spread + site_index]
+
+
+def seed_probed(store: RunStore, status: str = "completed") -> dict[str, int]:
+    """An old probed run, a study group (lenet, lenet_fc_bn2, both probed) and a newer run
+    without probes."""
+    ids = {"old": store.create_run(TrainConfig(variant="lenet", probe_every=32), "old")}
+    for variant in ("lenet", "lenet_fc_bn2"):
+        ids[variant] = store.create_run(TrainConfig(variant=variant, probe_every=32), "study")
+    ids["plain"] = store.create_run(TrainConfig(variant="lenet_bn1"), "newer")
+    for name in ("old", "lenet", "lenet_fc_bn2"):
+        run_id, variant = ids[name], store.get(ids[name]).variant
+        store.transition(run_id, ("queued",), "running", started_at=1.0, pid=10**7)
+        for step in STEPS:
+            sites = {
+                site: {
+                    "layer": layer_values(variant, i, step),
+                    "unit": [v * 2 for v in layer_values(variant, i, step)],
+                }
+                for i, site in enumerate(SITES)
+            }
+            norms = {layer: 10.0 ** (-i) * (1 + step) for i, layer in enumerate(pv.GRAD_LAYERS)}
+            store.add_probe(run_id, {"type": "probe", "step": step, "epoch_progress": step / 32,
+                                     "probe_accuracy": 0.1 + step / 100, "sites": sites,
+                                     "grad_norms": norms})  # fmt: skip
+        for epoch in (1, 2):
+            gap = {"type": "mode_gap", "epoch": epoch, "val_accuracy_inference": 0.8 + epoch / 20,
+                   "val_accuracy_batch_stats": 0.82 + epoch / 20}  # fmt: skip
+            store.add_mode_gap(run_id, gap)
+        if status != "running":
+            store.transition(run_id, ("running",), status)
+    return ids
+
+
+def figures(at) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def title(figure: dict) -> str:
+    return figure["layout"]["title"]["text"]
+
+
+def by_title(at, text: str) -> dict:
+    return next(f for f in figures(at) if title(f) == text)
+
+
+def median_trace(figure: dict, name: str) -> dict:
+    return next(t for t in figure["data"] if t.get("name") == name)
+
+
+def values(array) -> list:
+    """A trace's x or y as a list: plotly sends numpy data as base64 typed arrays."""
+    if isinstance(array, dict):
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+# ----------------------------------------------------------------------------- the page
+
+
+def test_an_empty_store_says_how_to_get_probes(runner):  # noqa: F811
+    at = open_page(PAGE)
+    assert "probe_every" in at.info[0].value
+    assert at.page_link[0].proto.page == "train"
+
+
+def test_runs_without_probes_are_not_offered(runner):  # noqa: F811
+    runner.store.create_run(TrainConfig(), "g")
+    at = open_page(PAGE)
+    assert "No run has probes yet" in at.info[0].value
+    assert not at.get("plotly_chart")
+
+
+def test_figure_1_for_the_latest_probed_group(runner):  # noqa: F811
+    ids = seed_probed(runner.store)
+    at = open_page(PAGE)
+    assert not at.error
+    selected = at.multiselect(key="network-runs")
+    assert sorted(selected.value) == sorted([ids["lenet"], ids["lenet_fc_bn2"]])
+    assert ids["plain"] not in selected.options and len(selected.options) == 3
+
+    charts = figures(at)
+    assert len(charts) == 2 * len(SITES) + 3  # site pairs, accuracy, mode gap, gradient norms
+    plain_name = f"#{ids['lenet']} lenet s0"
+    bn_name = f"#{ids['lenet_fc_bn2']} lenet_fc_bn2 s0"
+    for i, site in enumerate(SITES):
+        left = by_title(at, f"{site} without BN · whole layer")
+        right = by_title(at, f"{site} with BN · whole layer")
+        assert [t["name"] for t in left["data"] if t.get("showlegend", True)] == [plain_name]
+        assert [t["name"] for t in right["data"] if t.get("showlegend", True)] == [bn_name]
+        median = median_trace(left, plain_name)
+        assert values(median["x"]) == list(STEPS)
+        assert values(median["y"]) == [layer_values("lenet", i, s)[1] for s in STEPS]
+        upper, lower = left["data"][0], left["data"][1]  # the 15-85 band under the median
+        assert values(upper["y"]) == [layer_values("lenet", i, s)[2] for s in STEPS]
+        assert values(lower["y"]) == [layer_values("lenet", i, s)[0] for s in STEPS]
+        assert lower["fill"] == "tonexty"
+
+    accuracy = by_title(at, "Probe-batch accuracy")
+    assert [t["name"] for t in accuracy["data"]] == [plain_name, bn_name]
+    assert values(accuracy["data"][0]["y"]) == pytest.approx([0.1, 0.42, 0.74])
+    grads = by_title(at, "Gradient norm per layer")
+    assert len(grads["data"]) == len(pv.GRAD_LAYERS) * 2
+    assert grads["layout"]["yaxis"]["type"] == "log"
+    gap = by_title(at, "Validation accuracy: inference vs batch statistics")
+    assert len(gap["data"]) == 4 and gap["data"][1]["line"]["dash"] == "dash"
+    table = at.table[0].value
+    assert list(table["epoch"]) == [2, 2]
+    assert list(table["gap"]) == pytest.approx([0.02, 0.02])
+    assert at.button(key="network-refresh")  # nothing active: no polling, a Refresh button
+
+
+def test_the_unit_toggle_shows_the_tracked_unit(runner):  # noqa: F811
+    ids = seed_probed(runner.store)
+    at = open_page(PAGE)
+    at.toggle(key="network-unit").set_value(True).run()
+    assert not at.exception
+    figure = by_title(at, "F5 without BN · tracked unit (channel / unit 0)")
+    trace = median_trace(figure, f"#{ids['lenet']} lenet s0")
+    assert values(trace["y"]) == [2 * layer_values("lenet", 2, s)[1] for s in STEPS]
+
+
+def test_selection_changes_and_deleted_runs(runner):  # noqa: F811
+    ids = seed_probed(runner.store)
+    at = open_page(PAGE)
+    at.multiselect(key="network-runs").set_value([ids["old"]]).run()
+    assert len(figures(at)) == len(SITES) + 3  # only "without BN" panels have a run
+    assert sum("no selected run" in c.value for c in at.caption) == len(SITES)
+    at.multiselect(key="network-runs").set_value([]).run()
+    assert "Select one or more runs" in at.info[0].value
+    at.multiselect(key="network-runs").set_value([ids["old"], ids["lenet"]]).run()
+    runner.store.delete(ids["old"])
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key="network-runs").value == [ids["lenet"]]
+
+
+def test_an_active_run_is_polled(runner):  # noqa: F811
+    seed_probed(runner.store, status="running")
+    at = open_page(PAGE)
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "network-refresh"]  # the fragment polls
+
+
+# ----------------------------------------------------------------------------- view helpers
+
+
+def test_default_selection_and_bn_split(runner):  # noqa: F811
+    ids = seed_probed(runner.store)
+    runs = runner.store.list_runs()
+    probed = runner.store.probed_run_ids()
+    assert probed == {ids["old"], ids["lenet"], ids["lenet_fc_bn2"]}
+    assert pv.default_selection(runs, probed) == [ids["lenet"], ids["lenet_fc_bn2"]]
+    assert pv.default_selection(runs, set()) == []
+    bn1 = runner.store.get(ids["plain"])  # lenet_bn1: BN at C1 only
+    assert pv.split_by_bn([bn1], "C1") == ([], [bn1])
+    assert pv.split_by_bn([bn1], "C3") == ([bn1], [])
+
+
+def test_frames_split_percentiles_from_accuracy(runner):  # noqa: F811
+    ids = seed_probed(runner.store)
+    rows = runner.store.probe_rows([ids["lenet"]])
+    frame = pv.percentile_frame(rows)
+    assert len(frame) == len(STEPS) * len(SITES) * 2
+    assert list(pv.accuracy_frame(rows)["step"]) == list(STEPS)
+    empty = pv.percentile_frame([])
+    assert empty.empty and "p50" in empty.columns
+
+
+# ----------------------------------------------------------------------------- no TensorFlow
+
+
+def test_the_network_page_never_imports_tensorflow(tmp_path):
+    """The page, with probed runs, in a fresh interpreter: no TensorFlow or Keras loaded."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        from bn_core.store import RunStore
+        from tests.test_app_network import seed_probed
+        import bn_core.probes_view, pages._ui  # the page's own imports
+        seed_probed(RunStore())  # finished runs only: the real runner starts nothing
+        at = AppTest.from_file({APP!r}, default_timeout=60).run()
+        at.switch_page({PAGE!r}).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.get("plotly_chart")) == 11, len(at.get("plotly_chart"))
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        print("LOADED", loaded)
+        sys.exit(1 if loaded else 0)
+        """
+    )
+    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "LOADED []" in done.stdout
