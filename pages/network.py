@@ -9,6 +9,7 @@ import streamlit as st
 
 from bn_core import dashboard as db
 from bn_core import probes_view as pv
+from bn_core.store import ACTIVE
 from bn_core.variants import SITES
 from pages._ui import TRAIN_PAGE, get_store, png_config, use_navigation
 
@@ -28,11 +29,22 @@ st.caption(
 probed = store.probed_run_ids()
 runs = [r for r in store.list_runs() if r.id in probed]
 if not runs:
-    st.info(
-        "No run has probes yet: start one on the Train page with probes on (probe_every > 0).",
-        icon=":material/info:",
-    )
-    st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_circle:")
+    waiting = [r for r in store.list_runs(ACTIVE) if r.config.probe_every > 0]
+    if waiting:  # probes are on their way: poll until the first arrive, then show them
+
+        @st.fragment(run_every=1.0)
+        def wait_for_probes() -> None:
+            if store.probed_run_ids():
+                st.rerun()
+            st.info(f"Waiting for the first probes of {len(waiting)} queued or running run(s).")
+
+        wait_for_probes()
+    else:
+        st.info(
+            "No run has probes yet: start one on the Train page with probes on (probe_every > 0).",
+            icon=":material/info:",
+        )
+        st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_circle:")
     st.stop()
 
 labels = {r.id: db.run_label(r) for r in runs}

@@ -105,6 +105,14 @@ def test_runs_without_probes_are_not_offered(runner):  # noqa: F811
     assert not at.get("plotly_chart")
 
 
+def test_runs_with_probes_on_the_way_are_awaited(runner):  # noqa: F811
+    """Opened before the first probe arrives, the page polls instead of giving up."""
+    runner.store.create_run(TrainConfig(probe_every=96), "g")
+    at = open_page(PAGE)
+    assert "Waiting for the first probes of 1" in at.info[0].value
+    assert not at.page_link and not at.get("plotly_chart")
+
+
 def test_figure_1_for_the_latest_probed_group(runner):  # noqa: F811
     ids = seed_probed(runner.store)
     at = open_page(PAGE)

@@ -179,3 +179,48 @@ def _run_scenario(page: Page, url: str, store: RunStore) -> None:
     for name in ("lenet", "lenet_fc_bn2"):
         expect(table.get_by_role("rowheader", name=name, exact=True)).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "4-compare.png"), full_page=True)
+
+
+def _site_points(page: Page, site: str) -> int:
+    """Points drawn in the percentile charts of ``site`` (widget keys network-SITE-...)."""
+    return page.evaluate(
+        """(site) => Array.from(
+                document.querySelectorAll(`[class*='st-key-network-${site}-'] .js-plotly-plot`))
+            .filter(p => p._fullData)
+            .reduce((n, p) => n + p._fullData.reduce((m, t) => m + (t._length || 0), 0), 0)""",
+        site,
+    )
+
+
+def test_quick_figure1_preset_streams_the_percentile_charts(server):
+    url, store = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        try:
+            page.goto(url + "/")
+            expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(
+                timeout=60_000
+            )
+            page.locator(".st-key-train-preset [role='combobox']").click()
+            page.get_by_role("option", name="Paper Figure 1 (figure1)").click()
+            page.locator(".st-key-train-preset-quick input[type='checkbox']").check(force=True)
+            page.locator(".st-key-train-dataset [role='combobox']").click()
+            page.get_by_role("option", name="fashion_mnist").click()
+            expect(page.get_by_text("available locally")).to_be_visible()
+            page.locator(".st-key-train-start button").click()
+            expect(page.get_by_text("Queued")).to_be_visible(timeout=30_000)
+            runs = store.list_runs()
+            assert {r.variant for r in runs} == {"lenet", "lenet_fc_bn2"}
+            assert all(r.config.probe_every > 0 and r.config.train_limit for r in runs)
+
+            page.goto(url + "/network")
+            deadline, points = time.time() + 240, 0
+            while time.time() < deadline and points == 0:
+                points = _site_points(page, "C1")
+                time.sleep(0.5)
+            page.screenshot(path=str(ARTIFACTS / "5-network.png"), full_page=True)
+            assert points > 0, "no C1 percentile chart with data appeared on Inside the network"
+        finally:
+            browser.close()
