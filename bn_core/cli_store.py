@@ -14,9 +14,11 @@ loaded from, and ``--fetch`` downloads what is missing (used to bake data into t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,11 +89,18 @@ def cmd_study(
     """Train ``configs`` in order, then write the report and tables (also after Ctrl-C)."""
     from bn_core import comparison as cmp
     from bn_core import progress
+    from bn_core.probes_view import report_figures
     from bn_core.report import build_report
+    from bn_core.store import RunStore
     from bn_core.study import get_preset
     from bn_core.training import train
+    from bn_core.worker import record_event
 
-    results, split_key, splits = [], None, None
+    # Every run is also recorded in a run store in the output folder: the report's probe
+    # charts come from it, and `BN_LAB_HOME=OUT/store streamlit run app.py` shows the study.
+    store = None  # created once the first data split loaded: a bad dataset leaves nothing
+    group = f"study-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    results, split_key, splits, run_ids = [], None, None, []
     with ctrl_c() as stop:
         for i, config in enumerate(configs, start=1):
             key = (config.dataset, config.data_dir, config.val_size, config.train_limit,
@@ -102,8 +111,23 @@ def cmd_study(
                                    train_limit=config.train_limit, seed=config.seed)  # fmt: skip
                 split_key = key
             print(f"run {i}/{len(configs)}: {config.variant} seed {config.seed}", file=sys.stderr)
+            store = store or RunStore(out / "store")
+            run_id = store.create_run(config, group)
+            store.transition(run_id, ("queued",), "running", started_at=time.time())
+            run_ids.append(run_id)
+
+            def on_event(event, bar=None, run_id=run_id, store=store):
+                bar.on_event(event)
+                if event["type"] != "end":
+                    record_event(store, run_id, event)
+
             with progress.Progress(config) as bar:
-                result = train(config, on_event=bar.on_event, should_stop=stop, splits=splits)
+                result = train(config, on_event=functools.partial(on_event, bar=bar),
+                               should_stop=stop, splits=splits)  # fmt: skip
+            store.transition(
+                run_id, ("running",), result.status, finished_at=time.time(), error=result.error,
+                test_loss=result.test_loss, test_accuracy=result.test_accuracy,
+            )  # fmt: skip
             results.append({"run_id": i, "seed": config.seed,
                             "steps_per_epoch": len(splits.x_train) // config.batch_size,
                             **result.to_dict()})  # fmt: skip
@@ -112,12 +136,17 @@ def cmd_study(
                 break
     summary = cmp.variant_summary(results)
     title = f"BN Lab study: {get_preset(preset).title}"
-    write_atomic(out / "report.html", build_report(results, title=title, preset=preset))
+    extra = report_figures(store, [store.get(i) for i in run_ids]) if store else []
+    write_atomic(
+        out / "report.html", build_report(results, title=title, preset=preset, extra_figures=extra)
+    )
     write_atomic(out / "summary.csv", summary.to_csv(index=False))
     write_atomic(out / "curves.csv", cmp.run_curves(cmp.label_arms(results)).to_csv(index=False))
     write_atomic(out / "results.json", json.dumps(results, indent=2))
     print(cmp.summary_display(summary).to_string(index=False))
-    print(f"\nwrote report.html, summary.csv, curves.csv, results.json to {out}")
+    print(
+        f"\nwrote report.html, summary.csv, curves.csv, results.json to {out} (run store: store/)"
+    )
     statuses = {r["status"] for r in results}
     return 130 if "cancelled" in statuses else 1 if "failed" in statuses else 0
 

@@ -18,7 +18,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from bn_core.store import RunRecord
-from bn_core.variants import VARIANTS
+from bn_core.variants import SITES, VARIANTS
 
 PERCENTILES: tuple[int, ...] = (15, 50, 85)  # as in the paper's Figure 1(b, c)
 PROBE_SIZE = 256  # validation images of the fixed probe batch
@@ -224,3 +224,33 @@ def _transparent(color: str, alpha: float = 0.18) -> str:
     """'#636EFA' -> 'rgba(99, 110, 250, 0.18)': the band under a median line."""
     red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def report_figures(store, runs: Sequence[RunRecord]) -> list[tuple[str, go.Figure]]:
+    """Figure 1 for a report: per site, plain beside BN (whole layer), probe accuracy,
+    gradient norms and the mode gap, for the ``runs`` of ``store`` that have probes."""
+    ids = [r.id for r in runs]
+    rows = store.probe_rows(ids)
+    if not rows:
+        return []
+    probed = {row["run_id"] for row in rows}
+    runs = [r for r in runs if r.id in probed]
+    colors = run_colors([r.id for r in runs])
+    labels = {r.id: f"{r.variant} seed {r.seed}" for r in runs}
+    frame = percentile_frame(rows)
+    figures = []
+    for site in SITES:
+        for group, what in zip(split_by_bn(runs, site), ("without BN", "with BN"), strict=True):
+            if group:
+                title = f"{site} {what}: 15th/50th/85th percentiles of the activation's input"
+                fig = percentile_figure(frame, group, site, "layer", title=title, colors=colors)
+                figures.append((title, fig))
+    figures.append(("Probe accuracy against steps", accuracy_figure(
+        accuracy_frame(rows), labels, colors)))  # fmt: skip
+    figures.append(("Gradient norms per layer", grad_norm_figure(
+        store.grad_norm_rows(ids), labels, colors)))  # fmt: skip
+    gap = store.mode_gap_rows(ids)
+    if gap:
+        figures.append(("Validation accuracy: inference vs batch statistics",
+                        mode_gap_figure(gap, labels, colors)))  # fmt: skip
+    return figures

@@ -587,7 +587,7 @@ def test_study_trains_the_grid_loads_each_split_once_and_writes_everything(
     assert "lenet: diverged" in captured.err
     out = tmp_path / "o"
     assert sorted(p.name for p in out.iterdir()) == [
-        "curves.csv", "report.html", "results.json", "summary.csv"
+        "curves.csv", "report.html", "results.json", "store", "summary.csv"
     ]  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     assert [r["run_id"] for r in results] == list(range(1, 19))
@@ -604,7 +604,7 @@ def test_study_trains_the_grid_loads_each_split_once_and_writes_everything(
     html = (out / "report.html").read_text()
     assert "Preset lr: Learning-rate robustness." in html and "Final test accuracy vs" in html
     assert captured.out.rstrip().endswith(
-        "wrote report.html, summary.csv, curves.csv, results.json to o"
+        "wrote report.html, summary.csv, curves.csv, results.json to o (run store: store/)"
     )
 
 
@@ -628,7 +628,7 @@ def test_study_quick_end_to_end(tmp_path, capsys, study_dir):
     assert "Traceback" not in captured.err
     assert "lenet_fc_bn2 epoch 3/3: loss " in captured.err  # compare's progress lines
     assert sorted(p.name for p in out.iterdir()) == [
-        "curves.csv", "report.html", "results.json", "summary.csv"
+        "curves.csv", "report.html", "results.json", "store", "summary.csv"
     ]  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     assert [(r["config"]["window_size"], r["status"]) for r in results] == [
@@ -645,3 +645,24 @@ def test_study_quick_end_to_end(tmp_path, capsys, study_dir):
     assert "Preset window: Window size." in html
     assert "Final test accuracy vs BN inference window" in html
     assert f"wrote report.html, summary.csv, curves.csv, results.json to {out}" in captured.out
+
+
+def test_study_figure1_report_has_the_probe_charts_and_a_run_store(tmp_path, capsys, study_dir):
+    """The quick Figure 1 preset: probes (at least the one at step 0) reach the report, and
+    the study's runs are in OUT/store for the dashboard."""
+    from bn_core.store import RunStore
+
+    out = tmp_path / "fig1"
+    args = ["study", "figure1", "--quick", "--seeds", "1", "--data-dir", str(study_dir)]
+    assert exit_code([*args, "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    for heading in ("C1 without BN", "C1 with BN", "F6 with BN", "Probe accuracy against steps",
+                    "Gradient norms per layer"):  # fmt: skip
+        assert heading in html, heading
+    store = RunStore(out / "store")
+    runs = store.list_runs()
+    assert [(r.variant, r.status) for r in runs] == [
+        ("lenet", "completed"), ("lenet_fc_bn2", "completed")
+    ]  # fmt: skip
+    assert store.probed_run_ids() == {r.id for r in runs}
+    assert len(store.epoch_metrics([runs[0].id])) == 3
