@@ -168,6 +168,7 @@ def _prepare_out(out: str | None) -> Path | None:
 
 def _cmd_train(config: TrainConfig, out: Path | None, as_json: bool) -> int:
     from bn_core import progress
+    from bn_core.models import save_atomic
     from bn_core.summary import curves_frame
     from bn_core.training import train
 
@@ -178,7 +179,7 @@ def _cmd_train(config: TrainConfig, out: Path | None, as_json: bool) -> int:
         _write_atomic(out / "result.json", json.dumps(summary, indent=2))
         _write_atomic(out / "history.csv", curves_frame([summary]).to_csv(index=False))
         if result.model is not None and result.status in ("completed", "cancelled"):
-            _save_model_atomic(result.model, out / "model.keras")
+            save_atomic(result.model, out / "model.keras")
     if as_json:
         print(json.dumps(summary))
     else:
@@ -236,15 +237,6 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _save_model_atomic(model, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class _CtrlC:

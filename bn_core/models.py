@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import keras
 from keras import layers
 
@@ -58,6 +61,17 @@ def build_model(
             x = layers.AveragePooling2D(2, name=pool)(x)
     logits = layers.Dense(output_size, name="output")(x)
     return keras.Model(inputs, logits, name=spec.name)
+
+
+def save_atomic(model: keras.Model, path: Path) -> None:
+    """``model.save(path)`` through a temporary file, so a reader never finds half a model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras wants the .keras suffix
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _bn_layer(

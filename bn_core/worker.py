@@ -35,7 +35,8 @@ def run_worker(run_id: int, store: RunStore) -> str:
 
     status, fields = "failed", {}
     try:
-        from bn_core.training import train  # TensorFlow loads here, inside the worker only
+        from bn_core.models import save_atomic  # TensorFlow loads here, in the worker only
+        from bn_core.training import train
 
         run = store.get(run_id)
         result = train(
@@ -44,7 +45,7 @@ def run_worker(run_id: int, store: RunStore) -> str:
             should_stop=stop.is_set,
         )
         if result.model is not None and result.status in ("completed", "cancelled"):
-            _save_model(result.model, store.model_path(run_id))  # for replay studies
+            save_atomic(result.model, store.model_path(run_id))  # for replay studies
         status = result.status
         fields = {
             "error": result.error,
@@ -79,17 +80,6 @@ def record_event(store: RunStore, run_id: int, event: dict) -> None:
         store.add_probe(run_id, event)
     elif kind == "mode_gap":
         store.add_mode_gap(run_id, event)
-
-
-def _save_model(model, path) -> None:
-    """Save through a temporary file, so a reader never finds half a model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _heartbeat(store: RunStore, run_id: int, stop: threading.Event, done: threading.Event):
