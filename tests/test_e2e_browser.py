@@ -29,7 +29,7 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-TRAIN_LIMIT = 20000  # ~300 steps per epoch: several batch events while we watch
+TRAIN_LIMIT = 40000  # 625 steps per epoch: ~20 batch events while we watch, even when slow
 
 pytestmark = pytest.mark.integration
 
@@ -125,20 +125,20 @@ def _run_scenario(page: Page, url: str, store: RunStore) -> None:
     expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
     page.locator(".st-key-train-dataset [role='combobox']").click()
     page.get_by_role("option", name="fashion_mnist").click()
-    expect(page.get_by_text("available locally")).to_be_visible()
+    expect(page.get_by_text("available locally")).to_be_visible(timeout=30_000)
     variants = page.locator(".st-key-train-variants")
     for name in ("lenet", "lenet_fc_bn2"):  # the page's defaults, checked rather than assumed
         expect(variants.get_by_text(name, exact=True)).to_be_visible()
     slider = page.locator(".st-key-train-epochs input[type='range']")
     slider.focus()
     slider.press("Home")  # the slider's minimum: 1 epoch
-    expect(slider).to_have_attribute("aria-valuetext", "1")
+    expect(slider).to_have_attribute("aria-valuetext", "1", timeout=30_000)
     page.locator(".st-key-train-quick input[type='checkbox']").check(force=True)
     limit = page.locator(".st-key-train-train-limit input")
-    expect(limit).to_be_enabled()
+    expect(limit).to_be_enabled(timeout=30_000)
     limit.fill(str(TRAIN_LIMIT))
     limit.press("Enter")
-    expect(page.get_by_text("2 runs")).to_be_visible()
+    expect(page.get_by_text("2 runs")).to_be_visible(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "1-train.png"), full_page=True)
     page.locator(".st-key-train-start button").click()
     expect(page.get_by_text("Queued 2 run")).to_be_visible(timeout=30_000)
@@ -205,15 +205,22 @@ def test_quick_figure1_preset_streams_the_percentile_charts(server):
             )
             page.locator(".st-key-train-preset [role='combobox']").click()
             page.get_by_role("option", name="Paper Figure 1 (figure1)").click()
+            # Each change reruns the page: wait for its effect before the next one.
+            probe_every = page.locator(".st-key-train-probe-every input")
+            expect(probe_every).not_to_have_value("0", timeout=30_000)
             page.locator(".st-key-train-preset-quick input[type='checkbox']").check(force=True)
+            expect(page.locator(".st-key-train-train-limit input")).to_be_enabled(timeout=30_000)
             page.locator(".st-key-train-dataset [role='combobox']").click()
             page.get_by_role("option", name="fashion_mnist").click()
-            expect(page.get_by_text("available locally")).to_be_visible()
+            expect(page.get_by_text("available locally")).to_be_visible(timeout=30_000)
+            expect(probe_every).not_to_have_value("0")
+            expect(page.locator(".st-key-train-train-limit input")).to_be_enabled()
             page.locator(".st-key-train-start button").click()
             expect(page.get_by_text("Queued")).to_be_visible(timeout=30_000)
             runs = store.list_runs()
             assert {r.variant for r in runs} == {"lenet", "lenet_fc_bn2"}
-            assert all(r.config.probe_every > 0 and r.config.train_limit for r in runs)
+            settings = [(r.config.probe_every, r.config.train_limit) for r in runs]
+            assert all(k > 0 and limit for k, limit in settings), settings
 
             page.goto(url + "/network")
             deadline, points = time.time() + 240, 0
