@@ -32,3 +32,30 @@ def make_splits(n_train: int = 256, n_val: int = 64, n_test: int = 64, seed: int
 @pytest.fixture(scope="session")
 def tiny_splits() -> Splits:
     return make_splits()
+
+
+def assert_runs_without_tensorflow(body: str, home) -> None:
+    """Run ``body`` (Python source) in a fresh interpreter with BN_LAB_HOME=``home``, then
+    fail unless it exits cleanly with neither TensorFlow nor Keras in sys.modules."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    script = textwrap.dedent(body) + textwrap.dedent(
+        """
+        import sys
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        print("LOADED", loaded)
+        sys.exit(1 if loaded else 0)
+        """
+    )
+    env = {**os.environ, "BN_LAB_HOME": str(home), "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "LOADED []" in done.stdout

@@ -7,10 +7,6 @@ what it would start (its scheduler thread is never started), so nothing trains h
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -21,6 +17,7 @@ from bn_core.config import TrainConfig, field_spec
 from bn_core.jobs import JobRunner
 from bn_core.store import RunStore
 from pages import _ui
+from tests.conftest import assert_runs_without_tensorflow
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -354,7 +351,7 @@ def test_about_page_shows_the_formulas_and_variants(runner):
 def test_the_ui_process_never_imports_tensorflow(tmp_path):
     """Every page runs (real cached runner, a store with finished runs) in a fresh interpreter;
     neither TensorFlow nor Keras ends up in sys.modules."""
-    script = textwrap.dedent(
+    assert_runs_without_tensorflow(
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
@@ -366,15 +363,6 @@ def test_the_ui_process_never_imports_tensorflow(tmp_path):
         for page in {list(PAGES[1:])!r}:
             at.switch_page(page).run()
             assert not at.exception, (page, [e.value for e in at.exception])
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-        print("LOADED", loaded)
-        sys.exit(1 if loaded else 0)
-        """
+        """,
+        tmp_path / "home",
     )
-    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "LOADED []" in done.stdout

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +17,7 @@ from bn_core import probes_view as pv
 from bn_core.config import TrainConfig
 from bn_core.store import RunStore
 from bn_core.variants import SITES
+from tests.conftest import assert_runs_without_tensorflow
 from tests.test_app import open_page, runner  # noqa: F401 - runner is a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,7 +211,7 @@ def test_frames_split_percentiles_from_accuracy(runner):  # noqa: F811
 
 def test_the_network_page_never_imports_tensorflow(tmp_path):
     """The page, with probed runs, in a fresh interpreter: no TensorFlow or Keras loaded."""
-    script = textwrap.dedent(
+    assert_runs_without_tensorflow(
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
@@ -226,15 +223,6 @@ def test_the_network_page_never_imports_tensorflow(tmp_path):
         at.switch_page({PAGE!r}).run()
         assert not at.exception, [e.value for e in at.exception]
         assert len(at.get("plotly_chart")) == 11, len(at.get("plotly_chart"))
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-        print("LOADED", loaded)
-        sys.exit(1 if loaded else 0)
-        """
+        """,
+        tmp_path / "home",
     )
-    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "LOADED []" in done.stdout

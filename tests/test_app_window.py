@@ -5,10 +5,6 @@ nothing trains and TensorFlow is never needed here."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -21,6 +17,7 @@ from bn_core.config import TrainConfig
 from bn_core.jobs import JobRunner
 from bn_core.store import RunStore
 from pages import _ui
+from tests.conftest import assert_runs_without_tensorflow
 from tests.test_app import RecordingBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +204,7 @@ def test_replay_all_starts_every_missing_replay(store, launches):
 
 def test_the_page_never_imports_tensorflow(tmp_path):
     """The page in a fresh interpreter, with a seeded store and a replay file to draw."""
-    script = textwrap.dedent(
+    assert_runs_without_tensorflow(
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
@@ -218,18 +215,9 @@ def test_the_page_never_imports_tensorflow(tmp_path):
         at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
         assert not at.exception, [e.value for e in at.exception]
         assert at.get("plotly_chart"), "no chart"
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-        print("LOADED", loaded)
-        sys.exit(1 if loaded else 0)
-        """
+        """,
+        tmp_path / "home",
     )
-    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "LOADED []" in done.stdout
 
 
 # ----------------------------------------------------------------------------- replay_view
