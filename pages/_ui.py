@@ -59,6 +59,16 @@ def get_store() -> RunStore:
     return get_runner().store
 
 
+def selection_default(key: str, known, first_visit: list[int]) -> list[int] | None:
+    """``default=`` for a run multiselect keyed ``key``: ``first_visit`` the first time; after
+    that the widget keeps its own state, minus runs deleted since (Streamlit refuses options
+    that no longer exist)."""
+    if key in st.session_state:
+        st.session_state[key] = [i for i in st.session_state[key] if i in known]
+        return None
+    return first_visit
+
+
 def png_config(filename: str) -> dict:
     """``config=`` for st.plotly_chart: the toolbar's camera button downloads FILENAME.png."""
     return {**PNG, "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2}}

@@ -8,7 +8,7 @@ from bn_core import comparison as cmp
 from bn_core import dashboard as db
 from bn_core.charts import METRIC_TITLES
 from bn_core.report import build_report
-from pages._ui import TRAIN_PAGE, get_store, png_config, use_navigation
+from pages._ui import TRAIN_PAGE, get_store, png_config, selection_default, use_navigation
 
 use_navigation()
 
@@ -26,11 +26,7 @@ labels = {r.id: db.run_label(r) for r in candidates}
 options = sorted(labels, reverse=True)
 latest = store.latest_group()
 KEY = "compare-runs"
-if KEY in st.session_state:  # drop runs deleted since the last visit
-    st.session_state[KEY] = [i for i in st.session_state[KEY] if i in labels]
-    default = None
-else:
-    default = [r.id for r in candidates if r.group_id == latest]
+default = selection_default(KEY, labels, [r.id for r in candidates if r.group_id == latest])
 selected = st.multiselect(
     "Runs", options, default=default, format_func=labels.get, key=KEY,
     help="finished or running runs; by default every run of the latest group",

@@ -11,7 +11,7 @@ from bn_core import dashboard as db
 from bn_core import probes_view as pv
 from bn_core.store import ACTIVE
 from bn_core.variants import SITES
-from pages._ui import TRAIN_PAGE, get_store, png_config, use_navigation
+from pages._ui import TRAIN_PAGE, get_store, png_config, selection_default, use_navigation
 
 use_navigation()
 
@@ -49,11 +49,7 @@ if not runs:
 
 labels = {r.id: db.run_label(r) for r in runs}
 KEY = "network-runs"
-if KEY in st.session_state:  # drop runs deleted since the last visit
-    st.session_state[KEY] = [i for i in st.session_state[KEY] if i in labels]
-    default = None
-else:
-    default = pv.default_selection(runs, probed)
+default = selection_default(KEY, labels, pv.default_selection(runs, probed))
 left, right = st.columns([4, 1], vertical_alignment="bottom")
 selected = left.multiselect(
     "Runs", sorted(labels, reverse=True), default=default, format_func=labels.get, key=KEY,

@@ -6,7 +6,7 @@ import streamlit as st
 
 from bn_core import dashboard as db
 from bn_core import replay_view as rv
-from pages._ui import get_store, png_config, use_navigation
+from pages._ui import get_store, png_config, selection_default, use_navigation
 
 use_navigation()
 
@@ -58,12 +58,10 @@ if not runs:
 problems = {r.id: rv.replay_problem(r, store.model_path(r.id).is_file()) for r in runs}
 labels = {r.id: db.run_label(r) for r in runs}
 KEY = "window-runs"
-if KEY in st.session_state:  # drop runs deleted since the last visit
-    st.session_state[KEY] = [i for i in st.session_state[KEY] if i in labels]
-    default = None
-else:
-    latest = runs[-1].group_id  # the newest finished run's group
-    default = [r.id for r in runs if r.group_id == latest and problems[r.id] is None]
+latest = runs[-1].group_id  # the newest finished run's group
+default = selection_default(
+    KEY, labels, [r.id for r in runs if r.group_id == latest and problems[r.id] is None]
+)
 selected = st.multiselect(
     "Runs", sorted(labels, reverse=True), default=default, format_func=labels.get, key=KEY,
     help="finished runs; by default the replayable runs of the latest group",
