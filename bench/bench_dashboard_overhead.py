@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_dashboard_overhead.py [--epochs 4] [--train-limit N] [--repeats 2]
 
 The dashboard path is exactly what the Train page does: ``JobRunner.submit`` -> a worker
-process (``python -m bn_core.worker``) that streams every batch/epoch event into the
+process (``python -m bn_core.runs.worker``) that streams every batch/epoch event into the
 SQLite run store. The CLI path is ``python -m bn_core train --json`` in a subprocess.
 Both train the same config on Fashion-MNIST; the two paths alternate, ``--repeats`` times.
 
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bn_core.config import TrainConfig  # noqa: E402
-from bn_core.jobs import JobRunner  # noqa: E402
-from bn_core.store import RunStore  # noqa: E402
+from bn_core.runs.runner import JobRunner  # noqa: E402
+from bn_core.runs.store import RunStore  # noqa: E402
 
 
 def via_cli(config: TrainConfig) -> tuple[list[float], float]:
@@ -40,8 +40,11 @@ def via_cli(config: TrainConfig) -> tuple[list[float], float]:
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "bn_core", "train", *flags, "--json"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     wall = time.perf_counter() - start
     return json.loads(out.stdout)["history"]["images_per_second"], wall
 
@@ -67,9 +70,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     config = TrainConfig(
-        variant="lenet_fc_bn2", dataset="fashion_mnist", epochs=args.epochs,
+        variant="lenet_fc_bn2",
+        dataset="fashion_mnist",
+        epochs=args.epochs,
         train_limit=args.train_limit,
-    )  # fmt: skip
+    )
     ips = {"cli": [], "dashboard": []}
     walls = {"cli": [], "dashboard": []}
     with tempfile.TemporaryDirectory() as home:
@@ -81,8 +86,10 @@ def main() -> None:
                     per_epoch, wall = via_dashboard(config, Path(home) / f"store{i}")
                 ips[path] += per_epoch[1:]
                 walls[path].append(wall)
-                print(f"{path}: {', '.join(f'{v:.0f}' for v in per_epoch)} img/s, {wall:.1f} s",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"{path}: {', '.join(f'{v:.0f}' for v in per_epoch)} img/s, {wall:.1f} s",
+                    file=sys.stderr,
+                )
     med = {p: statistics.median(v) for p, v in ips.items()}
     wall_med = {p: statistics.median(v) for p, v in walls.items()}
     print(
@@ -93,8 +100,10 @@ def main() -> None:
     print("|---|---:|---:|")
     for p in ("cli", "dashboard"):
         print(f"| {p} | {med[p]:,.0f} | {wall_med[p]:.1f} |")
-    print(f"\ndashboard / cli throughput: {med['dashboard'] / med['cli']:.3f}; "
-          f"wall-time ratio: {wall_med['dashboard'] / wall_med['cli']:.3f}")  # fmt: skip
+    print(
+        f"\ndashboard / cli throughput: {med['dashboard'] / med['cli']:.3f}; "
+        f"wall-time ratio: {wall_med['dashboard'] / wall_med['cli']:.3f}"
+    )
 
 
 if __name__ == "__main__":

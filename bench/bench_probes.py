@@ -1,4 +1,4 @@
-"""What the probes (bn_core.probes) cost: training with probes off vs on, in one process.
+"""What the probes (bn_core.nn.probes) cost: training with probes off vs on, in one process.
 
     .venv/bin/python bench/bench_probes.py [--epochs 4] [--train-limit 20000] [--repeats 3]
                                            [--probe-every K] [--out bench/RESULTS_probes.md]
@@ -39,12 +39,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras
 import tensorflow as tf
 
-from bn_core import data, probes
+from bn_core import data
 from bn_core.config import TrainConfig
-from bn_core.probes import MODE_GAP_SIZE, PROBE_EVERY_DEFAULT, PROBE_SIZE
-from bn_core.store import RunStore
-from bn_core.training import train
-from bn_core.worker import record_event
+from bn_core.nn import probes
+from bn_core.nn.probes import MODE_GAP_SIZE, PROBE_EVERY_DEFAULT, PROBE_SIZE
+from bn_core.nn.training import train
+from bn_core.runs.store import RunStore
+from bn_core.runs.worker import record_event
 
 
 class _Clock:
@@ -127,13 +128,23 @@ def main() -> None:
 
     splits = data.load("fashion_mnist", train_limit=args.train_limit, seed=0)
     base = TrainConfig(
-        variant="lenet_fc_bn2", dataset="fashion_mnist", epochs=args.epochs, seed=0,
+        variant="lenet_fc_bn2",
+        dataset="fashion_mnist",
+        epochs=args.epochs,
+        seed=0,
         train_limit=args.train_limit,
-    )  # fmt: skip
+    )
     on_name = f"probes on (k={args.probe_every})"
     configs = {"probes off": base, on_name: base.replace(probe_every=args.probe_every)}
-    kinds = ("train", "epoch", "train_overhead", "epoch_overhead", "probe_ms", "gap_ms",
-             "train_minus_probes")  # fmt: skip
+    kinds = (
+        "train",
+        "epoch",
+        "train_overhead",
+        "epoch_overhead",
+        "probe_ms",
+        "gap_ms",
+        "train_minus_probes",
+    )
     samples = {name: {k: [] for k in kinds} for name in configs}
     started = time.perf_counter()
     probes_per_run = 0
@@ -144,10 +155,15 @@ def main() -> None:
             for kind in kinds:
                 samples[name][kind].extend(run[kind][1:])  # drop the compile epoch
             probes_per_run = max(probes_per_run, len(run["probes"]))
-            print(f"{name}: train " + ", ".join(f"{v:.0f}" for v in run["train"])
-                  + " | epoch " + ", ".join(f"{v:.0f}" for v in run["epoch"])
-                  + " | overhead " + ", ".join(f"{100 * v:.1f}%" for v in run["epoch_overhead"]),
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{name}: train "
+                + ", ".join(f"{v:.0f}" for v in run["train"])
+                + " | epoch "
+                + ", ".join(f"{v:.0f}" for v in run["epoch"])
+                + " | overhead "
+                + ", ".join(f"{100 * v:.1f}%" for v in run["epoch_overhead"]),
+                file=sys.stderr,
+            )
 
     def spread(values, scale=1.0, fmt=",.0f"):
         median = statistics.median(values) * scale

@@ -4,7 +4,7 @@
 
 Measured, on real Fashion-MNIST (batch 64, Adam, sigmoid, as the study):
   reference        lenet_keras_bn, ``model.compile()`` defaults, ``fit`` on numpy arrays
-  engine/<variant> ``bn_core.training.train`` (XLA, 32 steps per execution, tf.data)
+  engine/<variant> ``bn_core.nn.training.train`` (XLA, 32 steps per execution, tf.data)
   engine+events    lenet_fc_bn2 with every event JSON-encoded, as a UI/store sink would
   ablations        lenet_fc_bn2 without XLA, and with 1 step per execution
 
@@ -32,8 +32,8 @@ import tensorflow as tf
 
 from bn_core import data
 from bn_core.config import TrainConfig
-from bn_core.models import build_model
-from bn_core.training import EngineOptions, train
+from bn_core.nn.model import build_model
+from bn_core.nn.training import EngineOptions, train
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -64,9 +64,13 @@ def reference(splits, epochs: int, batch_size: int, verbose: int | str = 0) -> l
     timer = _EpochTimer()
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         model.fit(
-            splits.x_train, splits.y_train, batch_size=batch_size, epochs=epochs,
-            callbacks=[timer], verbose=verbose,
-        )  # fmt: skip
+            splits.x_train,
+            splits.y_train,
+            batch_size=batch_size,
+            epochs=epochs,
+            callbacks=[timer],
+            verbose=verbose,
+        )
     return [len(splits.x_train) / s for s in timer.seconds]
 
 
@@ -130,10 +134,12 @@ def main() -> None:
 
     medians = {name: statistics.median(v) for name, v in samples.items()}
     ref = medians[next(iter(configs))]
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"TensorFlow {tf.__version__}, Keras {keras.__version__}; "
-          f"{len(splits.x_train)} training images, batch 64, {args.epochs} epochs "
-          f"(first excluded) x {args.repeats} repeat(s)\n")  # fmt: skip
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; "
+        f"{len(splits.x_train)} training images, batch 64, {args.epochs} epochs "
+        f"(first excluded) x {args.repeats} repeat(s)\n"
+    )
     print("| configuration | median img/s | min–max | × reference |")
     print("|---|---:|---:|---:|")
     for name, values in samples.items():

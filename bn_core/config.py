@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bn_core.data import DATASETS
+from bn_core.constants import DATASETS
 from bn_core.variants import VARIANT_NAMES
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")

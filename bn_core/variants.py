@@ -9,7 +9,7 @@ LeNet-5 has four learned layers with an activation, the BN *sites*:
     output dense 10 (logits, never normalised)
 
 A variant is just the set of sites that get Batch Normalization and which implementation
-does it. ``bn_core.models.build_model`` turns one row of this table into a Keras model.
+does it. ``bn_core.nn.model.build_model`` turns one row of this table into a Keras model.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Variant:
 
     name: str
     bn_sites: tuple[str, ...]
-    bn_impl: str  # "none", "ours" (bn_core.layers.BatchNorm) or "keras" (the reference)
+    bn_impl: str  # "none", "ours" (bn_core.nn.batchnorm.BatchNorm) or "keras" (the reference)
     description: str
 
 

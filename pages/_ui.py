@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from bn_core.dashboard import STATUS_COLORS
-from bn_core.jobs import JobRunner
-from bn_core.store import RunRecord, RunStore, default_home
+from bn_core.runs.runner import JobRunner
+from bn_core.runs.store import RunRecord, RunStore, default_home
+from bn_core.views.runs import STATUS_COLORS
 
 TRAIN_PAGE = "pages/train.py"
 RUNS_PAGE = "pages/runs.py"

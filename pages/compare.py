@@ -4,10 +4,11 @@ speed-ups, with CSV/HTML downloads and a self-contained HTML report."""
 
 import streamlit as st
 
-from bn_core import comparison as cmp
-from bn_core import dashboard as db
-from bn_core.charts import METRIC_TITLES
-from bn_core.report import build_report
+from bn_core.analysis import comparison as cmp
+from bn_core.views import comparison as cv
+from bn_core.views import runs as live
+from bn_core.views.charts import METRIC_TITLES
+from bn_core.views.report import build_report
 from pages._ui import TRAIN_PAGE, get_store, png_config, selection_default, use_navigation
 
 use_navigation()
@@ -22,15 +23,19 @@ if not runs:
     st.stop()
 
 candidates = [r for r in runs if r.status not in ("queued", "starting")]  # finished or running
-labels = {r.id: db.run_label(r) for r in candidates}
+labels = {r.id: live.run_label(r) for r in candidates}
 options = sorted(labels, reverse=True)
 latest = store.latest_group()
 KEY = "compare-runs"
 default = selection_default(KEY, labels, [r.id for r in candidates if r.group_id == latest])
 selected = st.multiselect(
-    "Runs", options, default=default, format_func=labels.get, key=KEY,
+    "Runs",
+    options,
+    default=default,
+    format_func=labels.get,
+    key=KEY,
     help="finished or running runs; by default every run of the latest group",
-)  # fmt: skip
+)
 chosen = [r for r in candidates if r.id in set(selected)]
 if not chosen:
     st.info("Select one or more runs (queued runs appear once they start).", icon=":material/info:")
@@ -52,31 +57,49 @@ st.caption(
     else "All selected runs share the same settings (apart from variant and seed)."
 )
 # A real HTML table (not the canvas grid): a few rows, readable by screen readers and tests.
-st.table(cmp.summary_display(summary).set_index("variant"))
+st.table(cv.summary_display(summary).set_index("variant"))
 st.caption(f"{cmp.STATS_NOTE} {cmp.SPEEDUP_NOTE}")
 csv_left, csv_right, report_col, _ = st.columns([1, 1, 1, 2])
 csv_left.download_button(
-    "Summary CSV", summary.to_csv(index=False), file_name="summary.csv", mime="text/csv",
-    key="download-summary", icon=":material/download:",
-)  # fmt: skip
+    "Summary CSV",
+    summary.to_csv(index=False),
+    file_name="summary.csv",
+    mime="text/csv",
+    key="download-summary",
+    icon=":material/download:",
+)
 csv_right.download_button(
-    "Curves CSV", curves.to_csv(index=False), file_name="curves.csv", mime="text/csv",
-    key="download-curves", icon=":material/download:",
-)  # fmt: skip
+    "Curves CSV",
+    curves.to_csv(index=False),
+    file_name="curves.csv",
+    mime="text/csv",
+    key="download-curves",
+    icon=":material/download:",
+)
 report_col.download_button(
-    "Report (HTML)", lambda: build_report(results, title="BN Lab comparison"),
-    file_name="bn-lab-report.html", mime="text/html", key="download-report", on_click="ignore",
-    icon=":material/download:", help="every table and chart in one file that works offline",
-)  # fmt: skip
+    "Report (HTML)",
+    lambda: build_report(results, title="BN Lab comparison"),
+    file_name="bn-lab-report.html",
+    mime="text/html",
+    key="download-report",
+    on_click="ignore",
+    icon=":material/download:",
+    help="every table and chart in one file that works offline",
+)
 
 
 def chart(fig, name: str) -> None:
     """A chart, its PNG camera button, and a standalone HTML download built on click."""
     st.plotly_chart(fig, key=f"chart-{name}", config=png_config(name))
     st.download_button(
-        "HTML", lambda: fig.to_html(include_plotlyjs=True), file_name=f"{name}.html",
-        mime="text/html", key=f"download-{name}", on_click="ignore", icon=":material/download:",
-    )  # fmt: skip
+        "HTML",
+        lambda: fig.to_html(include_plotlyjs=True),
+        file_name=f"{name}.html",
+        mime="text/html",
+        key=f"download-{name}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
 st.subheader("Curves")
@@ -85,7 +108,7 @@ seeds = st.toggle("Show individual seeds", key="compare-seeds", help="each seed 
 for pair in (cmp.COMPARE_METRICS[:2], cmp.COMPARE_METRICS[2:]):
     for column, metric in zip(st.columns(2), pair, strict=True):
         with column:
-            chart(cmp.band_figure(grouped, metric, curves=curves if seeds else None), metric)
+            chart(cv.band_figure(grouped, metric, curves=curves if seeds else None), metric)
 
 st.subheader(f"{METRIC_TITLES['val_accuracy']} per variant")
-chart(cmp.small_multiples(curves, "val_accuracy"), "val_accuracy_per_variant")
+chart(cv.small_multiples(curves, "val_accuracy"), "val_accuracy_per_variant")

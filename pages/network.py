@@ -7,10 +7,11 @@ re-reads them every second while a selected run is active."""
 
 import streamlit as st
 
-from bn_core import dashboard as db
-from bn_core import probes_view as pv
-from bn_core.store import ACTIVE
+from bn_core import constants
+from bn_core.runs.store import ACTIVE
 from bn_core.variants import SITES
+from bn_core.views import probes as pv
+from bn_core.views import runs as live
 from pages._ui import TRAIN_PAGE, get_store, png_config, selection_default, use_navigation
 
 use_navigation()
@@ -20,9 +21,10 @@ st.title("Inside the network")
 st.caption(
     "What the paper's Figure 1 shows: without BN the distribution of a sigmoid's input drifts "
     "while the network trains (internal covariate shift); with BN it stays put. Probes are "
-    f"taken every *k* steps (`probe_every`; {pv.PROBE_EVERY_DEFAULT} keeps their cost under 5%) "
-    f"on a fixed batch of {pv.PROBE_SIZE} validation images (the conv sites' percentiles on its "
-    f"first {pv.CONV_PROBE_SIZE}), in inference mode; gradient norms on its first *m* images "
+    f"taken every *k* steps (`probe_every`; {constants.PROBE_EVERY_DEFAULT} keeps their cost "
+    f"under 5%) on a fixed batch of {constants.PROBE_SIZE} validation images (the conv sites' "
+    f"percentiles on its first {constants.CONV_PROBE_SIZE}), in inference mode; gradient norms "
+    "on its first *m* images "
     "with batch statistics, as a training step sees them."
 )
 
@@ -47,19 +49,24 @@ if not runs:
         st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_circle:")
     st.stop()
 
-labels = {r.id: db.run_label(r) for r in runs}
+labels = {r.id: live.run_label(r) for r in runs}
 KEY = "network-runs"
 default = selection_default(KEY, labels, pv.default_selection(runs, probed))
 left, right = st.columns([4, 1], vertical_alignment="bottom")
 selected = left.multiselect(
-    "Runs", sorted(labels, reverse=True), default=default, format_func=labels.get, key=KEY,
+    "Runs",
+    sorted(labels, reverse=True),
+    default=default,
+    format_func=labels.get,
+    key=KEY,
     help="runs trained with probes; by default those of the newest group that has any",
-)  # fmt: skip
+)
 unit = right.toggle(
-    "Tracked unit", key="network-unit",
+    "Tracked unit",
+    key="network-unit",
     help="the percentiles of one unit (channel 0 of a conv site, unit 0 of a dense site) "
     "instead of the whole layer",
-)  # fmt: skip
+)
 scope = "unit" if unit else "layer"
 chosen_ids = set(selected)
 polling = any(r.active for r in runs if r.id in chosen_ids)
@@ -88,31 +95,39 @@ def charts() -> None:
                 col.caption(f"{site} {what}: no selected run.")
                 continue
             fig = pv.percentile_figure(
-                frame, group, site, scope, colors=colors,
+                frame,
+                group,
+                site,
+                scope,
+                colors=colors,
                 title=f"{site} {what} · {pv.SCOPES[scope]}",
-            )  # fmt: skip
+            )
             col.plotly_chart(
-                fig, key=f"network-{site}-{what}",
+                fig,
+                key=f"network-{site}-{what}",
                 config=png_config(f"network-{site}-{what.replace(' ', '-')}-{scope}"),
-            )  # fmt: skip
+            )
 
     left, right = st.columns(2)
     left.plotly_chart(
         pv.accuracy_figure(pv.accuracy_frame(rows), short, colors),
-        key="network-accuracy", config=png_config("network-probe-accuracy"),
-    )  # fmt: skip
+        key="network-accuracy",
+        config=png_config("network-probe-accuracy"),
+    )
     gap_rows = store.mode_gap_rows(ids)
     right.plotly_chart(
         pv.mode_gap_figure(gap_rows, short, colors),
-        key="network-mode-gap", config=png_config("network-mode-gap"),
-    )  # fmt: skip
+        key="network-mode-gap",
+        config=png_config("network-mode-gap"),
+    )
     st.plotly_chart(
         pv.grad_norm_figure(store.grad_norm_rows(ids), short, colors),
-        key="network-grad-norms", config=png_config("network-grad-norms"),
-    )  # fmt: skip
+        key="network-grad-norms",
+        config=png_config("network-grad-norms"),
+    )
     if gap_rows:
         st.caption(
-            f"Last epoch's validation accuracy on the first {pv.MODE_GAP_SIZE} validation "
+            f"Last epoch's validation accuracy on the first {constants.MODE_GAP_SIZE} validation "
             "images (whole batches of the run's batch size) with BN's inference statistics and "
             "with each batch's own statistics; gap = batch statistics − inference."
         )

@@ -3,8 +3,8 @@
 
 import streamlit as st
 
-from bn_core import dashboard as db
-from bn_core.store import ACTIVE, RunRecord
+from bn_core.runs.store import ACTIVE, RunRecord
+from bn_core.views import runs as live
 from pages._ui import TRAIN_PAGE, get_runner, png_config, status_badge, use_navigation
 
 use_navigation()
@@ -33,22 +33,29 @@ def render_run(run: RunRecord, batches: list[dict], epochs: list[dict]) -> None:
         with head:
             st.markdown(f"**#{run.id} {run.variant}** · seed {run.seed}")
             status_badge(run)
-        info = db.progress_info(run, batches, epochs)
+        info = live.progress_info(run, batches, epochs)
         with bar:
             st.progress(info["fraction"], text=info["text"])
-            st.caption(db.config_caption(run.config))
+            st.caption(live.config_caption(run.config))
         with actions:
             if run.active:
                 st.button(
-                    "Cancel", key=f"cancel-{run.id}", on_click=runner.cancel, args=(run.id,),
-                    disabled=run.cancel_requested, icon=":material/stop_circle:",
-                )  # fmt: skip
+                    "Cancel",
+                    key=f"cancel-{run.id}",
+                    on_click=runner.cancel,
+                    args=(run.id,),
+                    disabled=run.cancel_requested,
+                    icon=":material/stop_circle:",
+                )
             else:
                 st.button(
-                    "Delete", key=f"delete-{run.id}", on_click=store.delete, args=(run.id,),
+                    "Delete",
+                    key=f"delete-{run.id}",
+                    on_click=store.delete,
+                    args=(run.id,),
                     icon=":material/delete:",
-                )  # fmt: skip
-        if run.status in db.ERROR_STATUSES:
+                )
+        if run.status in live.ERROR_STATUSES:
             st.error(
                 f"Run {run.status}: {run.error or 'no message recorded'}", icon=":material/error:"
             )
@@ -60,11 +67,12 @@ def render_run(run: RunRecord, batches: list[dict], epochs: list[dict]) -> None:
         if batches or epochs:
             left, right = st.columns(2)
             for column, metric in ((left, "loss"), (right, "accuracy")):
-                fig = db.live_figure(batches, epochs, metric, uirevision=run.id)
+                fig = live.live_figure(batches, epochs, metric, uirevision=run.id)
                 column.plotly_chart(
-                    fig, key=f"{metric}-{run.id}",
+                    fig,
+                    key=f"{metric}-{run.id}",
                     config=png_config(f"run{run.id}-{run.variant}-{metric}"),
-                )  # fmt: skip
+                )
 
 
 @st.fragment(run_every=1.0 if polling else None)
@@ -76,10 +84,10 @@ def live_view() -> None:
         st.info("No runs yet: start some on the Train page.", icon=":material/info:")
         st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_circle:")
         return
-    groups = db.group_runs(runs)[: int(groups_shown)]
+    groups = live.group_runs(runs)[: int(groups_shown)]
     ids = [r.id for _, group in groups for r in group]
-    batches = db.rows_by_run(store.batch_metrics(ids))
-    epochs = db.rows_by_run(store.epoch_metrics(ids))
+    batches = live.rows_by_run(store.batch_metrics(ids))
+    epochs = live.rows_by_run(store.epoch_metrics(ids))
     for group_id, group in groups:
         active = sum(r.active for r in group)
         st.subheader(f"Group {group_id}")

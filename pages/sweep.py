@@ -4,12 +4,14 @@ job runner; the chart reads any group of runs in the store that forms a sweep.""
 
 import streamlit as st
 
-from bn_core import comparison as cmp
-from bn_core import dashboard as db
-from bn_core import study
+from bn_core.analysis import comparison as cmp
+from bn_core.analysis import study
 from bn_core.config import ConfigError, TrainConfig, field_spec
-from bn_core.dashboard import seed_list
 from bn_core.variants import VARIANT_NAMES
+from bn_core.views import runs as live
+from bn_core.views import train_form as form
+from bn_core.views.sweep import sweep_figure
+from bn_core.views.train_form import seed_list
 from pages._ui import RUNS_PAGE, get_runner, get_store, png_config, use_navigation
 
 use_navigation()
@@ -22,29 +24,46 @@ st.caption(
 )
 left, right = st.columns(2, gap="large")
 with left:
-    variants = st.multiselect("Variants", VARIANT_NAMES, default=list(study.ROBUSTNESS_VARIANTS),
-                              key="sweep-variants")  # fmt: skip
+    variants = st.multiselect(
+        "Variants", VARIANT_NAMES, default=list(study.ROBUSTNESS_VARIANTS), key="sweep-variants"
+    )
     kind = st.radio("Sweep over", KINDS, horizontal=True, key="sweep-kind")
     multipliers, batch_sizes = [1], []
     if kind != "batch size":
         multipliers = st.multiselect(
-            "Learning-rate multipliers (× the optimizer's default)", study.LR_MULTIPLIER_CHOICES,
-            default=list(study.LR_MULTIPLIERS), format_func=lambda m: f"×{m:g}", key="sweep-lr",
-        )  # fmt: skip
+            "Learning-rate multipliers (× the optimizer's default)",
+            study.LR_MULTIPLIER_CHOICES,
+            default=list(study.LR_MULTIPLIERS),
+            format_func=lambda m: f"×{m:g}",
+            key="sweep-lr",
+        )
     if kind != "learning rate":
-        batch_sizes = st.multiselect("Batch sizes", db.batch_size_choices(), key="sweep-batch",
-                                     default=list(study.BATCH_SIZES))  # fmt: skip
+        batch_sizes = st.multiselect(
+            "Batch sizes",
+            form.batch_size_choices(),
+            key="sweep-batch",
+            default=list(study.BATCH_SIZES),
+        )
 with right:
     spec = field_spec("dataset")
     dataset = st.selectbox("Dataset", spec["choices"], key="sweep-dataset")
     spec = field_spec("epochs")
     epochs = st.slider("Epochs", spec["min"], spec["max"], spec["default"], key="sweep-epochs")
-    repeats = st.number_input("Seeds per point", 1, db.MAX_REPEATS, 1, key="sweep-seeds",
-                              help="seeds 0, 1, ...: mean ± std over them")  # fmt: skip
-    quick = st.checkbox(f"Quick mode ({db.QUICK_TRAIN_LIMIT:,} training images)", key="sweep-quick")
+    repeats = st.number_input(
+        "Seeds per point",
+        1,
+        form.MAX_REPEATS,
+        1,
+        key="sweep-seeds",
+        help="seeds 0, 1, ...: mean ± std over them",
+    )
+    quick = st.checkbox(
+        f"Quick mode ({form.QUICK_TRAIN_LIMIT:,} training images)", key="sweep-quick"
+    )
 
-base = TrainConfig(dataset=dataset, epochs=epochs,
-                   train_limit=db.QUICK_TRAIN_LIMIT if quick else None)  # fmt: skip
+base = TrainConfig(
+    dataset=dataset, epochs=epochs, train_limit=form.QUICK_TRAIN_LIMIT if quick else None
+)
 try:
     configs = study.sweep_configs(base, variants, multipliers, batch_sizes, seed_list(0, repeats))
     error = None
@@ -67,14 +86,14 @@ if st.button("Start", type="primary", icon=":material/play_arrow:", key="sweep-s
 
 st.subheader("Results")
 store = get_store()
-groups = [(g, runs) for g, runs in db.group_runs(store.list_runs()) if study.is_sweep(runs)]
+groups = [(g, runs) for g, runs in live.group_runs(store.list_runs()) if study.is_sweep(runs)]
 if not groups:
     st.info("No sweep in the store yet: start one above.", icon=":material/info:")
     st.stop()
 labels = {g: f"{g} ({len(runs)} runs)" for g, runs in groups}
 group = st.selectbox("Sweep", list(labels), format_func=labels.get, key="sweep-group")
 table = study.sweep_table(cmp.store_results(store, dict(groups)[group]))
-st.plotly_chart(study.sweep_figure(table), key="sweep-chart", config=png_config("sweep"))
+st.plotly_chart(sweep_figure(table), key="sweep-chart", config=png_config("sweep"))
 st.caption("Per point: runs, completed (in the mean), diverged and other (running, failed, ...).")
 points = study.sweep_points(table).round(4).astype(object)
 st.table(points.where(points.notna(), "–").set_index("variant"))

@@ -7,21 +7,21 @@ every widget's starting value) in the selectbox's on_change callback, before the
 
 import streamlit as st
 
-from bn_core import dashboard as db
-from bn_core import study
+from bn_core.analysis import study
 from bn_core.config import ConfigError, field_spec
 from bn_core.variants import VARIANT_NAMES, VARIANTS
+from bn_core.views import train_form as form
 from pages._ui import RUNS_PAGE, get_runner, use_navigation
 
 use_navigation()
-for key, value in db.train_form_state().items():
+for key, value in form.train_form_state().items():
     st.session_state.setdefault(key, value)
 
 
 def apply_preset() -> None:
     name = st.session_state["train-preset"]
     if name is not None:
-        st.session_state.update(db.train_form_state(name, st.session_state["train-preset-quick"]))
+        st.session_state.update(form.train_form_state(name, st.session_state["train-preset-quick"]))
 
 
 def choice(label: str, name: str, **kwargs):
@@ -53,12 +53,19 @@ st.caption(
 )
 preset_col, quick_col = st.columns([3, 1], vertical_alignment="bottom")
 preset = preset_col.selectbox(
-    "Preset", [None, *study.PRESETS], format_func=lambda n: "None" if n is None else
-    f"{study.PRESETS[n].title} ({n})", key="train-preset", on_change=apply_preset,
+    "Preset",
+    [None, *study.PRESETS],
+    format_func=lambda n: "None" if n is None else f"{study.PRESETS[n].title} ({n})",
+    key="train-preset",
+    on_change=apply_preset,
     help="fill the form with one of the paper's studies",
-)  # fmt: skip
-quick_col.checkbox("quick", key="train-preset-quick", on_change=apply_preset,
-                   help="the preset's quick version (a few minutes on 2 cores)")  # fmt: skip
+)
+quick_col.checkbox(
+    "quick",
+    key="train-preset-quick",
+    on_change=apply_preset,
+    help="the preset's quick version (a few minutes on 2 cores)",
+)
 if preset is not None:
     st.caption(study.PRESETS[preset].description)
 
@@ -66,7 +73,7 @@ left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Data and model")
     dataset = choice("Dataset", "dataset", key="train-dataset")
-    kind, message = db.dataset_status(dataset)
+    kind, message = form.dataset_status(dataset)
     message = f"**{dataset}**: {message}"
     if kind == "local":
         st.caption(f":material/check_circle: {message}")
@@ -75,8 +82,9 @@ with left:
     else:
         st.warning(message, icon=":material/warning:")
 
-    variants = st.multiselect("Variants", VARIANT_NAMES, key="train-variants",
-                              help=field_spec("variant")["help"])  # fmt: skip
+    variants = st.multiselect(
+        "Variants", VARIANT_NAMES, key="train-variants", help=field_spec("variant")["help"]
+    )
     for name in variants:
         sites = ", ".join(VARIANTS[name].bn_sites) or "none"
         st.caption(f"**{name}** (BN at {sites}): {VARIANTS[name].description}")
@@ -87,48 +95,75 @@ with left:
         seed = number("Seed", "seed", step=1, key="train-seed")
     with repeats_col:
         repeats = st.number_input(
-            "Repeats (seeds per variant)", min_value=1, max_value=db.MAX_REPEATS, step=1,
+            "Repeats (seeds per variant)",
+            min_value=1,
+            max_value=form.MAX_REPEATS,
+            step=1,
             key="train-repeats",
             help="runs per variant, with seeds seed, seed+1, ... (for mean ± std on Compare)",
-        )  # fmt: skip
-    probe_every = number("Probe every k steps (0: off)", "probe_every", step=16,
-                         key="train-probe-every")  # fmt: skip
+        )
+    probe_every = number(
+        "Probe every k steps (0: off)", "probe_every", step=16, key="train-probe-every"
+    )
 
 with right:
     st.subheader("Training")
     epochs = slider("Epochs", "epochs", key="train-epochs")
-    batch_size = st.select_slider("Batch size", db.batch_size_choices(), key="train-batch-size",
-                                  help=field_spec("batch_size")["help"])  # fmt: skip
+    batch_size = st.select_slider(
+        "Batch size",
+        form.batch_size_choices(),
+        key="train-batch-size",
+        help=field_spec("batch_size")["help"],
+    )
     optimizer = choice("Optimizer", "optimizer", key="train-optimizer")
     learning_rate = st.select_slider(
-        "Learning rate", db.learning_rate_choices(), key="train-learning-rate",
-        format_func=lambda v: db.format_learning_rate(v, optimizer),
+        "Learning rate",
+        form.learning_rate_choices(),
+        key="train-learning-rate",
+        format_func=lambda v: form.format_learning_rate(v, optimizer),
         help=field_spec("learning_rate")["help"],
-    )  # fmt: skip
+    )
     spec = field_spec("epsilon")
     epsilon = st.select_slider(
-        "BN epsilon", db.epsilon_choices(), value=spec["default"], format_func="{:.0e}".format,
-        key="train-epsilon", help=spec["help"],
-    )  # fmt: skip
+        "BN epsilon",
+        form.epsilon_choices(),
+        value=spec["default"],
+        format_func="{:.0e}".format,
+        key="train-epsilon",
+        help=spec["help"],
+    )
     window_size = slider("BN inference window (batches)", "window_size", key="train-window-size")
     val_size = number("Validation images", "val_size", step=1000, key="train-val-size")
     quick_col, limit_col = st.columns(2, vertical_alignment="bottom")
     with quick_col:
         quick = st.checkbox(
-            "Quick mode", key="train-quick",
+            "Quick mode",
+            key="train-quick",
             help="train on a subset of the training images (the test set stays complete)",
-        )  # fmt: skip
+        )
     with limit_col:
-        train_limit = number("Training images (quick mode)", "train_limit", step=1000,
-                             disabled=not quick, key="train-train-limit")  # fmt: skip
+        train_limit = number(
+            "Training images (quick mode)",
+            "train_limit",
+            step=1000,
+            disabled=not quick,
+            key="train-train-limit",
+        )
 
 form = {
-    "dataset": dataset, "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer,
-    "learning_rate": learning_rate, "epsilon": epsilon, "window_size": window_size,
-    "activation": activation, "val_size": val_size, "train_limit": train_limit if quick else None,
+    "dataset": dataset,
+    "epochs": epochs,
+    "batch_size": batch_size,
+    "optimizer": optimizer,
+    "learning_rate": learning_rate,
+    "epsilon": epsilon,
+    "window_size": window_size,
+    "activation": activation,
+    "val_size": val_size,
+    "train_limit": train_limit if quick else None,
     "probe_every": probe_every,
-}  # fmt: skip
-seeds = db.seed_list(int(seed), int(repeats))
+}
+seeds = form.seed_list(int(seed), int(repeats))
 
 
 def queue(configs, errors=()) -> None:
@@ -152,7 +187,7 @@ st.write(
     f"({', '.join(map(str, seeds))})."
 )
 if st.button("Start", type="primary", icon=":material/play_arrow:", key="train-start"):
-    queue(*db.train_configs(form, variants, seeds))
+    queue(*form.train_configs(form, variants, seeds))
 if preset is not None and study.PRESETS[preset].sweeps:
     grid = study.preset_configs(preset, st.session_state["train-preset-quick"], dataset=dataset)
     st.caption(f"This preset is a sweep: the form holds one point of its grid of {len(grid)} runs.")

@@ -1,11 +1,12 @@
 """Window size: replay a finished run's BN inference statistics over other windows (no
 retraining) and compare test accuracy. TensorFlow loads only in the replay subprocess this
-page starts (``python -m bn_core.replay RUN_ID``); the page reads the JSON it writes."""
+page starts (``python -m bn_core.nn.replay RUN_ID``); the page reads the JSON it writes."""
 
 import streamlit as st
 
-from bn_core import dashboard as db
-from bn_core import replay_view as rv
+from bn_core.runs import replays
+from bn_core.views import replay as rv
+from bn_core.views import runs as live
 from pages._ui import get_store, png_config, selection_default, use_navigation
 
 use_navigation()
@@ -31,11 +32,11 @@ def poll() -> bool:
     """Move ended replays out of ``pending``; True if any ended."""
     ended = False
     for run_id, process in list(pending.items()):
-        if rv.replay_path(store.home, run_id).exists() or process.poll() is not None:
+        if replays.replay_path(store.home, run_id).exists() or process.poll() is not None:
             del pending[run_id]
             ended = True
-            if not rv.replay_path(store.home, run_id).exists():
-                failed[run_id] = rv.last_log_line(rv.replay_log_path(store.home, run_id))
+            if not replays.replay_path(store.home, run_id).exists():
+                failed[run_id] = replays.last_log_line(replays.replay_log_path(store.home, run_id))
     return ended
 
 
@@ -43,7 +44,7 @@ def start(run_ids: list[int]) -> None:
     for run_id in run_ids:
         if run_id not in pending:
             failed.pop(run_id, None)
-            pending[run_id] = rv.start_replay(run_id, store.home)
+            pending[run_id] = replays.start_replay(run_id, store.home)
 
 
 poll()
@@ -55,17 +56,21 @@ if not runs:
     )
     st.stop()
 
-problems = {r.id: rv.replay_problem(r, store.model_path(r.id).is_file()) for r in runs}
-labels = {r.id: db.run_label(r) for r in runs}
+problems = {r.id: replays.replay_problem(r, store.model_path(r.id).is_file()) for r in runs}
+labels = {r.id: live.run_label(r) for r in runs}
 KEY = "window-runs"
 latest = runs[-1].group_id  # the newest finished run's group
 default = selection_default(
     KEY, labels, [r.id for r in runs if r.group_id == latest and problems[r.id] is None]
 )
 selected = st.multiselect(
-    "Runs", sorted(labels, reverse=True), default=default, format_func=labels.get, key=KEY,
+    "Runs",
+    sorted(labels, reverse=True),
+    default=default,
+    format_func=labels.get,
+    key=KEY,
     help="finished runs; by default the replayable runs of the latest group",
-)  # fmt: skip
+)
 chosen = [r for r in runs if r.id in set(selected)]
 if not chosen:
     st.info("Select one or more finished runs.", icon=":material/info:")
@@ -77,8 +82,8 @@ for run in chosen:
         st.warning(problems[run.id], icon=":material/block:")
         continue
     try:
-        payload = rv.load_replay(rv.replay_path(store.home, run.id), run.id)
-    except rv.ReplayFileError as exc:
+        payload = replays.load_replay(replays.replay_path(store.home, run.id), run.id)
+    except replays.ReplayFileError as exc:
         st.error(str(exc), icon=":material/error:")
         payload = None
     if payload is not None:
@@ -94,14 +99,21 @@ if to_replay:
     columns = st.columns(min(len(to_replay) + (len(to_replay) > 1), 6))
     for column, run_id in zip(columns, to_replay, strict=False):
         column.button(
-            f"Replay #{run_id}", key=f"window-replay-{run_id}", on_click=start, args=([run_id],),
+            f"Replay #{run_id}",
+            key=f"window-replay-{run_id}",
+            on_click=start,
+            args=([run_id],),
             icon=":material/replay:",
-        )  # fmt: skip
+        )
     if len(to_replay) > 1:
         columns[-1].button(
-            "Replay all", key="window-replay-all", on_click=start, args=(to_replay,),
-            icon=":material/replay:", type="primary",
-        )  # fmt: skip
+            "Replay all",
+            key="window-replay-all",
+            on_click=start,
+            args=(to_replay,),
+            icon=":material/replay:",
+            type="primary",
+        )
 
 
 @st.fragment(run_every=1.0 if pending else None)
@@ -128,6 +140,10 @@ for payload in payloads:
         f"{payload['ema_start_weight']:.2g}."
     )
 st.download_button(
-    "Replay CSV", frame.to_csv(index=False), file_name="window-replay.csv", mime="text/csv",
-    key="window-download", icon=":material/download:",
-)  # fmt: skip
+    "Replay CSV",
+    frame.to_csv(index=False),
+    file_name="window-replay.csv",
+    mime="text/csv",
+    key="window-download",
+    icon=":material/download:",
+)

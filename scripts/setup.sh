@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Create (or refresh) the project's virtualenv in .venv from the pinned requirements.
+# Create (or refresh) the project's virtualenv in .venv from the pinned requirements, and install
+# bn_core into it (editable: `bn-lab` on the venv's PATH, `import bn_core` from anywhere).
 # Usage: scripts/setup.sh [--dev]   (--dev adds the test tools)
 # Idempotent: it reinstalls only when a requirements file changed since the last install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-files=(requirements.txt)
+files=(requirements.txt pyproject.toml)
 [[ "${1:-}" == "--dev" ]] && files+=(requirements-dev.txt)
 stamp=".venv/.installed-$(cat "${files[@]}" | sha256sum | cut -c1-16)"
 if [[ ! -x .venv/bin/python ]]; then
@@ -12,7 +13,8 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 if [[ ! -f "$stamp" ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  args=(); for f in "${files[@]}"; do args+=(-r "$f"); done
+  args=(-r requirements.txt); [[ "${1:-}" == "--dev" ]] && args+=(-r requirements-dev.txt)
   .venv/bin/python -m pip install -q --no-cache-dir "${args[@]}"
+  .venv/bin/python -m pip install -q --no-cache-dir --no-deps -e .
   touch "$stamp"
 fi

@@ -54,8 +54,12 @@ def assert_runs_without_tensorflow(body: str, home) -> None:
     )
     env = {**os.environ, "BN_LAB_HOME": str(home), "PYTHONPATH": str(root)}
     done = subprocess.run(
-        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", script],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "LOADED []" in done.stdout

@@ -14,8 +14,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from bn_core.config import TrainConfig, field_spec
-from bn_core.jobs import JobRunner
-from bn_core.store import RunStore
+from bn_core.runs.runner import JobRunner
+from bn_core.runs.store import RunStore
 from pages import _ui
 from tests.conftest import assert_runs_without_tensorflow
 
@@ -84,8 +84,18 @@ def test_every_page_renders_on_an_empty_store(runner, page):
 
 def test_train_widgets_start_at_trainconfig_defaults(runner):
     at = open_page("pages/train.py")
-    names = ("dataset", "epochs", "window_size", "batch_size", "optimizer", "learning_rate",
-             "epsilon", "activation", "seed", "val_size")  # fmt: skip
+    names = (
+        "dataset",
+        "epochs",
+        "window_size",
+        "batch_size",
+        "optimizer",
+        "learning_rate",
+        "epsilon",
+        "activation",
+        "seed",
+        "val_size",
+    )
     d = {name: field_spec(name)["default"] for name in names}
     assert at.selectbox(key="train-dataset").value == d["dataset"]
     assert at.slider(key="train-epochs").value == d["epochs"] == 10
@@ -117,8 +127,11 @@ def test_start_queues_one_run_per_variant_and_seed(runner):
     assert not at.exception and not at.error
     runs = runner.store.list_runs()
     assert sorted((r.variant, r.seed) for r in runs) == [
-        ("lenet", 7), ("lenet", 8), ("lenet_bn1", 7), ("lenet_bn1", 8)
-    ]  # fmt: skip
+        ("lenet", 7),
+        ("lenet", 8),
+        ("lenet_bn1", 7),
+        ("lenet_bn1", 8),
+    ]
     assert {r.status for r in runs} == {"queued"} and len({r.group_id for r in runs}) == 1
     config = runs[0].config
     assert (config.dataset, config.epsilon, config.data_dir) == ("fashion_mnist", 1e-3, None)
@@ -160,8 +173,12 @@ def test_a_preset_fills_the_form(runner):
     at = open_page("pages/train.py")
     at.selectbox(key="train-preset").set_value("original").run()
     assert at.multiselect(key="train-variants").value == [
-        "lenet", "lenet_bn1", "lenet_bn2", "lenet_fc_bn1", "lenet_fc_bn2"
-    ]  # fmt: skip
+        "lenet",
+        "lenet_bn1",
+        "lenet_bn2",
+        "lenet_fc_bn1",
+        "lenet_fc_bn2",
+    ]
     assert at.number_input(key="train-repeats").value == 3
     assert at.slider(key="train-epochs").value == 10
     assert at.checkbox(key="train-quick").value is False
@@ -175,15 +192,18 @@ def test_a_preset_fills_the_form(runner):
     assert at.number_input(key="train-val-size").value == 1000
     at.selectbox(key="train-preset").set_value("figure1").run()
     assert at.multiselect(key="train-variants").value == ["lenet", "lenet_fc_bn2"]
-    from bn_core.study import probe_every_default
+    from bn_core.analysis.study import probe_every_default
 
     assert at.number_input(key="train-probe-every").value == probe_every_default()
     at.button(key="train-start").click().run()
     assert not at.exception and not at.error
     runs = runner.store.list_runs()
     assert sorted((r.variant, r.seed) for r in runs) == [
-        ("lenet", 0), ("lenet", 1), ("lenet_fc_bn2", 0), ("lenet_fc_bn2", 1)
-    ]  # fmt: skip
+        ("lenet", 0),
+        ("lenet", 1),
+        ("lenet_fc_bn2", 0),
+        ("lenet_fc_bn2", 1),
+    ]
     assert {(r.config.probe_every, r.config.epochs, r.config.train_limit) for r in runs} == {
         (probe_every_default(), 3, 5000)
     }
@@ -209,23 +229,42 @@ def test_a_sweep_preset_queues_its_whole_grid(runner):
 def seed_runs(store: RunStore) -> dict[str, int]:
     """A running run with metrics, a failed, a completed and a queued one."""
     ids = {}
-    for name, variant in (("running", "lenet"), ("failed", "lenet_bn1"),
-                          ("completed", "lenet_fc_bn2"), ("queued", "lenet")):  # fmt: skip
+    for name, variant in (
+        ("running", "lenet"),
+        ("failed", "lenet_bn1"),
+        ("completed", "lenet_fc_bn2"),
+        ("queued", "lenet"),
+    ):
         ids[name] = store.create_run(TrainConfig(variant=variant, epochs=2), "g1")
     for name in ("running", "failed", "completed"):
         store.transition(ids[name], ("queued",), "running", started_at=1.0, pid=10**7)
         store.update(ids[name], steps_per_epoch=100, total_steps=200)
     for step in (32, 64, 96, 128):
-        store.add_batch(ids["running"], {"step": step, "epoch": 1 + step // 100,
-                                         "batch": step % 100 or 100, "epoch_progress": step / 100,
-                                         "loss": 2.0 / step, "accuracy": 0.5})  # fmt: skip
-    epoch = {"epoch": 1, "step": 100, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.6,
-             "val_accuracy": 0.75, "seconds": 2.0, "images_per_second": 3200.0}  # fmt: skip
+        store.add_batch(
+            ids["running"],
+            {
+                "step": step,
+                "epoch": 1 + step // 100,
+                "batch": step % 100 or 100,
+                "epoch_progress": step / 100,
+                "loss": 2.0 / step,
+                "accuracy": 0.5,
+            },
+        )
+    epoch = {
+        "epoch": 1,
+        "step": 100,
+        "loss": 0.5,
+        "accuracy": 0.8,
+        "val_loss": 0.6,
+        "val_accuracy": 0.75,
+        "seconds": 2.0,
+        "images_per_second": 3200.0,
+    }
     store.add_epoch(ids["running"], epoch)
     store.add_epoch(ids["completed"], epoch)
     store.transition(ids["failed"], ("running",), "failed", error="dataset exploded on disk")
-    store.transition(ids["completed"], ("running",), "completed", test_accuracy=0.9,
-                     test_loss=0.3)  # fmt: skip
+    store.transition(ids["completed"], ("running",), "completed", test_accuracy=0.9, test_loss=0.3)
     return ids
 
 
@@ -268,11 +307,26 @@ def seed_group(store: RunStore, group="study", epochs=3, seeds=(0, 1)):
             store.update(rid, steps_per_epoch=100, total_steps=100 * epochs)
             for e in range(1, epochs + 1):
                 acc = base + 0.03 * e + 0.01 * seed
-                store.add_epoch(rid, {"epoch": e, "step": 100 * e, "loss": 1 / e, "accuracy": acc,
-                                      "val_loss": 1.1 / e, "val_accuracy": acc - 0.01,
-                                      "seconds": 2.0, "images_per_second": 3000.0})  # fmt: skip
-            store.transition(rid, ("running",), "completed", test_accuracy=base + 0.1 + 0.01 * seed,
-                             test_loss=0.3)  # fmt: skip
+                store.add_epoch(
+                    rid,
+                    {
+                        "epoch": e,
+                        "step": 100 * e,
+                        "loss": 1 / e,
+                        "accuracy": acc,
+                        "val_loss": 1.1 / e,
+                        "val_accuracy": acc - 0.01,
+                        "seconds": 2.0,
+                        "images_per_second": 3000.0,
+                    },
+                )
+            store.transition(
+                rid,
+                ("running",),
+                "completed",
+                test_accuracy=base + 0.1 + 0.01 * seed,
+                test_loss=0.3,
+            )
 
 
 def test_compare_page_summarises_two_variants_by_two_seeds(runner):
@@ -355,7 +409,7 @@ def test_the_ui_process_never_imports_tensorflow(tmp_path):
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
-        from bn_core.store import RunStore
+        from bn_core.runs.store import RunStore
         sys.path.insert(0, {str(ROOT / "tests")!r})
         from test_app import seed_group
         seed_group(RunStore())  # finished runs only: the real runner must not start anything

@@ -1,5 +1,5 @@
 """The "Inside the network" page (pages/network.py) under AppTest, on a seeded run store, and
-the figure builders of bn_core.probes_view it calls.
+the figure builders of bn_core.views.probes it calls.
 
 As in test_app.py, each test gets a fresh store in tmp_path and a runner that starts nothing.
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bn_core import probes_view as pv
 from bn_core.config import TrainConfig
-from bn_core.store import RunStore
+from bn_core.runs.store import RunStore
 from bn_core.variants import SITES
+from bn_core.views import probes as pv
 from tests.conftest import assert_runs_without_tensorflow
 from tests.test_app import open_page, runner  # noqa: F401 - runner is a fixture
 
@@ -51,12 +51,24 @@ def seed_probed(store: RunStore, status: str = "completed") -> dict[str, int]:
                 for i, site in enumerate(SITES)
             }
             norms = {layer: 10.0 ** (-i) * (1 + step) for i, layer in enumerate(pv.GRAD_LAYERS)}
-            store.add_probe(run_id, {"type": "probe", "step": step, "epoch_progress": step / 32,
-                                     "probe_accuracy": 0.1 + step / 100, "sites": sites,
-                                     "grad_norms": norms})  # fmt: skip
+            store.add_probe(
+                run_id,
+                {
+                    "type": "probe",
+                    "step": step,
+                    "epoch_progress": step / 32,
+                    "probe_accuracy": 0.1 + step / 100,
+                    "sites": sites,
+                    "grad_norms": norms,
+                },
+            )
         for epoch in (1, 2):
-            gap = {"type": "mode_gap", "epoch": epoch, "val_accuracy_inference": 0.8 + epoch / 20,
-                   "val_accuracy_batch_stats": 0.82 + epoch / 20}  # fmt: skip
+            gap = {
+                "type": "mode_gap",
+                "epoch": epoch,
+                "val_accuracy_inference": 0.8 + epoch / 20,
+                "val_accuracy_batch_stats": 0.82 + epoch / 20,
+            }
             store.add_mode_gap(run_id, gap)
         if status != "running":
             store.transition(run_id, ("running",), status)
@@ -215,9 +227,9 @@ def test_the_network_page_never_imports_tensorflow(tmp_path):
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
-        from bn_core.store import RunStore
+        from bn_core.runs.store import RunStore
         from tests.test_app_network import seed_probed
-        import bn_core.probes_view, pages._ui  # the page's own imports
+        import bn_core.views.probes, pages._ui  # the page's own imports
         seed_probed(RunStore())  # finished runs only: the real runner starts nothing
         at = AppTest.from_file({APP!r}, default_timeout=60).run()
         at.switch_page({PAGE!r}).run()

@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 from test_app import runner  # noqa: F401  (the fixture)
 
 from bn_core.config import TrainConfig
-from bn_core.store import RunStore
+from bn_core.runs.store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "sweep.py")
@@ -51,22 +51,35 @@ def open_sweep(tmp_path, runner):  # noqa: F811
 
 def seed_sweep(store: RunStore, group: str = "sweep-test") -> None:
     """lenet and lenet_fc_bn2 at lr x1 and x30, two seeds; lenet x30 seed 1 diverged."""
-    for variant, accs in (("lenet", {None: (0.90, 0.92), 3e-2: (0.50, None)}),
-                          ("lenet_fc_bn2", {None: (0.95, 0.97), 3e-2: (0.93, 0.91)})):  # fmt: skip
+    for variant, accs in (
+        ("lenet", {None: (0.90, 0.92), 3e-2: (0.50, None)}),
+        ("lenet_fc_bn2", {None: (0.95, 0.97), 3e-2: (0.93, 0.91)}),
+    ):
         for lr, pair in accs.items():
             for seed, acc in enumerate(pair):
                 config = TrainConfig(variant=variant, seed=seed, learning_rate=lr, epochs=1)
                 rid = store.create_run(config, group)
                 store.transition(rid, ("queued",), "running", started_at=1.0)
                 store.update(rid, steps_per_epoch=100, total_steps=100)
-                store.add_epoch(rid, {"epoch": 1, "step": 100, "loss": 1.0, "accuracy": 0.5,
-                                      "val_loss": 1.0, "val_accuracy": acc or 0.1, "seconds": 1.0,
-                                      "images_per_second": 100.0})  # fmt: skip
+                store.add_epoch(
+                    rid,
+                    {
+                        "epoch": 1,
+                        "step": 100,
+                        "loss": 1.0,
+                        "accuracy": 0.5,
+                        "val_loss": 1.0,
+                        "val_accuracy": acc or 0.1,
+                        "seconds": 1.0,
+                        "images_per_second": 100.0,
+                    },
+                )
                 if acc is None:
                     store.transition(rid, ("running",), "diverged", error="loss reached nan")
                 else:
-                    store.transition(rid, ("running",), "completed", test_accuracy=acc,
-                                     test_loss=0.3)  # fmt: skip
+                    store.transition(
+                        rid, ("running",), "completed", test_accuracy=acc, test_loss=0.3
+                    )
 
 
 def test_empty_store_shows_the_default_grid(open_sweep):
@@ -112,8 +125,11 @@ def test_start_queues_a_batch_size_by_lr_grid(open_sweep, runner):  # noqa: F811
     at.button(key="sweep-start").click().run()
     runs = runner.store.list_runs()
     assert sorted((r.config.learning_rate or 0, r.config.batch_size) for r in runs) == [
-        (0, 16), (0, 256), (5e-3, 16), (5e-3, 256)
-    ]  # fmt: skip
+        (0, 16),
+        (0, 256),
+        (5e-3, 16),
+        (5e-3, 256),
+    ]
 
 
 def test_bad_input_queues_nothing(open_sweep, runner):  # noqa: F811
@@ -147,7 +163,7 @@ def test_the_sweep_page_does_not_import_tensorflow(tmp_path):
         import sys
         sys.path.insert(0, {str(ROOT / "tests")!r})
         from streamlit.testing.v1 import AppTest
-        from bn_core.store import RunStore
+        from bn_core.runs.store import RunStore
         from test_app_sweep import seed_sweep
         seed_sweep(RunStore())  # finished runs only: the real runner starts nothing
         at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
@@ -157,7 +173,13 @@ def test_the_sweep_page_does_not_import_tensorflow(tmp_path):
         """
     )
     env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "LOADED []" in done.stdout

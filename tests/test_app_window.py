@@ -1,5 +1,5 @@
 """The Window size page (pages/window.py) driven headless with AppTest, and the TF-free helpers
-behind it (bn_core.replay_view). Replays are pre-written JSON files or a stub launcher:
+behind it (bn_core.views.replay). Replays are pre-written JSON files or a stub launcher:
 nothing trains and TensorFlow is never needed here."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from bn_core import replay_view as rv
 from bn_core.config import TrainConfig
-from bn_core.jobs import JobRunner
-from bn_core.store import RunStore
+from bn_core.runs.runner import JobRunner
+from bn_core.runs.store import RunStore
+from bn_core.views import replay as rv
 from pages import _ui
 from tests.conftest import assert_runs_without_tensorflow
 from tests.test_app import RecordingBackend
@@ -26,36 +26,52 @@ CHOICES = ["1", "2", "5", "10", "50", "200", "epoch", "EMA"]
 
 
 def make_payload(run_id: int, trained_window: int = 5, base: float = 0.80) -> dict:
-    """A replay as bn_core.replay writes it: 117 recorded batches, so 200 is clipped."""
+    """A replay as bn_core.nn.replay writes it: 117 recorded batches, so 200 is clipped."""
     rows = []
     for i, choice in enumerate(CHOICES):
         kind = {"epoch": "epoch", "EMA": "ema"}.get(choice, "window")
         requested = int(choice) if kind == "window" else (117 if kind == "epoch" else None)
         window = min(requested, 117) if kind == "window" else 117
         rows.append(
-            {"choice": choice, "kind": kind, "requested": requested, "window": window,
-             "clipped": kind == "window" and requested > 117, "test_accuracy": base + 0.01 * i,
-             "test_loss": 0.5 - 0.01 * i}
-        )  # fmt: skip
+            {
+                "choice": choice,
+                "kind": kind,
+                "requested": requested,
+                "window": window,
+                "clipped": kind == "window" and requested > 117,
+                "test_accuracy": base + 0.01 * i,
+                "test_loss": 0.5 - 0.01 * i,
+            }
+        )
     return {
-        "run_id": run_id, "variant": "lenet_fc_bn2", "dataset": "mnist",
-        "trained_window": trained_window, "trained_test_accuracy": base + 0.02,
-        "recorded_batches": 117, "epoch_batches": 117, "ema_momentum": 0.99,
-        "ema_start_weight": 0.99**117, "windows": rows, "created": time.time(), "seconds": 1.0,
-    }  # fmt: skip
+        "run_id": run_id,
+        "variant": "lenet_fc_bn2",
+        "dataset": "mnist",
+        "trained_window": trained_window,
+        "trained_test_accuracy": base + 0.02,
+        "recorded_batches": 117,
+        "epoch_batches": 117,
+        "ema_momentum": 0.99,
+        "ema_start_weight": 0.99**117,
+        "windows": rows,
+        "created": time.time(),
+        "seconds": 1.0,
+    }
 
 
 def seed_store(store: RunStore) -> dict[str, int]:
     """An old group, then group "new": a replayed run, one with a model but no replay yet, a
     Keras-BN run, a plain LeNet, a failed run (no model) and a running one."""
     ids = {}
-    runs = (("old", "lenet_fc_bn2", "g-old", "completed"),
-            ("replayed", "lenet_fc_bn2", "new", "completed"),
-            ("fresh", "lenet_bn2", "new", "cancelled"),
-            ("keras", "lenet_keras_bn", "new", "completed"),
-            ("plain", "lenet", "new", "completed"),
-            ("failed", "lenet_fc_bn2", "new", "failed"),
-            ("running", "lenet_fc_bn2", "new", "running"))  # fmt: skip
+    runs = (
+        ("old", "lenet_fc_bn2", "g-old", "completed"),
+        ("replayed", "lenet_fc_bn2", "new", "completed"),
+        ("fresh", "lenet_bn2", "new", "cancelled"),
+        ("keras", "lenet_keras_bn", "new", "completed"),
+        ("plain", "lenet", "new", "completed"),
+        ("failed", "lenet_fc_bn2", "new", "failed"),
+        ("running", "lenet_fc_bn2", "new", "running"),
+    )
     for name, variant, group, status in runs:
         ids[name] = store.create_run(TrainConfig(variant=variant), group)
         if status != "running":
@@ -208,7 +224,7 @@ def test_the_page_never_imports_tensorflow(tmp_path):
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
-        from bn_core.store import RunStore
+        from bn_core.runs.store import RunStore
         sys.path.insert(0, {str(ROOT)!r})
         from tests.test_app_window import seed_store
         seed_store(RunStore())
@@ -275,8 +291,13 @@ def test_load_replay_names_what_is_wrong(tmp_path, mutate, reason):
 
 def test_choice_order_and_describe_choice():
     assert rv.choice_order(["EMA", "200", "epoch", "1", "20", "5"]) == [
-        "1", "5", "20", "200", "epoch", "EMA"
-    ]  # fmt: skip
+        "1",
+        "5",
+        "20",
+        "200",
+        "epoch",
+        "EMA",
+    ]
     frame = rv.replay_frame([make_payload(1)], {1: "run one"})
     assert frame["trained"].tolist() == [c == "5" for c in CHOICES]
     described = [rv.describe_choice(row) for _, row in frame.iterrows()]

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bn_core.layers  # noqa: F401  (registers BatchNorm, so saved models reload)
-import bn_core.training  # imported up front: TF's import-time output must not land in a test
+import bn_core.nn.batchnorm  # noqa: F401  (registers BatchNorm, so saved models reload)
+import bn_core.nn.training  # imported up front: TF's import-time output must not land in a test
 from bn_core import cli, data
 from bn_core.config import TrainConfig
 from bn_core.results import HISTORY_KEYS, TrainResult
@@ -33,9 +33,16 @@ PROG = "python -m bn_core"
 QUICK = ["--epochs", "1", "--batch-size", "32", "--val-size", "100", "--train-limit", "256"]
 QUICK_CONFIG = dict(epochs=1, batch_size=32, val_size=100, train_limit=256)
 RESULT_KEYS = {
-    "variant", "status", "test_accuracy", "test_loss", "error", "steps", "seconds", "history",
+    "variant",
+    "status",
+    "test_accuracy",
+    "test_loss",
+    "error",
+    "steps",
+    "seconds",
+    "history",
     "config",
-}  # fmt: skip
+}
 
 
 def write_npz(folder: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
@@ -377,7 +384,7 @@ def test_train_json_and_out_end_to_end(tmp_path, dataset_dir):
     import keras
 
     model = keras.saving.load_model(out / "model.keras")
-    assert sum(isinstance(layer, bn_core.layers.BatchNorm) for layer in model.layers) == 4
+    assert sum(isinstance(layer, bn_core.nn.batchnorm.BatchNorm) for layer in model.layers) == 4
     splits = data.load("mnist", dataset_dir, val_size=100, train_limit=256, seed=0)
     logits = model.predict(splits.x_test, verbose=0)
     assert logits.shape == (100, 10)
@@ -412,7 +419,7 @@ def test_train_exit_code_follows_the_status(tmp_path, capsys, monkeypatch, statu
         acc = 0.5 if status == "completed" else None
         return TrainResult(status, config, history, test_accuracy=acc, test_loss=acc, error=error)
 
-    monkeypatch.setattr(bn_core.training, "train", fake_train)
+    monkeypatch.setattr(bn_core.nn.training, "train", fake_train)
     handler_before = signal.getsignal(signal.SIGINT)
     out = tmp_path / "out"
     assert exit_code(["train", "--epochs", "2", "--json", "--out", str(out)]) == code
@@ -448,8 +455,11 @@ def test_compare_end_to_end(tmp_path, dataset_dir):
     assert "lenet_fc_bn2: completed, test accuracy" in proc.stderr
 
     assert sorted(p.name for p in out.iterdir()) == [
-        "curves.csv", "results.json", "summary.csv", "val_accuracy.html"
-    ]  # fmt: skip
+        "curves.csv",
+        "results.json",
+        "summary.csv",
+        "val_accuracy.html",
+    ]
     results = json.loads((out / "results.json").read_text())
     assert [r["variant"] for r in results] == ["lenet", "lenet_fc_bn2"]
     assert [r["status"] for r in results] == ["completed", "completed"]
@@ -494,8 +504,11 @@ def test_compare_json_prints_one_object(tmp_path, capsys, dataset_dir):
     assert printed["summary"][0]["test_accuracy"] == printed["results"][0]["test_accuracy"]
     assert json.loads((tmp_path / "res" / "results.json").read_text()) == printed["results"]
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [
-        "curves.csv", "results.json", "summary.csv", "val_accuracy.html"
-    ]  # fmt: skip
+        "curves.csv",
+        "results.json",
+        "summary.csv",
+        "val_accuracy.html",
+    ]
 
 
 # ----------------------------------------------------------------------------- study
@@ -514,9 +527,12 @@ def test_study_help_shows_the_presets_and_defaults(capsys, monkeypatch):
     assert exit_code(["study", "--help"]) == 0
     out = squash(capsys.readouterr().out)
     assert "Presets: original: Original study, 15 runs (quick: 10 runs, ~" in out
-    for name in ("figure1: Paper Figure 1", "window: Window size, 9 runs",
-                 "lr: Learning-rate robustness, 27 runs",
-                 "batch-size: Batch-size robustness, 36 runs"):  # fmt: skip
+    for name in (
+        "figure1: Paper Figure 1",
+        "window: Window size, 9 runs",
+        "lr: Learning-rate robustness, 27 runs",
+        "batch-size: Batch-size robustness, 36 runs",
+    ):
         assert name in out
     assert "(default: mnist)" in out and "(default: search the usual places)" in out
     assert "original 3 (2 quick)" in out and "lr 3 (1 quick)" in out
@@ -554,7 +570,7 @@ def test_study_missing_dataset_exits_1_with_one_line(tmp_path, capsys):
 
 
 def fake_study_train(monkeypatch, statuses: dict[int, str]):
-    """bn_core.training.train replaced by one that returns STATUSES[call number] (default
+    """bn_core.nn.training.train replaced by one that returns STATUSES[call number] (default
     completed) with a made-up history; returns the list of (config, splits) it was given."""
     calls = []
 
@@ -563,10 +579,17 @@ def fake_study_train(monkeypatch, statuses: dict[int, str]):
         status = statuses.get(len(calls), "completed")
         acc = 0.5 + 0.01 * len(calls) if status == "completed" else None
         history = {k: [0.5, 0.6][: 1 if status == "diverged" else 2] for k in HISTORY_KEYS}
-        return TrainResult(status, config, history, test_accuracy=acc, test_loss=acc,
-                           steps=16, error=None if acc else status)  # fmt: skip
+        return TrainResult(
+            status,
+            config,
+            history,
+            test_accuracy=acc,
+            test_loss=acc,
+            steps=16,
+            error=None if acc else status,
+        )
 
-    monkeypatch.setattr(bn_core.training, "train", fake_train)
+    monkeypatch.setattr(bn_core.nn.training, "train", fake_train)
     return calls
 
 
@@ -587,16 +610,22 @@ def test_study_trains_the_grid_loads_each_split_once_and_writes_everything(
     assert "lenet: diverged" in captured.err
     out = tmp_path / "o"
     assert sorted(p.name for p in out.iterdir()) == [
-        "curves.csv", "report.html", "results.json", "store", "summary.csv"
-    ]  # fmt: skip
+        "curves.csv",
+        "report.html",
+        "results.json",
+        "store",
+        "summary.csv",
+    ]
     results = json.loads((out / "results.json").read_text())
     assert [r["run_id"] for r in results] == list(range(1, 19))
     assert results[6]["status"] == "diverged" and results[6]["test_accuracy"] is None
     assert {r["steps_per_epoch"] for r in results} == {600 // 64}
     summary = pd.read_csv(out / "summary.csv")
     assert summary["variant"].tolist()[:3] == [
-        "lenet · learning_rate=default", "lenet · learning_rate=0.005", "lenet · learning_rate=0.03"
-    ]  # fmt: skip
+        "lenet · learning_rate=default",
+        "lenet · learning_rate=0.005",
+        "lenet · learning_rate=0.03",
+    ]
     assert summary.loc[2, "runs"] == 2 and summary.loc[2, "n"] == 1  # one seed diverged
     assert {"n", "test_accuracy_ci95_low", "p_value", "speedup"} <= set(summary.columns)
     curves = pd.read_csv(out / "curves.csv")
@@ -628,12 +657,18 @@ def test_study_quick_end_to_end(tmp_path, capsys, study_dir):
     assert "Traceback" not in captured.err
     assert "lenet_fc_bn2 epoch 3/3: loss " in captured.err  # compare's progress lines
     assert sorted(p.name for p in out.iterdir()) == [
-        "curves.csv", "report.html", "results.json", "store", "summary.csv"
-    ]  # fmt: skip
+        "curves.csv",
+        "report.html",
+        "results.json",
+        "store",
+        "summary.csv",
+    ]
     results = json.loads((out / "results.json").read_text())
     assert [(r["config"]["window_size"], r["status"]) for r in results] == [
-        (1, "completed"), (5, "completed"), (50, "completed")
-    ]  # fmt: skip
+        (1, "completed"),
+        (5, "completed"),
+        (50, "completed"),
+    ]
     assert all(len(r["history"]["loss"]) == 3 for r in results)
     assert all(r["config"]["train_limit"] == 5000 and r["steps"] == 3 * 9 for r in results)
     summary = pd.read_csv(out / "summary.csv")
@@ -650,19 +685,25 @@ def test_study_quick_end_to_end(tmp_path, capsys, study_dir):
 def test_study_figure1_report_has_the_probe_charts_and_a_run_store(tmp_path, capsys, study_dir):
     """The quick Figure 1 preset: probes (at least the one at step 0) reach the report, and
     the study's runs are in OUT/store for the dashboard."""
-    from bn_core.store import RunStore
+    from bn_core.runs.store import RunStore
 
     out = tmp_path / "fig1"
     args = ["study", "figure1", "--quick", "--seeds", "1", "--data-dir", str(study_dir)]
     assert exit_code([*args, "--out", str(out)]) == 0
     html = (out / "report.html").read_text()
-    for heading in ("C1 without BN", "C1 with BN", "F6 with BN", "Probe accuracy against steps",
-                    "Gradient norms per layer"):  # fmt: skip
+    for heading in (
+        "C1 without BN",
+        "C1 with BN",
+        "F6 with BN",
+        "Probe accuracy against steps",
+        "Gradient norms per layer",
+    ):
         assert heading in html, heading
     store = RunStore(out / "store")
     runs = store.list_runs()
     assert [(r.variant, r.status) for r in runs] == [
-        ("lenet", "completed"), ("lenet_fc_bn2", "completed")
-    ]  # fmt: skip
+        ("lenet", "completed"),
+        ("lenet_fc_bn2", "completed"),
+    ]
     assert store.probed_run_ids() == {r.id for r in runs}
     assert len(store.epoch_metrics([runs[0].id])) == 3

@@ -54,9 +54,13 @@ def test_submit_wait_runs_through_the_store_and_runs_lists_it(tmp_path, npz_dir)
         "lenet_bn1",
     ]
     done = subprocess.run(
-        [*cmd, "submit", *flags, "--wait", "--json"], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+        [*cmd, "submit", *flags, "--wait", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     row = json.loads(done.stdout)
     assert row["status"] == "completed" and row["variant"] == "lenet_bn1"

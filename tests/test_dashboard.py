@@ -1,4 +1,4 @@
-"""Unit tests of bn_core.dashboard: the pages' data shaping, with hand-computed values.
+"""Unit tests of bn_core.views.dashboard: the pages' data shaping, with hand-computed values.
 
 No Streamlit and no TensorFlow: the file runs in about a second.
 """
@@ -11,21 +11,36 @@ import math
 import pandas as pd
 import pytest
 
-from bn_core import comparison as cmp
-from bn_core import dashboard as db
+from bn_core.analysis import comparison as cmp
 from bn_core.config import TrainConfig, field_spec
 from bn_core.data import DatasetError
-from bn_core.store import RunRecord
+from bn_core.runs.store import RunRecord
+from bn_core.views import runs as live
+from bn_core.views import train_form as form
 
 
 def record(run_id=1, status="running", group="g1", **config) -> RunRecord:
     cfg = TrainConfig(**config)
     return RunRecord(
-        id=run_id, group_id=group, variant=cfg.variant, seed=cfg.seed, config=cfg, status=status,
-        created_at=0.0, started_at=0.0, finished_at=None, heartbeat=None, pid=None,
-        cancel_requested=False, error=None, data_source=None, steps_per_epoch=100,
-        total_steps=100 * cfg.epochs, test_loss=None, test_accuracy=None,
-    )  # fmt: skip
+        id=run_id,
+        group_id=group,
+        variant=cfg.variant,
+        seed=cfg.seed,
+        config=cfg,
+        status=status,
+        created_at=0.0,
+        started_at=0.0,
+        finished_at=None,
+        heartbeat=None,
+        pid=None,
+        cancel_requested=False,
+        error=None,
+        data_source=None,
+        steps_per_epoch=100,
+        total_steps=100 * cfg.epochs,
+        test_loss=None,
+        test_accuracy=None,
+    )
 
 
 def result(variant, seed, val_acc, test_acc=None, run_id=None, status="completed", **config):
@@ -53,55 +68,58 @@ def result(variant, seed, val_acc, test_acc=None, run_id=None, status="completed
 
 
 def test_batch_sizes_are_the_powers_of_two_within_the_limits():
-    assert db.batch_size_choices() == [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
-    assert field_spec("batch_size")["default"] in db.batch_size_choices()
+    assert form.batch_size_choices() == [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+    assert field_spec("batch_size")["default"] in form.batch_size_choices()
 
 
 def test_learning_rates_start_with_the_optimizer_default_then_a_log_scale():
-    choices = db.learning_rate_choices()
+    choices = form.learning_rate_choices()
     assert choices[0] is None and field_spec("learning_rate")["default"] is None
     rates = choices[1:]
     assert rates == sorted(rates) and rates[0] == 1e-4 and rates[-1] == 1e-1
     assert 5e-3 in rates and 3e-2 in rates and 1e-3 in rates  # 1e-3 x5 and x30
-    assert db.format_learning_rate(None, "sgd") == "default (0.01)"
-    assert db.format_learning_rate(3e-2) == "0.03"
+    assert form.format_learning_rate(None, "sgd") == "default (0.01)"
+    assert form.format_learning_rate(3e-2) == "0.03"
 
 
 def test_epsilons_are_the_decades_within_the_limits():
-    assert db.epsilon_choices() == [float(f"1e{e}") for e in range(-12, 0)]
-    assert 1e-8 in db.epsilon_choices() and len(db.epsilon_choices()) == 12
+    assert form.epsilon_choices() == [float(f"1e{e}") for e in range(-12, 0)]
+    assert 1e-8 in form.epsilon_choices() and len(form.epsilon_choices()) == 12
 
 
 def test_seed_list():
-    assert db.seed_list(7, 3) == [7, 8, 9]
-    assert db.seed_list(0, 1) == [0]
+    assert form.seed_list(7, 3) == [7, 8, 9]
+    assert form.seed_list(0, 1) == [0]
 
 
 def test_dataset_status(monkeypatch, tmp_path):
-    monkeypatch.setattr(db, "locate", lambda d: "/data/mnist.npz")
-    assert db.dataset_status("mnist") == ("local", "available locally at /data/mnist.npz")
-    monkeypatch.setattr(db, "locate", lambda d: None)
-    kind, text = db.dataset_status("mnist")
+    monkeypatch.setattr(form, "locate", lambda d: "/data/mnist.npz")
+    assert form.dataset_status("mnist") == ("local", "available locally at /data/mnist.npz")
+    monkeypatch.setattr(form, "locate", lambda d: None)
+    kind, text = form.dataset_status("mnist")
     assert kind == "download" and "~11 MB" in text and "BN_DATA_DIR" in text
 
     def broken(d):
         raise DatasetError("BN_DATA_DIR /nope does not exist")
 
-    monkeypatch.setattr(db, "locate", broken)
-    assert db.dataset_status("mnist") == ("error", "BN_DATA_DIR /nope does not exist")
+    monkeypatch.setattr(form, "locate", broken)
+    assert form.dataset_status("mnist") == ("error", "BN_DATA_DIR /nope does not exist")
 
 
 # ----------------------------------------------------------------------------- train_configs
 
-FORM = {k: field_spec(k)["default"] for k in db.FORM_FIELDS}
+FORM = {k: field_spec(k)["default"] for k in form.FORM_FIELDS}
 
 
 def test_train_configs_one_per_variant_and_seed():
-    configs, errors = db.train_configs(FORM, ["lenet", "lenet_bn1"], [3, 4])
+    configs, errors = form.train_configs(FORM, ["lenet", "lenet_bn1"], [3, 4])
     assert errors == []
     assert [(c.variant, c.seed) for c in configs] == [
-        ("lenet", 3), ("lenet", 4), ("lenet_bn1", 3), ("lenet_bn1", 4)
-    ]  # fmt: skip
+        ("lenet", 3),
+        ("lenet", 4),
+        ("lenet_bn1", 3),
+        ("lenet_bn1", 4),
+    ]
     assert all(c.data_dir is None and c.epochs == 10 for c in configs)
 
 
@@ -117,7 +135,7 @@ def test_train_configs_one_per_variant_and_seed():
     ],
 )
 def test_train_configs_refuses_bad_input(changes, variants, seeds, message):
-    configs, errors = db.train_configs({**FORM, **changes}, variants, seeds)
+    configs, errors = form.train_configs({**FORM, **changes}, variants, seeds)
     assert configs == []
     assert any(message in e for e in errors), errors
 
@@ -127,30 +145,39 @@ def test_train_configs_refuses_bad_input(changes, variants, seeds, message):
 
 def test_run_label_and_grouping():
     runs = [record(1, group="a"), record(2, group="b"), record(3, group="a", variant="lenet_bn1")]
-    assert db.run_label(runs[2]) == "#3 lenet_bn1 seed 0 (running)"
-    groups = db.group_runs(runs)
+    assert live.run_label(runs[2]) == "#3 lenet_bn1 seed 0 (running)"
+    groups = live.group_runs(runs)
     assert [(g, [r.id for r in rs]) for g, rs in groups] == [("a", [1, 3]), ("b", [2])]
     rows = [{"run_id": 2, "x": 1}, {"run_id": 1, "x": 2}, {"run_id": 2, "x": 3}]
-    assert db.rows_by_run(rows) == {2: [{"run_id": 2, "x": 1}, {"run_id": 2, "x": 3}],
-                                    1: [{"run_id": 1, "x": 2}]}  # fmt: skip
+    assert live.rows_by_run(rows) == {
+        2: [{"run_id": 2, "x": 1}, {"run_id": 2, "x": 3}],
+        1: [{"run_id": 1, "x": 2}],
+    }
 
 
 def test_format_duration():
-    assert db.format_duration(42.4) == "42 s"
-    assert db.format_duration(185) == "3 min 05 s"
-    assert db.format_duration(3720) == "1 h 02 min"
-    assert db.format_duration(None) == "?"
+    assert live.format_duration(42.4) == "42 s"
+    assert live.format_duration(185) == "3 min 05 s"
+    assert live.format_duration(3720) == "1 h 02 min"
+    assert live.format_duration(None) == "?"
 
 
 def batch(step, t, epoch=1):
-    return {"step": step, "epoch": epoch, "batch": step - 100 * (epoch - 1),
-            "epoch_progress": step / 100, "loss": 1.0, "accuracy": 0.5, "t": t}  # fmt: skip
+    return {
+        "step": step,
+        "epoch": epoch,
+        "batch": step - 100 * (epoch - 1),
+        "epoch_progress": step / 100,
+        "loss": 1.0,
+        "accuracy": 0.5,
+        "t": t,
+    }
 
 
 def test_progress_eta_from_batch_timestamps():
     # 2 epochs x 100 steps, batch 64. Steps 32 -> 96 in 16 s: 4 steps/s = 256 images/s.
     run = record(status="running", epochs=2, batch_size=64)
-    info = db.progress_info(run, [batch(32, 100.0), batch(64, 108.0), batch(96, 116.0)], [])
+    info = live.progress_info(run, [batch(32, 100.0), batch(64, 108.0), batch(96, 116.0)], [])
     assert info["fraction"] == pytest.approx(96 / 200)
     assert info["eta_seconds"] == pytest.approx((200 - 96) / 4)  # 26 s
     assert info["images_per_second"] == pytest.approx(256)
@@ -160,55 +187,62 @@ def test_progress_eta_from_batch_timestamps():
 def test_progress_prefers_the_last_epoch_throughput():
     run = record(status="running", epochs=2)
     epochs = [{"epoch": 1, "step": 100, "images_per_second": 5000.0}]
-    info = db.progress_info(run, [batch(32, 0.0), batch(128, 12.0, epoch=2)], epochs)
+    info = live.progress_info(run, [batch(32, 0.0), batch(128, 12.0, epoch=2)], epochs)
     assert info["images_per_second"] == 5000.0
     assert info["eta_seconds"] == pytest.approx(72 / 8)  # 96 steps in 12 s: 8 steps/s
 
 
 def test_progress_text_never_shows_a_batch_beyond_the_epoch():
     # 31 steps per epoch, but the last event of a 32-step chunk reports batch 32
-    run = dataclasses.replace(record(status="running", epochs=1), steps_per_epoch=31,
-                              total_steps=31)  # fmt: skip
-    info = db.progress_info(run, [batch(32, 1.0)], [])
+    run = dataclasses.replace(
+        record(status="running", epochs=1), steps_per_epoch=31, total_steps=31
+    )
+    info = live.progress_info(run, [batch(32, 1.0)], [])
     assert info["text"].startswith("epoch 1/1 · batch 31/31") and info["fraction"] == 1.0
     # 46 steps per epoch, events at chunk ends: (epoch 1, batch 32), (1, 64 -> 46), (2, 32)
-    run = dataclasses.replace(record(status="running", epochs=3), steps_per_epoch=46,
-                              total_steps=138)  # fmt: skip
+    run = dataclasses.replace(
+        record(status="running", epochs=3), steps_per_epoch=46, total_steps=138
+    )
     rows = [
         {**batch(32, 0.0), "batch": 32, "epoch_progress": 32 / 46},
         {**batch(64, 5.0), "batch": 64, "epoch_progress": 64 / 46},
         {**batch(78, 10.0, epoch=2), "batch": 32, "epoch_progress": 1 + 32 / 46},
     ]
-    info = db.progress_info(run, rows, [])
+    info = live.progress_info(run, rows, [])
     assert info["fraction"] == pytest.approx(78 / 138)
     assert info["eta_seconds"] == pytest.approx((138 - 78) / (46 / 10))
-    fig = db.live_figure(rows, [], "loss")
+    fig = live.live_figure(rows, [], "loss")
     assert list(fig.data[0].x) == pytest.approx([32 / 46, 1.0, 1 + 32 / 46])
 
 
 def test_progress_of_queued_and_finished_runs():
-    queued = db.progress_info(record(status="queued"), [], [])
-    assert queued == {"fraction": 0.0, "text": "queued", "eta_seconds": None,
-                      "images_per_second": None}  # fmt: skip
+    queued = live.progress_info(record(status="queued"), [], [])
+    assert queued == {
+        "fraction": 0.0,
+        "text": "queued",
+        "eta_seconds": None,
+        "images_per_second": None,
+    }
     done = record(status="completed", epochs=1)
-    info = db.progress_info(done, [batch(96, 1.0)], [{"epoch": 1, "step": 96,
-                                                       "images_per_second": 900.0}])  # fmt: skip
+    info = live.progress_info(
+        done, [batch(96, 1.0)], [{"epoch": 1, "step": 96, "images_per_second": 900.0}]
+    )
     assert info["fraction"] == 1.0 and info["eta_seconds"] is None
     assert info["text"].startswith("completed after 1/1 epochs")
-    failed = db.progress_info(record(status="failed", epochs=4), [batch(50, 1.0)], [])
+    failed = live.progress_info(record(status="failed", epochs=4), [batch(50, 1.0)], [])
     assert failed["fraction"] == pytest.approx(50 / 400) and "failed after 0/4" in failed["text"]
 
 
 def test_live_figure_has_batch_line_and_epoch_markers():
     batches = [batch(50, 0.0), batch(100, 1.0)]
     epochs = [{"epoch": 1, "loss": 0.9, "accuracy": 0.6, "val_loss": 0.8, "val_accuracy": 0.7}]
-    fig = db.live_figure(batches, epochs, "accuracy")
+    fig = live.live_figure(batches, epochs, "accuracy")
     names = [t.name for t in fig.data]
     assert names == ["train (batches)", "train (epoch)", "validation"]
     assert list(fig.data[0].x) == [0.5, 1.0] and fig.data[0].mode == "lines+markers"
     assert list(fig.data[2].x) == [1] and list(fig.data[2].y) == [0.7]
     assert fig.data[2].mode == "markers"
-    assert len(db.live_figure([], [], "loss").data) == 0
+    assert len(live.live_figure([], [], "loss").data) == 0
 
 
 # ----------------------------------------------------------------------------- compare
@@ -232,27 +266,42 @@ def test_group_curves_mean_and_sample_std():
 
 
 def test_band_figure_draws_a_band_only_for_several_seeds():
-    results = [result("lenet", 0, [0.8, 0.9]), result("lenet", 1, [0.9, 0.94]),
-               result("lenet_bn1", 0, [0.95, 0.96])]  # fmt: skip
+    results = [
+        result("lenet", 0, [0.8, 0.9]),
+        result("lenet", 1, [0.9, 0.94]),
+        result("lenet_bn1", 0, [0.95, 0.96]),
+    ]
     fig = cmp.band_figure(cmp.group_curves(results), "val_accuracy")
     names = [t.name for t in fig.data]
     assert names == [
-        "lenet -1 std", "lenet +1 std", "lenet (mean ± std, 2 seeds)", "lenet_bn1 (1 seed)"
-    ]  # fmt: skip
+        "lenet -1 std",
+        "lenet +1 std",
+        "lenet (mean ± std, 2 seeds)",
+        "lenet_bn1 (1 seed)",
+    ]
     assert list(fig.data[1].y) == pytest.approx([0.85 + math.sqrt(0.005), 0.92 + math.sqrt(8e-4)])
     assert fig.data[1].fill == "tonexty"
     assert fig.layout.title.text == "Validation accuracy (1–2 seeds per variant)"
 
 
 def test_band_figure_overlays_each_seed_on_request():
-    results = [result("lenet", 0, [0.8, 0.9], run_id=1), result("lenet", 1, [0.9, 0.94], run_id=2),
-               result("lenet_bn1", 0, [0.95, 0.96], run_id=3)]  # fmt: skip
+    results = [
+        result("lenet", 0, [0.8, 0.9], run_id=1),
+        result("lenet", 1, [0.9, 0.94], run_id=2),
+        result("lenet_bn1", 0, [0.95, 0.96], run_id=3),
+    ]
     curves = cmp.run_curves(results)
     fig = cmp.band_figure(cmp.group_curves(curves), "val_accuracy", curves=curves)
     names = [t.name for t in fig.data]
     # A single seed is its own mean line: no thin duplicate of it.
-    assert names == ["lenet -1 std", "lenet +1 std", "lenet #1 seed 0", "lenet #2 seed 1",
-                     "lenet (mean ± std, 2 seeds)", "lenet_bn1 (1 seed)"]  # fmt: skip
+    assert names == [
+        "lenet -1 std",
+        "lenet +1 std",
+        "lenet #1 seed 0",
+        "lenet #2 seed 1",
+        "lenet (mean ± std, 2 seeds)",
+        "lenet_bn1 (1 seed)",
+    ]
     assert list(fig.data[3].y) == [0.9, 0.94] and fig.data[3].line.width == 1
     assert not fig.data[3].showlegend
 
@@ -265,8 +314,11 @@ def test_seeds_text():
 
 
 def test_small_multiples_one_panel_per_variant():
-    results = [result("lenet", 0, [0.8, 0.9], run_id=1), result("lenet", 1, [0.9, 0.94], run_id=2),
-               result("lenet_bn1", 0, [0.95, 0.96], run_id=3)]  # fmt: skip
+    results = [
+        result("lenet", 0, [0.8, 0.9], run_id=1),
+        result("lenet", 1, [0.9, 0.94], run_id=2),
+        result("lenet_bn1", 0, [0.95, 0.96], run_id=3),
+    ]
     fig = cmp.small_multiples(cmp.run_curves(results))
     assert [a.text for a in fig.layout.annotations] == ["lenet (2 seeds)", "lenet_bn1 (1 seed)"]
     # lenet: two seeds and a mean; lenet_bn1: one seed, no mean line
@@ -317,15 +369,24 @@ def test_variant_summary_without_baseline_or_test_accuracy():
 
 
 def test_result_dicts_from_the_store_feed_run_curves(tmp_path):
-    from bn_core.store import RunStore
+    from bn_core.runs.store import RunStore
 
     store = RunStore(tmp_path)
     first = store.create_run(TrainConfig(), "g")
     store.create_run(TrainConfig(variant="lenet_bn1", seed=3), "g")
-    store.add_epoch(first, {
-        "epoch": 1, "step": 100, "loss": 1.0, "accuracy": 0.5, "val_loss": 0.9,
-        "val_accuracy": 0.6, "seconds": 3.0, "images_per_second": 2000.0,
-    })  # fmt: skip
+    store.add_epoch(
+        first,
+        {
+            "epoch": 1,
+            "step": 100,
+            "loss": 1.0,
+            "accuracy": 0.5,
+            "val_loss": 0.9,
+            "val_accuracy": 0.6,
+            "seconds": 3.0,
+            "images_per_second": 2000.0,
+        },
+    )
     out = store.result_dicts(store.list_runs())
     pairs = [(r["run_id"], r["variant"], r["seed"]) for r in out]
     assert pairs == [(1, "lenet", 0), (2, "lenet_bn1", 3)]

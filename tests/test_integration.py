@@ -10,7 +10,7 @@ import pytest
 
 from bn_core import data
 from bn_core.config import TrainConfig
-from bn_core.training import train
+from bn_core.nn.training import train
 
 pytestmark = pytest.mark.integration
 

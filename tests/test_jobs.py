@@ -1,6 +1,6 @@
-"""Tests for bn_core.jobs: the queue, real worker processes, cancellation and dead-run detection.
+"""Tests for bn_core.runs.runner: the queue, real worker processes, cancellation, dead runs.
 
-Most tests start real ``python -m bn_core.worker`` processes on a tiny synthetic MNIST file
+Most tests start real ``python -m bn_core.runs.worker`` processes on a tiny synthetic MNIST file
 (a worker needs several seconds to import TensorFlow and compile). Tests that need a worker
 that misbehaves (ignores SIGTERM, hangs) use plain sleeping processes instead. Every process
 a test starts is SIGKILLed at teardown, whatever the outcome.
@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bn_core import jobs
 from bn_core.config import ConfigError, TrainConfig
-from bn_core.jobs import JobRunner, LocalProcessBackend, default_concurrency
-from bn_core.store import RunStore
-from bn_core.worker import run_worker
+from bn_core.runs import runner as jobs
+from bn_core.runs.runner import JobRunner, LocalProcessBackend, default_concurrency
+from bn_core.runs.store import RunStore
+from bn_core.runs.worker import run_worker
 
 DEADLINE = 120.0  # seconds; generous, the machine is shared and small
 
@@ -231,7 +231,7 @@ class Reaper:
         except OSError:
             return False
         home = f"BN_LAB_HOME={self.store.home.resolve()}".encode()
-        return b"bn_core.worker" in cmdline and home in environ
+        return b"bn_core.runs.worker" in cmdline and home in environ
 
 
 @pytest.fixture
@@ -495,9 +495,9 @@ def test_killed_worker_is_interrupted_and_keeps_its_metrics(store, reaper, mnist
     assert len(after_epochs) >= 1
 
 
-# A process whose command line names bn_core.worker, as a real worker's does: the runner only
+# A process whose command line names bn_core.runs.worker, as a real worker's does: the runner only
 # ever signals such processes (a stored pid may belong to someone else after a restart).
-WORKER_LOOKALIKE = [sys.executable, "-c", "import time; time.sleep(600)", "bn_core.worker"]
+WORKER_LOOKALIKE = [sys.executable, "-c", "import time; time.sleep(600)", "bn_core.runs.worker"]
 
 
 def test_stale_heartbeat_interrupts_and_kills_the_process(store, reaper):

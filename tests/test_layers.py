@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_core.layers import BatchNorm
+from bn_core.nn.batchnorm import BatchNorm
 
 SHAPES = [(32, 7), (8, 6, 5, 3)]  # (N, F) dense features and (N, H, W, C) conv features
 

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from bn_core.layers import BatchNorm
-from bn_core.models import build_model
+from bn_core.nn.batchnorm import BatchNorm
+from bn_core.nn.model import build_model
 from bn_core.variants import SITES, VARIANTS
 
 EXPECTED_SITES = {

@@ -1,4 +1,4 @@
-"""Tests for bn_core.probes (the measurements) and the probe tables of bn_core.store.
+"""Tests for bn_core.nn.probes (the measurements) and the probe tables of bn_core.runs.store.
 
 Models are LeNet-5 on the tiny synthetic splits of conftest.py. The training runs use
 steps_per_execution=8 so that Keras calls back every 8 steps and several probes fire in
@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_core import probes
 from bn_core.config import TrainConfig
-from bn_core.layers import BatchNorm
-from bn_core.models import build_model
-from bn_core.probes import GRAD_LAYERS, PERCENTILES, Probe, probe_data
-from bn_core.store import RunStore
-from bn_core.training import EVENT_TYPES, EngineOptions, train
+from bn_core.nn import probes
+from bn_core.nn.batchnorm import BatchNorm
+from bn_core.nn.model import build_model
+from bn_core.nn.probes import GRAD_LAYERS, PERCENTILES, Probe, probe_data
+from bn_core.nn.training import EVENT_TYPES, EngineOptions, train
+from bn_core.runs.store import RunStore
 from bn_core.variants import SITES
 from tests.conftest import make_splits
 
@@ -84,8 +84,15 @@ def probed(request, probe_splits):
     before = _state(model)
     results = [probe.measure() for _ in range(2)]
     gaps = [probe.mode_gap() for _ in range(2)]
-    return {"variant": request.param, "model": model, "probe": probe, "results": results,
-            "gaps": gaps, "before": before, "after": _state(model)}  # fmt: skip
+    return {
+        "variant": request.param,
+        "model": model,
+        "probe": probe,
+        "results": results,
+        "gaps": gaps,
+        "before": before,
+        "after": _state(model),
+    }
 
 
 # ----------------------------------------------------------------------------- measurements
@@ -259,8 +266,13 @@ def test_probe_and_mode_gap_events_schema(runs):
     assert {"probe", "mode_gap"} <= set(EVENT_TYPES)
     for event in rec.of_type("probe"):
         assert set(event) == {
-            "type", "step", "epoch_progress", "probe_accuracy", "sites", "grad_norms"
-        }  # fmt: skip
+            "type",
+            "step",
+            "epoch_progress",
+            "probe_accuracy",
+            "sites",
+            "grad_norms",
+        }
         assert list(event["sites"]) == list(SITES)
         for scopes in event["sites"].values():
             assert set(scopes) == {"layer", "unit"}
@@ -297,11 +309,15 @@ def test_one_mode_gap_event_per_epoch(runs, tiny_splits, variant):
 
 def _probe_event(step: int, scale: float = 1.0) -> dict:
     return {
-        "type": "probe", "step": step, "epoch_progress": step / 32, "probe_accuracy": 0.5,
-        "sites": {s: {"layer": [-scale, 0.0, scale], "unit": [-2 * scale, None, 2 * scale]}
-                  for s in SITES},
+        "type": "probe",
+        "step": step,
+        "epoch_progress": step / 32,
+        "probe_accuracy": 0.5,
+        "sites": {
+            s: {"layer": [-scale, 0.0, scale], "unit": [-2 * scale, None, 2 * scale]} for s in SITES
+        },
         "grad_norms": {name: scale * (i + 1) for i, name in enumerate(GRAD_LAYERS)},
-    }  # fmt: skip
+    }
 
 
 def test_store_round_trip_and_cascade_delete(tmp_path):
@@ -311,17 +327,31 @@ def test_store_round_trip_and_cascade_delete(tmp_path):
     for run_id, scale in ((a, 1.0), (b, 3.0)):
         store.add_probe(run_id, _probe_event(0, scale))
         store.add_probe(run_id, _probe_event(32, scale))
-        store.add_mode_gap(run_id, {"type": "mode_gap", "epoch": 1, "val_accuracy_inference": 0.9,
-                                    "val_accuracy_batch_stats": None})  # fmt: skip
+        store.add_mode_gap(
+            run_id,
+            {
+                "type": "mode_gap",
+                "epoch": 1,
+                "val_accuracy_inference": 0.9,
+                "val_accuracy_batch_stats": None,
+            },
+        )
     assert store.probed_run_ids() == {a, b}
 
     rows = store.probe_rows([a, b])
     assert len(rows) == 2 * 2 * len(SITES) * 2  # runs x steps x sites x scopes
     first = rows[0]
     assert first == {
-        "run_id": a, "step": 0, "epoch_progress": 0.0, "accuracy": 0.5,
-        "site": "C1", "scope": "layer", "p15": -1.0, "p50": 0.0, "p85": 1.0,
-    }  # fmt: skip
+        "run_id": a,
+        "step": 0,
+        "epoch_progress": 0.0,
+        "accuracy": 0.5,
+        "site": "C1",
+        "scope": "layer",
+        "p15": -1.0,
+        "p50": 0.0,
+        "p85": 1.0,
+    }
     unit = next(r for r in rows if r["run_id"] == b and r["scope"] == "unit")
     assert (unit["p15"], unit["p50"], unit["p85"]) == (-6.0, None, 6.0)
 
@@ -370,16 +400,23 @@ def test_an_older_store_gains_the_probe_tables(tmp_path):
 
 
 def test_the_worker_stores_probe_and_mode_gap_events(tmp_path, monkeypatch):
-    from bn_core import training, worker
+    from bn_core.nn import training
     from bn_core.results import TrainResult
+    from bn_core.runs import worker
 
     store = RunStore(tmp_path)
     run_id = store.create_run(TrainConfig(probe_every=32), "g")
 
     def fake_train(config, on_event, should_stop):
         on_event(_probe_event(32))
-        on_event({"type": "mode_gap", "epoch": 1, "val_accuracy_inference": 0.8,
-                  "val_accuracy_batch_stats": 0.85})  # fmt: skip
+        on_event(
+            {
+                "type": "mode_gap",
+                "epoch": 1,
+                "val_accuracy_inference": 0.8,
+                "val_accuracy_batch_stats": 0.85,
+            }
+        )
         return TrainResult(status="completed", config=config)
 
     monkeypatch.setattr(training, "train", fake_train)

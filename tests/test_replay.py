@@ -1,4 +1,4 @@
-"""Window replay (bn_core.replay): the statistics against independent numpy and Keras
+"""Window replay (bn_core.nn.replay): the statistics against independent numpy and Keras
 references, the replay of a trained LeNet against its own test accuracy, and the command line
 on a run stored in a temporary $BN_LAB_HOME."""
 
@@ -16,11 +16,10 @@ import pytest
 import tensorflow as tf
 
 from bn_core import data
-from bn_core import replay_view as rv
 from bn_core.config import TrainConfig
-from bn_core.layers import BatchNorm
-from bn_core.models import build_model
-from bn_core.replay import (
+from bn_core.nn.batchnorm import BatchNorm
+from bn_core.nn.model import build_model
+from bn_core.nn.replay import (
     ReplayError,
     ema_population,
     history_layers,
@@ -28,8 +27,9 @@ from bn_core.replay import (
     population_for_window,
     replay,
 )
-from bn_core.store import RunStore
-from bn_core.training import EngineOptions, train
+from bn_core.nn.training import EngineOptions, train
+from bn_core.runs.store import RunStore
+from bn_core.views import replay as rv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -190,8 +190,10 @@ def test_epoch_is_marked_clipped_when_the_history_is_not_full():
     x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int32")
     rows = replay(model, x, y, windows=(2, "epoch"))
     assert [(r["choice"], r["window"], r["clipped"]) for r in rows] == [
-        ("2", 2, False), ("epoch", 4, True), ("EMA", 4, False)
-    ]  # fmt: skip
+        ("2", 2, False),
+        ("epoch", 4, True),
+        ("EMA", 4, False),
+    ]
     with pytest.raises(ValueError, match="windows must hold integers >= 1"):
         replay(model, x, y, windows=(0,))
 
@@ -236,18 +238,28 @@ def stored(tmp_path_factory):
     _write_npz(root / "data")
     store = RunStore(root / "home")
     config = TrainConfig(
-        variant="lenet_fc_bn2", data_dir=str(root / "data"), epochs=2, batch_size=32,
-        val_size=100, train_limit=256, activation="relu", window_size=5,
-    )  # fmt: skip
+        variant="lenet_fc_bn2",
+        data_dir=str(root / "data"),
+        epochs=2,
+        batch_size=32,
+        val_size=100,
+        train_limit=256,
+        activation="relu",
+        window_size=5,
+    )
     run_id = store.create_run(config, "g")
     result = train(config, options=EngineOptions(jit_compile=False))
     assert result.status == "completed"
     store.model_path(run_id).parent.mkdir(parents=True)
     result.model.save(store.model_path(run_id))
     store.transition(
-        run_id, ("queued",), "completed", test_accuracy=result.test_accuracy,
-        test_loss=result.test_loss, steps_per_epoch=8,
-    )  # fmt: skip
+        run_id,
+        ("queued",),
+        "completed",
+        test_accuracy=result.test_accuracy,
+        test_loss=result.test_loss,
+        steps_per_epoch=8,
+    )
     return root / "home", run_id, result
 
 
@@ -263,9 +275,13 @@ def test_replay_reproduces_the_trained_models_test_accuracy_at_its_own_window(st
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "BN_LAB_HOME": str(home), "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "bn_core.replay", *args], cwd=ROOT, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "bn_core.nn.replay", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_command_line_writes_a_valid_replay_file(stored):
@@ -290,8 +306,11 @@ def test_command_line_writes_a_valid_replay_file(stored):
 def _seed_error_runs(home: Path) -> dict[str, int]:
     store = RunStore(home)
     ids = {}
-    for name, variant in (("no-model", "lenet_fc_bn2"), ("keras", "lenet_keras_bn"),
-                          ("plain", "lenet")):  # fmt: skip
+    for name, variant in (
+        ("no-model", "lenet_fc_bn2"),
+        ("keras", "lenet_keras_bn"),
+        ("plain", "lenet"),
+    ):
         ids[name] = store.create_run(TrainConfig(variant=variant), "g")
         store.transition(ids[name], ("queued",), "completed", test_accuracy=0.5)
         store.model_path(ids[name]).parent.mkdir(exist_ok=True)
@@ -332,4 +351,4 @@ def test_a_model_without_history_and_a_bad_argument(tmp_path, monkeypatch, capsy
         "(history_size=0, or never trained): train the run again to replay it"
     ]
     assert main(["x"]) == 2
-    assert "usage: python -m bn_core.replay RUN_ID" in capsys.readouterr().err
+    assert "usage: python -m bn_core.nn.replay RUN_ID" in capsys.readouterr().err

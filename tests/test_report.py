@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import pytest
 from plotly.offline import get_plotlyjs
 
-from bn_core import report
+from bn_core.views import report
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_study import lr_sweep_results, result  # noqa: E402
@@ -89,12 +89,24 @@ def test_title_date_machine_and_versions(page):
 
 
 def test_settings_summary_and_runs_tables(page):
-    for heading in ("Shared by every run", "Per run (the settings that differ)",
-                    "Summary per variant", "Runs"):  # fmt: skip
+    for heading in (
+        "Shared by every run",
+        "Per run (the settings that differ)",
+        "Summary per variant",
+        "Runs",
+    ):
         assert heading in page
     assert "<td>epochs</td>\n      <td>10</td>" in page  # a shared setting
-    for column in ("n", "test accuracy", "95% CI", "Δ vs lenet", "p (Welch)", "speed-up",
-                   "steps to lenet's best", "epoch reaching lenet's best"):  # fmt: skip
+    for column in (
+        "n",
+        "test accuracy",
+        "95% CI",
+        "Δ vs lenet",
+        "p (Welch)",
+        "speed-up",
+        "steps to lenet's best",
+        "epoch reaching lenet's best",
+    ):
         assert f"<th>{column}</th>" in page
     assert "<td>0.9100 ± 0.0100</td>" in page  # lenet: 0.90, 0.91, 0.92
     assert "<td>+0.0600</td>" in page  # lenet_fc_bn2 - lenet
@@ -102,10 +114,14 @@ def test_settings_summary_and_runs_tables(page):
 
 
 def test_a_sweep_gets_its_chart_and_diverged_runs_are_listed():
-    html = report.build_report(lr_sweep_results(), title="lr", extra_figures=[
-        ("Extra heading", go.Figure(layout={"title": {"text": "An extra chart"}})),
-        go.Figure(layout={"title": {"text": "Another"}}),
-    ])  # fmt: skip
+    html = report.build_report(
+        lr_sweep_results(),
+        title="lr",
+        extra_figures=[
+            ("Extra heading", go.Figure(layout={"title": {"text": "An extra chart"}})),
+            go.Figure(layout={"title": {"text": "Another"}}),
+        ],
+    )
     titles = chart_titles(html)
     assert titles[5].startswith("Final test accuracy vs learning rate")
     assert titles[6:] == ["An extra chart", "Another"] and "<h2>Extra heading</h2>" in html
@@ -124,14 +140,18 @@ def test_building_a_report_does_not_import_tensorflow():
         "import sys\n"
         f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
         "from test_report import two_by_three\n"
-        "from bn_core.report import build_report\n"
+        "from bn_core.views.report import build_report\n"
         "html = build_report(two_by_three(), title='t', preset='figure1')\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
         "print(len(html) > 100000, loaded)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "[]"]

@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats as sp_stats
 
-from bn_core.stats import compare_variants, describe, welch_p_value
+from bn_core.analysis.stats import compare_variants, describe, welch_p_value
 
 A = [0.80, 0.82, 0.84]  # mean 0.82, sample std 0.02
 B = [0.70, 0.71, 0.72]  # mean 0.71, sample std 0.01

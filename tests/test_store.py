@@ -1,4 +1,4 @@
-"""Tests for bn_core.store: runs, statuses and metrics in one SQLite file.
+"""Tests for bn_core.runs.store: runs, statuses and metrics in one SQLite file.
 
 Pure Python (no TensorFlow, no worker processes); one test starts a small writer process to
 check that readers and a writer in another process never get in each other's way.
@@ -20,11 +20,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bn_core import store as store_module
+from bn_core.analysis.summary import SUMMARY_COLUMNS, summary_table
 from bn_core.config import ConfigError, TrainConfig
 from bn_core.results import HISTORY_KEYS
-from bn_core.store import ACTIVE, FINISHED, STATUSES, RunRecord, RunStore
-from bn_core.summary import SUMMARY_COLUMNS, summary_table
+from bn_core.runs import store as store_module
+from bn_core.runs.store import ACTIVE, FINISHED, STATUSES, RunRecord, RunStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -469,7 +469,7 @@ def test_default_home_without_env(tmp_path, monkeypatch, value):
 
 _WRITER = """
 import sys, time
-from bn_core.store import RunStore
+from bn_core.runs.store import RunStore
 store, run_id, seconds = RunStore(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 print("ready", flush=True)
 sys.stdin.readline()  # go

@@ -8,26 +8,44 @@ import math
 import pytest
 from scipy import stats as sp_stats
 
-from bn_core import comparison as cmp
-from bn_core import study
+from bn_core.analysis import comparison as cmp
+from bn_core.analysis import study
 from bn_core.config import ConfigError, TrainConfig
 from bn_core.variants import VARIANT_NAMES
 
 STUDY_FIVE = ["lenet", "lenet_bn1", "lenet_bn2", "lenet_fc_bn1", "lenet_fc_bn2"]
 
 
-def result(variant, seed, val_acc, test_acc=None, *, run_id=None, status="completed",
-           steps_per_epoch=100, **config):  # fmt: skip
+def result(
+    variant,
+    seed,
+    val_acc,
+    test_acc=None,
+    *,
+    run_id=None,
+    status="completed",
+    steps_per_epoch=100,
+    **config,
+):
     n = len(val_acc)
     return {
-        "run_id": run_id, "variant": variant, "seed": seed, "status": status,
-        "test_accuracy": test_acc, "test_loss": None, "steps_per_epoch": steps_per_epoch,
+        "run_id": run_id,
+        "variant": variant,
+        "seed": seed,
+        "status": status,
+        "test_accuracy": test_acc,
+        "test_loss": None,
+        "steps_per_epoch": steps_per_epoch,
         "history": {
-            "loss": [1.0] * n, "accuracy": [0.5] * n, "val_loss": [1.0] * n,
-            "val_accuracy": list(val_acc), "seconds": [1.0] * n, "images_per_second": [100.0] * n,
+            "loss": [1.0] * n,
+            "accuracy": [0.5] * n,
+            "val_loss": [1.0] * n,
+            "val_accuracy": list(val_acc),
+            "seconds": [1.0] * n,
+            "images_per_second": [100.0] * n,
         },
         "config": TrainConfig(variant=variant, seed=seed, **config).to_dict(),
-    }  # fmt: skip
+    }
 
 
 # ----------------------------------------------------------------------------- presets
@@ -36,8 +54,13 @@ def result(variant, seed, val_acc, test_acc=None, *, run_id=None, status="comple
 def test_the_presets():
     assert list(study.PRESETS) == ["original", "figure1", "window", "lr", "batch-size"]
     titles = [p.title for p in study.PRESETS.values()]
-    assert titles == ["Original study", "Paper Figure 1", "Window size",
-                      "Learning-rate robustness", "Batch-size robustness"]  # fmt: skip
+    assert titles == [
+        "Original study",
+        "Paper Figure 1",
+        "Window size",
+        "Learning-rate robustness",
+        "Batch-size robustness",
+    ]
     for preset in study.PRESETS.values():
         assert set(preset.variants) <= set(VARIANT_NAMES) and preset.description
         assert 0 < preset.quick_minutes <= 5
@@ -73,7 +96,7 @@ def test_probe_every_default_reads_the_probes_modules_without_importing_them(tmp
     assert study._module_constant(source, "PROBE_EVERY_DEFAULT") is None
     assert study._module_constant(tmp_path / "missing.py", "PROBE_EVERY_DEFAULT") is None
     try:  # the real module, when helper P's probes exist: the same value
-        from bn_core.probes_view import PROBE_EVERY_DEFAULT
+        from bn_core.views.probes import PROBE_EVERY_DEFAULT
     except ImportError:
         PROBE_EVERY_DEFAULT = 64
     assert study.probe_every_default() == PROBE_EVERY_DEFAULT
@@ -107,8 +130,10 @@ def test_preset_configs_takes_dataset_folder_and_seeds():
     configs = study.preset_configs("window", dataset="fashion_mnist", data_dir="/d", seeds=1)
     assert len(configs) == 3
     assert {(c.dataset, c.data_dir, c.seed) for c in configs} == {("fashion_mnist", "/d", 0)}
-    with pytest.raises(ConfigError, match="preset must be one of original, figure1, window, "
-                       "lr, batch-size. Received: 'bogus'"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match="preset must be one of original, figure1, window, lr, batch-size. Received: 'bogus'",
+    ):
         study.preset_configs("bogus")
     with pytest.raises(ConfigError, match="seeds must be a whole number of at least 1"):
         study.preset_configs("lr", seeds=0)
@@ -125,8 +150,11 @@ def test_sweep_grid_size_and_values():
     assert len(configs) == 2 * 2 * 2 * 2
     assert len(set(configs)) == len(configs)
     assert {(c.learning_rate, c.batch_size) for c in configs} == {
-        (None, 16), (None, 64), (5e-3, 16), (5e-3, 64)
-    }  # fmt: skip
+        (None, 16),
+        (None, 64),
+        (5e-3, 16),
+        (5e-3, 64),
+    }
     assert {c.epochs for c in configs} == {2}
 
 
@@ -143,8 +171,9 @@ def test_lr_multipliers_apply_to_the_optimizers_default():
 def test_sweep_grid_drops_duplicates():
     configs = study.sweep_configs(TrainConfig(), ["lenet", "lenet"], (1, 1.0, 5), (64, 64), (0, 0))
     assert [(c.variant, c.learning_rate, c.seed) for c in configs] == [
-        ("lenet", None, 0), ("lenet", 5e-3, 0)
-    ]  # fmt: skip
+        ("lenet", None, 0),
+        ("lenet", 5e-3, 0),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -178,15 +207,26 @@ def test_is_sweep_and_group_ids():
 def lr_sweep_results():
     """lenet and lenet_fc_bn2 at x1 and x30 (2 seeds); lenet seed 1 diverged at x30."""
     out, run_id = [], 0
-    for variant, accs in (("lenet", {1: (0.90, 0.92), 30: (0.50, None)}),
-                          ("lenet_fc_bn2", {1: (0.95, 0.97), 30: (0.93, 0.91)})):  # fmt: skip
+    for variant, accs in (
+        ("lenet", {1: (0.90, 0.92), 30: (0.50, None)}),
+        ("lenet_fc_bn2", {1: (0.95, 0.97), 30: (0.93, 0.91)}),
+    ):
         for m, pair in accs.items():
             for seed, acc in enumerate(pair):
                 run_id += 1
                 status = "completed" if acc is not None else "diverged"
                 lr = None if m == 1 else 3e-2
-                out.append(result(variant, seed, [0.5, acc or 0.1], acc, run_id=run_id,
-                                  status=status, learning_rate=lr))  # fmt: skip
+                out.append(
+                    result(
+                        variant,
+                        seed,
+                        [0.5, acc or 0.1],
+                        acc,
+                        run_id=run_id,
+                        status=status,
+                        learning_rate=lr,
+                    )
+                )
     return out
 
 
@@ -283,9 +323,11 @@ def test_summary_statistics_by_hand():
 def test_a_sweep_is_summarised_per_arm_against_lenet_with_the_same_settings():
     s = cmp.variant_summary(lr_sweep_results()).set_index("variant")
     assert list(s.index) == [
-        "lenet · learning_rate=default", "lenet · learning_rate=0.03",
-        "lenet_fc_bn2 · learning_rate=default", "lenet_fc_bn2 · learning_rate=0.03",
-    ]  # fmt: skip
+        "lenet · learning_rate=default",
+        "lenet · learning_rate=0.03",
+        "lenet_fc_bn2 · learning_rate=default",
+        "lenet_fc_bn2 · learning_rate=0.03",
+    ]
     assert s["runs"].tolist() == [2, 2, 2, 2] and s["n"].tolist() == [2, 1, 2, 2]
     # x30: lenet_fc_bn2 (0.93, 0.91) against lenet x30 (0.50; its other seed diverged)
     assert s.loc["lenet_fc_bn2 · learning_rate=0.03", "diff_vs_baseline"] == pytest.approx(0.42)

@@ -1,4 +1,4 @@
-"""Tests for bn_core.training.train and bn_core.results.TrainResult.
+"""Tests for bn_core.nn.training.train and bn_core.results.TrainResult.
 
 Every run trains LeNet-5 on the tiny synthetic splits of conftest.py (256 train / 64 val / 64
 test images), passed in with ``splits=`` so no dataset files are needed. Most runs use
@@ -16,11 +16,11 @@ import keras
 import numpy as np
 import pytest
 
-from bn_core import training
 from bn_core.config import ConfigError, TrainConfig
 from bn_core.data import DatasetError, Splits
+from bn_core.nn import training
+from bn_core.nn.training import EngineOptions, train
 from bn_core.results import HISTORY_KEYS, STATUSES, TrainResult, finite
-from bn_core.training import EngineOptions, train
 from tests.conftest import make_splits
 
 # relu learns the toy problem in 2-3 epochs for every seed tried (0-3: test accuracy 1.0);
@@ -474,5 +474,10 @@ def test_default_histories_are_not_shared():
 def test_statuses_and_history_keys():
     assert STATUSES == ("completed", "cancelled", "diverged", "failed")
     assert HISTORY_KEYS == (
-        "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second"
-    )  # fmt: skip
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "seconds",
+        "images_per_second",
+    )

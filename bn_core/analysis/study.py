@@ -1,32 +1,29 @@
-"""Studies as data: the paper's experiments as presets, sweep grids, and sweep tables/charts.
+"""Studies as data: the paper's experiments as presets, sweep grids, and sweep tables.
 
 A *preset* is a named grid of TrainConfigs (variants x swept values x seeds over shared
 settings), with a quick version that finishes in a few minutes on two cores. A *sweep* varies
 the learning rate (as multiples of the optimizer's default, the paper's BN-x5/BN-x30), the
 batch size or BN's inference window; ``sweep_table`` reads back the final test accuracy per
 run, with diverged runs kept and marked (their accuracy is None: never plotted as zero).
-No TensorFlow and no Streamlit here.
+No TensorFlow, Streamlit or figures here (the sweep chart is ``bn_core.views.sweep``).
 """
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import math
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from bn_core.config import DEFAULT_LEARNING_RATES, ConfigError, TrainConfig, field_spec
+from bn_core.constants import PROBE_EVERY_DEFAULT
 from bn_core.variants import VARIANT_NAMES
 
-if TYPE_CHECKING:  # pandas, plotly and scipy load on first use: the CLI's --help stays quick
+if TYPE_CHECKING:  # pandas and scipy load on first use: the CLI's --help stays quick
     import pandas as pd
-    import plotly.graph_objects as go
 
 STUDY_VARIANTS: tuple[str, ...] = VARIANT_NAMES[:5]  # the original study (no Keras reference)
 ROBUSTNESS_VARIANTS: tuple[str, ...] = ("lenet", "lenet_fc_bn2", "lenet_keras_bn")
@@ -45,34 +42,6 @@ SWEEP_PARAMETERS: dict[str, str] = {
     "window_size": "BN inference window (batches)",
 }
 SWEEP_COLUMNS = ("run_id", "variant", "seed", *SWEEP_PARAMETERS, "status", "test_accuracy")
-
-
-def probe_every_default() -> int:
-    """The probes' default k: PROBE_EVERY_DEFAULT of bn_core.probes_view, else of bn_core.probes,
-    read from their source without importing them (bn_core.probes imports TensorFlow, and
-    the presets must stay cheap to load); 64 when neither defines it."""
-    for module in ("bn_core.probes_view", "bn_core.probes"):
-        spec = importlib.util.find_spec(module)
-        if spec is not None and spec.origin:
-            value = _module_constant(Path(spec.origin), "PROBE_EVERY_DEFAULT")
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-    return 64
-
-
-def _module_constant(path: Path, name: str) -> Any:
-    try:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError):
-        return None
-    for node in tree.body:
-        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
-        if isinstance(target, ast.Name) and target.id == name and node.value is not None:
-            try:
-                return ast.literal_eval(node.value)
-            except ValueError:
-                return None
-    return None
 
 
 @dataclass(frozen=True)
@@ -110,36 +79,52 @@ def _presets(*presets: Preset) -> dict[str, Preset]:
 # 178 s; each run costs ~5-10 s of model compilation besides its 234 training steps.
 PRESETS: dict[str, Preset] = _presets(
     Preset(
-        "original", "Original study",
+        "original",
+        "Original study",
         "The five study variants (BN at 0 to 4 sites), 10 epochs, 3 seeds each.",
-        STUDY_VARIANTS, MappingProxyType({"epochs": 10}), quick_minutes=1.5,
+        STUDY_VARIANTS,
+        MappingProxyType({"epochs": 10}),
+        quick_minutes=1.5,
     ),
     Preset(
-        "figure1", "Paper Figure 1",
+        "figure1",
+        "Paper Figure 1",
         "Plain LeNet against BN at every hidden layer, with probes of the activations every "
         "k steps (the paper's Figure 1: test accuracy and the input distribution over training).",
-        ("lenet", "lenet_fc_bn2"), MappingProxyType({"probe_every": probe_every_default()}),
+        ("lenet", "lenet_fc_bn2"),
+        MappingProxyType({"probe_every": PROBE_EVERY_DEFAULT}),
         quick_minutes=1.0,
     ),
     Preset(
-        "window", "Window size",
+        "window",
+        "Window size",
         "BN at every hidden layer, inference statistics averaged over the last 1, 5 or 50 "
         "training batches.",
-        ("lenet_fc_bn2",), window_sizes=WINDOW_SIZES, quick_minutes=1.5,
+        ("lenet_fc_bn2",),
+        window_sizes=WINDOW_SIZES,
+        quick_minutes=1.5,
     ),
     Preset(
-        "lr", "Learning-rate robustness",
+        "lr",
+        "Learning-rate robustness",
         "Learning rate x1, x5 and x30 the optimizer's default (the paper's BN-x5, BN-x30): "
         "plain LeNet, our BN and Keras' BN.",
-        ROBUSTNESS_VARIANTS, lr_multipliers=LR_MULTIPLIERS, quick_seeds=1, quick_minutes=3.0,
+        ROBUSTNESS_VARIANTS,
+        lr_multipliers=LR_MULTIPLIERS,
+        quick_seeds=1,
+        quick_minutes=3.0,
     ),
     Preset(
-        "batch-size", "Batch-size robustness",
+        "batch-size",
+        "Batch-size robustness",
         "Batch sizes 4, 16, 64 and 256: plain LeNet, our BN and Keras' BN (BN's statistics "
         "get noisy with small batches).",
-        ROBUSTNESS_VARIANTS, batch_sizes=BATCH_SIZES, quick_seeds=1, quick_minutes=3.0,
+        ROBUSTNESS_VARIANTS,
+        batch_sizes=BATCH_SIZES,
+        quick_seeds=1,
+        quick_minutes=3.0,
     ),
-)  # fmt: skip
+)
 
 
 def get_preset(name: str) -> Preset:
@@ -163,9 +148,13 @@ def preset_configs(
         raise ConfigError(f"seeds must be a whole number of at least 1. Received: {n!r}")
     base = preset.base_config(quick, dataset=dataset, data_dir=data_dir)
     return sweep_configs(
-        base, preset.variants, lr_multipliers=preset.lr_multipliers,
-        batch_sizes=preset.batch_sizes, window_sizes=preset.window_sizes, seeds=range(n),
-    )  # fmt: skip
+        base,
+        preset.variants,
+        lr_multipliers=preset.lr_multipliers,
+        batch_sizes=preset.batch_sizes,
+        window_sizes=preset.window_sizes,
+        seeds=range(n),
+    )
 
 
 def sweep_configs(
@@ -202,10 +191,13 @@ def sweep_configs(
                     for variant in variants:
                         configs.append(
                             base.replace(
-                                variant=variant, seed=seed, batch_size=batch, window_size=window,
+                                variant=variant,
+                                seed=seed,
+                                batch_size=batch,
+                                window_size=window,
                                 learning_rate=_scaled_learning_rate(base.optimizer, m),
                             )
-                        )  # fmt: skip
+                        )
     for config in configs:
         problems += [e for e in config.errors() if e not in problems]
     if problems:
@@ -301,64 +293,3 @@ def sweep_points(table: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=columns)
-
-
-def sweep_figure(table: pd.DataFrame, *, height: int = 420) -> go.Figure:
-    """Final test accuracy against the (first) swept parameter, one line per variant (and
-    value of any other swept parameter): mean ± std over seeds as error bars; each diverged
-    run an 'x' above the data, hover text "diverged"."""
-    import pandas as pd
-    import plotly.graph_objects as go
-
-    from bn_core.comparison import variant_color
-
-    swept = swept_parameters(table) or ["lr_multiplier"]
-    x_key, others = swept[0], swept[1:]
-    points = sweep_points(table)
-    finite = pd.to_numeric(points["mean"], errors="coerce").dropna()
-    low, high = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
-    top = high + max(high - low, 0.02) * 0.12  # diverged runs are drawn on this line
-    fig = go.Figure()
-    for series, g in points.groupby(["variant", *others], sort=False):
-        series = series if isinstance(series, tuple) else (series,)
-        variant = str(series[0])
-        label = " · ".join(
-            [variant, *(f"{k}={v}" for k, v in zip(others, series[1:], strict=True))]
-        )
-        sub = table[table["variant"] == variant]
-        for key, value in zip(others, series[1:], strict=True):
-            sub = sub[sub[key] == value]
-        n = sub["seed"].nunique()
-        name = f"{label} ({n} seed{'s' * (n != 1)})"
-        color = variant_color(variant)
-        fig.add_trace(
-            go.Scatter(
-                x=g[x_key], y=g["mean"], name=name, mode="lines+markers", legendgroup=label,
-                line={"color": color}, connectgaps=False,
-                error_y={"type": "data", "array": g["std"].fillna(0.0).tolist(), "visible": True},
-                customdata=g[["completed", "diverged"]].values.tolist(),
-                hovertemplate=f"{label}<br>%{{x}}: %{{y:.4f}} (n=%{{customdata[0]}}, "
-                "diverged %{customdata[1]})<extra></extra>",
-            )
-        )  # fmt: skip
-        diverged = sub[sub["status"] == "diverged"]
-        if len(diverged):
-            fig.add_trace(
-                go.Scatter(
-                    x=diverged[x_key], y=[top] * len(diverged), mode="markers",
-                    name=f"{label}: diverged", legendgroup=label, showlegend=False,
-                    marker={"symbol": "x", "size": 12, "color": color, "line": {"width": 1}},
-                    hovertext=[f"{label} seed {s}: diverged" for s in diverged["seed"]],
-                    hoverinfo="text",
-                )
-            )  # fmt: skip
-    n_diverged = int((table["status"] == "diverged").sum())
-    note = f"; ✕ = diverged ({n_diverged} run{'s' * (n_diverged != 1)})" if n_diverged else ""
-    fig.update_layout(
-        title=f"Final test accuracy vs {SWEEP_PARAMETERS[x_key]} (mean ± std over seeds{note})",
-        xaxis_title=SWEEP_PARAMETERS[x_key], yaxis_title="test accuracy",
-        template="plotly_white", height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0},
-    )  # fmt: skip
-    fig.update_xaxes(type="log", tickvals=sorted(table[x_key].dropna().unique().tolist()))
-    return fig

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import keras
 from keras import layers
 
 from bn_core.config import ACTIVATIONS, OUTPUT_SIZE
-from bn_core.layers import BatchNorm
+from bn_core.nn.batchnorm import BatchNorm
 from bn_core.variants import VARIANTS, Variant
 
 INPUT_SHAPE = (32, 32, 1)  # 28x28 images zero-padded by 2, as in LeCun et al. (1998)
@@ -36,7 +33,7 @@ def build_model(
 
     Layer names follow the sites: "C1" (linear), "C1_bn", "C1_act", "S2", ..., "output",
     so probes and tests can find each site's tensors. ``history_size`` > 0 makes our BN layers
-    also keep that many batches' statistics for ``bn_core.replay`` (Keras' layer has none).
+    also keep that many batches' statistics for ``bn_core.nn.replay`` (Keras' layer has none).
     Weights are initialised from Keras' global seed: call ``keras.utils.set_random_seed``
     first for a reproducible model.
     """
@@ -61,17 +58,6 @@ def build_model(
             x = layers.AveragePooling2D(2, name=pool)(x)
     logits = layers.Dense(output_size, name="output")(x)
     return keras.Model(inputs, logits, name=spec.name)
-
-
-def save_atomic(model: keras.Model, path: Path) -> None:
-    """``model.save(path)`` through a temporary file, so a reader never finds half a model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")  # Keras wants the .keras suffix
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _bn_layer(

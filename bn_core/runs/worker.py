@@ -1,4 +1,4 @@
-"""One training run in its own process: ``python -m bn_core.worker RUN_ID``.
+"""One training run in its own process: ``python -m bn_core.runs.worker RUN_ID``.
 
 The worker reads the run's config from the store (``$BN_LAB_HOME``), trains it, and writes
 every event back: batch and epoch metrics (and probes, when the config asks for them) as
@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 
-from bn_core.store import RunStore
+from bn_core.runs import artifacts
+from bn_core.runs.store import RunStore
 
 HEARTBEAT_SECONDS = 1.0  # also how often the cancel flag is read
 
@@ -35,8 +36,7 @@ def run_worker(run_id: int, store: RunStore) -> str:
 
     status, fields = "failed", {}
     try:
-        from bn_core.models import save_atomic  # TensorFlow loads here, in the worker only
-        from bn_core.training import train
+        from bn_core.nn.training import train  # TensorFlow loads here, in the worker only
 
         run = store.get(run_id)
         result = train(
@@ -45,7 +45,7 @@ def run_worker(run_id: int, store: RunStore) -> str:
             should_stop=stop.is_set,
         )
         if result.model is not None and result.status in ("completed", "cancelled"):
-            save_atomic(result.model, store.model_path(run_id))  # for replay studies
+            artifacts.save_model(result.model, store.model_path(run_id))  # for replay studies
         status = result.status
         fields = {
             "error": result.error,
@@ -92,7 +92,7 @@ def _heartbeat(store: RunStore, run_id: int, stop: threading.Event, done: thread
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m bn_core.worker RUN_ID", file=sys.stderr)
+        print("usage: python -m bn_core.runs.worker RUN_ID", file=sys.stderr)
         return 2
     status = run_worker(int(args[0]), RunStore())
     print(f"run {args[0]}: {status}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Probe constants, and the data shaping and figures of the "Inside the network" page.
 
-No TensorFlow here (the Streamlit process must never load it): ``bn_core.probes`` measures
+No TensorFlow here (the Streamlit process must never load it): ``bn_core.nn.probes`` measures
 and takes its constants from this module, and the UI and presets import them from here.
 The figures redraw Ioffe & Szegedy (2015), Figure 1: (a) accuracy against training steps,
 (b, c) the 15th, 50th and 85th percentiles of a sigmoid's input over training, without and
@@ -17,19 +17,10 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from bn_core.store import RunRecord
+from bn_core.constants import GRAD_LAYERS
+from bn_core.runs.store import RunRecord
 from bn_core.variants import SITES, VARIANTS
 
-PERCENTILES: tuple[int, ...] = (15, 50, 85)  # as in the paper's Figure 1(b, c)
-PROBE_SIZE = 256  # validation images of the fixed probe batch
-# Conv sites' percentiles use its first images only: 32 * 28 * 28 = 25,088 values of a C1
-# channel (32 * 10 * 10 = 3,200 of a C3 one) are plenty, and numpy's partition, the probe's
-# costliest part after the two passes, costs 8x less.
-CONV_PROBE_SIZE = 32
-MODE_GAP_SIZE = 1024  # validation images of the per-epoch mode gap (whole batches of m only)
-GRAD_LAYERS: tuple[str, ...] = ("C1", "C3", "F5", "F6", "output")  # linear layers, input first
-# Probe every k steps: measured < 5% of training time at this k (bench/bench_probes.py).
-PROBE_EVERY_DEFAULT = 96
 SCOPES = {"layer": "whole layer", "unit": "tracked unit (channel / unit 0)"}
 _PALETTE = qualitative.Plotly
 _LAYOUT = {
@@ -108,23 +99,34 @@ def percentile_figure(
         fig.add_trace(go.Scatter(x=rows["step"], y=rows["p85"], line={"width": 0}, **band))
         fig.add_trace(
             go.Scatter(
-                x=rows["step"], y=rows["p15"], line={"width": 0}, fill="tonexty",
-                fillcolor=_transparent(color), **band,
+                x=rows["step"],
+                y=rows["p15"],
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor=_transparent(color),
+                **band,
             )
-        )  # fmt: skip
+        )
         fig.add_trace(
             go.Scatter(
-                x=rows["step"], y=rows["p50"], mode="lines", name=name, legendgroup=name,
+                x=rows["step"],
+                y=rows["p50"],
+                mode="lines",
+                name=name,
+                legendgroup=name,
                 line={"color": color, "width": 2},
                 customdata=rows[["p15", "p85"]],
                 hovertemplate="step %{x}<br>median %{y:.3g}<br>15–85%: "
                 "%{customdata[0]:.3g} – %{customdata[1]:.3g}<extra></extra>",
             )
-        )  # fmt: skip
+        )
     fig.update_layout(
-        title=title, xaxis_title="training step", yaxis_title="activation input",
-        height=height, **_LAYOUT,
-    )  # fmt: skip
+        title=title,
+        xaxis_title="training step",
+        yaxis_title="activation input",
+        height=height,
+        **_LAYOUT,
+    )
     return fig
 
 
@@ -136,14 +138,21 @@ def accuracy_figure(
     for run_id, rows in frame.groupby("run_id", sort=True):
         fig.add_trace(
             go.Scatter(
-                x=rows["step"], y=rows["accuracy"], mode="lines+markers", name=labels[run_id],
-                line={"color": colors[run_id]}, marker={"size": 4},
+                x=rows["step"],
+                y=rows["accuracy"],
+                mode="lines+markers",
+                name=labels[run_id],
+                line={"color": colors[run_id]},
+                marker={"size": 4},
             )
-        )  # fmt: skip
+        )
     fig.update_layout(
-        title="Probe-batch accuracy", xaxis_title="training step", yaxis_title="accuracy",
-        height=height, **_LAYOUT,
-    )  # fmt: skip
+        title="Probe-batch accuracy",
+        xaxis_title="training step",
+        yaxis_title="accuracy",
+        height=height,
+        **_LAYOUT,
+    )
     return fig
 
 
@@ -162,12 +171,17 @@ def grad_norm_figure(
         for run_id, part in frame[frame["layer"] == layer].groupby("run_id", sort=True):
             fig.add_trace(
                 go.Scatter(
-                    x=part["step"], y=part["norm"], mode="lines", name=labels[run_id],
-                    legendgroup=str(run_id), showlegend=col == 1,
+                    x=part["step"],
+                    y=part["norm"],
+                    mode="lines",
+                    name=labels[run_id],
+                    legendgroup=str(run_id),
+                    showlegend=col == 1,
                     line={"color": colors[run_id], "width": 1.5},
                 ),
-                row=1, col=col,
-            )  # fmt: skip
+                row=1,
+                col=col,
+            )
     fig.update_yaxes(type="log")
     fig.update_yaxes(title_text="gradient L2 norm", row=1, col=1)
     fig.update_xaxes(title_text="step")
@@ -187,19 +201,27 @@ def mode_gap_figure(
     frame = pd.DataFrame(list(rows), columns=["run_id", "epoch", "inference", "batch_stats"])
     fig = go.Figure()
     for run_id, part in frame.groupby("run_id", sort=True):
-        for column, dash, mode in (("inference", "solid", "inference"),
-                                   ("batch_stats", "dash", "batch statistics")):  # fmt: skip
+        for column, dash, mode in (
+            ("inference", "solid", "inference"),
+            ("batch_stats", "dash", "batch statistics"),
+        ):
             fig.add_trace(
                 go.Scatter(
-                    x=part["epoch"], y=part[column], mode="lines+markers",
-                    name=f"{labels[run_id]} · {mode}", legendgroup=str(run_id),
+                    x=part["epoch"],
+                    y=part[column],
+                    mode="lines+markers",
+                    name=f"{labels[run_id]} · {mode}",
+                    legendgroup=str(run_id),
                     line={"color": colors[run_id], "dash": dash},
                 )
-            )  # fmt: skip
+            )
     fig.update_layout(
-        title="Validation accuracy: inference vs batch statistics", xaxis_title="epoch",
-        yaxis_title="validation accuracy", height=height, **_LAYOUT,
-    )  # fmt: skip
+        title="Validation accuracy: inference vs batch statistics",
+        xaxis_title="epoch",
+        yaxis_title="validation accuracy",
+        height=height,
+        **_LAYOUT,
+    )
     fig.update_layout(legend=_LEGEND_BELOW)
     fig.update_xaxes(dtick=1)
     return fig
@@ -245,12 +267,18 @@ def report_figures(store, runs: Sequence[RunRecord]) -> list[tuple[str, go.Figur
                 title = f"{site} {what}: 15th/50th/85th percentiles of the activation's input"
                 fig = percentile_figure(frame, group, site, "layer", title=title, colors=colors)
                 figures.append((title, fig))
-    figures.append(("Probe accuracy against steps", accuracy_figure(
-        accuracy_frame(rows), labels, colors)))  # fmt: skip
-    figures.append(("Gradient norms per layer", grad_norm_figure(
-        store.grad_norm_rows(ids), labels, colors)))  # fmt: skip
+    figures.append(
+        ("Probe accuracy against steps", accuracy_figure(accuracy_frame(rows), labels, colors))
+    )
+    figures.append(
+        ("Gradient norms per layer", grad_norm_figure(store.grad_norm_rows(ids), labels, colors))
+    )
     gap = store.mode_gap_rows(ids)
     if gap:
-        figures.append(("Validation accuracy: inference vs batch statistics",
-                        mode_gap_figure(gap, labels, colors)))  # fmt: skip
+        figures.append(
+            (
+                "Validation accuracy: inference vs batch statistics",
+                mode_gap_figure(gap, labels, colors),
+            )
+        )
     return figures

@@ -1,7 +1,8 @@
-"""Comparing runs: curves over seeds (mean, std), their figures and the per-variant summary.
+"""Comparing runs: curves over seeds (mean, std), arms of a sweep, and the per-variant summary
+(test accuracy with its CI and Welch p-value, steps to the baseline's best, speed-up).
 
-Plain data in (result dicts from ``RunStore.result_dicts``), DataFrames and plotly figures
-out; no Streamlit, no TensorFlow. The Compare page is a thin script over these functions.
+Plain data in (result dicts from ``RunStore.result_dicts``), DataFrames out; no Streamlit, no
+TensorFlow, no figures (those are ``bn_core.views.comparison``).
 """
 
 from __future__ import annotations
@@ -13,22 +14,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 
-from bn_core.charts import METRIC_TITLES
+from bn_core.analysis.stats import compare_variants
+from bn_core.analysis.summary import BASELINE, curves_frame, first_epoch_reaching, summary_table
 from bn_core.config import TrainConfig
 from bn_core.results import HISTORY_KEYS
-from bn_core.stats import compare_variants
-from bn_core.summary import BASELINE, curves_frame, first_epoch_reaching, summary_table
 from bn_core.variants import VARIANT_NAMES
 
 COMPARE_METRICS: tuple[str, ...] = ("val_accuracy", "val_loss", "accuracy", "loss")
 # Keys that differ between runs by design; config_differences reports the others.
 BY_DESIGN: tuple[str, ...] = ("variant", "seed")
 ARM_SEP = " · "  # "lenet · learning_rate=0.005": a variant with settings that vary within it
-SMALL_MULTIPLES_PER_ROW = 5  # the original study's five variants fit one row
 
 
 def store_results(store: Any, runs: Sequence[Any]) -> list[dict[str, Any]]:
@@ -114,79 +110,6 @@ def _variant_key(order: dict[str, int]):
     return lambda col: col.map(order) if col.name == "variant" else col
 
 
-def variant_color(variant: str, alpha: float | None = None) -> str:
-    """A fixed colour per variant (same in every chart; an arm has its variant's colour); with
-    alpha, an rgba() string."""
-    variant = variant.split(ARM_SEP)[0]
-    names = list(VARIANT_NAMES)
-    index = names.index(variant) if variant in names else len(names) + sum(map(ord, variant))
-    color = qualitative.Plotly[index % len(qualitative.Plotly)]
-    if alpha is None:
-        return color
-    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
-
-
-def band_figure(
-    grouped: pd.DataFrame,
-    metric: str,
-    *,
-    curves: pd.DataFrame | None = None,
-    height: int = 380,
-) -> go.Figure:
-    """One line per variant of ``metric`` against epoch; where a variant has several seeds, the
-    line is their mean with a ±1 std band. Legend and title state the number of seeds. With
-    ``curves`` (``run_curves``' frame), each seed's own curve is overlaid as a thin line."""
-    fig = go.Figure()
-    rows = grouped[grouped["metric"] == metric]
-    counts, dashes = [], _arm_dashes(rows["variant"])
-    for variant, g in rows.groupby("variant", sort=False):
-        g = g.sort_values("epoch")
-        n = int(g["n"].max())
-        counts.append(n)
-        name = f"{variant} (mean ± std, {n} seeds)" if n > 1 else f"{variant} (1 seed)"
-        common = {"legendgroup": str(variant), "showlegend": False}
-        if n > 1:
-            std = g["std"].fillna(0.0)
-            band = {"x": g["epoch"], "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
-            fig.add_trace(go.Scatter(y=g["mean"] - std, name=f"{variant} -1 std", **band, **common))
-            fig.add_trace(
-                go.Scatter(
-                    y=g["mean"] + std, name=f"{variant} +1 std", fill="tonexty",
-                    fillcolor=variant_color(str(variant), 0.2), **band, **common,
-                )
-            )  # fmt: skip
-        if curves is not None and n > 1:
-            _seed_lines(fig, curves[curves["variant"] == variant], metric, str(variant), common)
-        fig.add_trace(
-            go.Scatter(
-                x=g["epoch"], y=g["mean"], mode="lines+markers", name=name,
-                legendgroup=str(variant),
-                line={"color": variant_color(str(variant)), "dash": dashes[variant]},
-                customdata=list(zip(g["std"].fillna(0.0), g["n"], strict=True)),
-                hovertemplate="epoch %{x}: %{y:.4f} ± %{customdata[0]:.4f} (n=%{customdata[1]})",
-            )
-        )  # fmt: skip
-    title = METRIC_TITLES.get(metric, metric)
-    fig.update_layout(
-        title=f"{title} ({seeds_text(counts)})", xaxis_title="epoch", yaxis_title=title,
-        template="plotly_white", height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-        showlegend=True, legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0},
-    )  # fmt: skip
-    _whole_epochs(fig, rows["epoch"])
-    return fig
-
-
-def _arm_dashes(labels: Iterable[str]) -> dict[str, str]:
-    """A line style per arm: the arms of one variant share its colour, so they differ in dash."""
-    seen: dict[str, int] = {}
-    out = {}
-    for label in dict.fromkeys(labels):
-        i = seen[label.split(ARM_SEP)[0]] = seen.get(label.split(ARM_SEP)[0], -1) + 1
-        out[label] = ("solid", "dash", "dot", "dashdot", "longdash")[i % 5]
-    return out
-
-
 def seeds_text(counts: Sequence[int]) -> str:
     """'3 seeds per variant', '1–3 seeds per variant' or 'no runs'."""
     if not counts:
@@ -194,77 +117,6 @@ def seeds_text(counts: Sequence[int]) -> str:
     low, high = min(counts), max(counts)
     many = "s" * (high != 1)
     return f"{low} seed{many} per variant" if low == high else f"{low}–{high} seeds per variant"
-
-
-def _seed_lines(fig: go.Figure, runs: pd.DataFrame, metric: str, variant: str, common) -> None:
-    """Each run's curve as a thin line in its variant's colour."""
-    for run_id, run in runs.groupby("run_id", sort=False):
-        fig.add_trace(
-            go.Scatter(
-                x=run["epoch"], y=run[metric], mode="lines",
-                name=f"{variant} #{run_id} seed {run['seed'].iloc[0]}",
-                line={"width": 1, "color": variant_color(variant, 0.6)}, **common,
-            )
-        )  # fmt: skip
-
-
-def _whole_epochs(fig: go.Figure, epochs: pd.Series) -> None:
-    """Epoch-axis ticks on whole epochs when there are few of them (no '1.5')."""
-    if len(epochs) and epochs.max() <= 15:
-        fig.update_xaxes(tick0=1, dtick=1)
-
-
-def small_multiples(curves: pd.DataFrame, metric: str = "val_accuracy") -> go.Figure:
-    """One panel per variant (up to five a row, shared y axis): each seed's ``metric`` as a
-    thin line and, with several seeds, their mean in bold."""
-    variants = list(dict.fromkeys(curves["variant"]))
-    counts = [curves.loc[curves["variant"] == v, "run_id"].nunique() for v in variants]
-    titles = [
-        f"{v.replace(ARM_SEP, '<br>')} ({n} seed{'s' * (n != 1)})"
-        for v, n in zip(variants, counts, strict=True)
-    ]
-    cols = min(max(len(variants), 1), SMALL_MULTIPLES_PER_ROW)
-    n_rows = -(-max(len(variants), 1) // cols)
-    fig = make_subplots(
-        rows=n_rows, cols=cols, shared_yaxes=True, subplot_titles=titles,
-        horizontal_spacing=0.02 if cols > 3 else 0.05, vertical_spacing=0.32 / n_rows,
-    )  # fmt: skip
-    for i, variant in enumerate(variants):
-        row, col = divmod(i, cols)
-        row, col = row + 1, col + 1
-        rows = curves[curves["variant"] == variant]
-        seeds = list(dict.fromkeys(rows["run_id"]))
-        for run_id in seeds:
-            run = rows[rows["run_id"] == run_id]
-            fig.add_trace(
-                go.Scatter(
-                    x=run["epoch"], y=run[metric], mode="lines", showlegend=False,
-                    name=f"#{run_id} seed {run['seed'].iloc[0]}",
-                    line={"width": 1, "color": variant_color(variant, 0.55)},
-                ),
-                row=row, col=col,
-            )  # fmt: skip
-        if len(seeds) > 1:
-            mean = rows.groupby("epoch")[metric].mean()
-            fig.add_trace(
-                go.Scatter(
-                    x=mean.index, y=mean.values, mode="lines", showlegend=False,
-                    name=f"{variant} mean", line={"width": 3, "color": variant_color(variant)},
-                ),
-                row=row, col=col,
-            )  # fmt: skip
-        if i + cols >= len(variants):  # nothing below this panel
-            fig.update_xaxes(title_text="epoch", row=row, col=col)
-    for row in range(1, n_rows + 1):
-        fig.update_yaxes(title_text=METRIC_TITLES.get(metric, metric), row=row, col=1)
-    _whole_epochs(fig, curves["epoch"])
-    fig.update_layout(
-        title=f"{METRIC_TITLES.get(metric, metric)} per variant (thin: one seed each; "
-        f"{seeds_text(counts)})",
-        template="plotly_white", height=330 * n_rows,
-        margin={"l": 10, "r": 10, "t": 90 if ARM_SEP in "".join(variants) else 70, "b": 10},
-    )  # fmt: skip
-    return fig
 
 
 def config_differences(
@@ -279,12 +131,25 @@ def config_differences(
 
 
 SUMMARY_COLUMNS = (
-    "variant", "runs", "seeds", "completed",
-    "n", "test_accuracy_mean", "test_accuracy_std", "test_accuracy_ci95_low",
-    "test_accuracy_ci95_high", "diff_vs_baseline", "p_value",
-    "best_val_accuracy", "epoch_reaching_baseline_best", "steps_to_baseline_best", "speedup",
-    "mean_epoch_seconds", "images_per_second", "config",
-)  # fmt: skip
+    "variant",
+    "runs",
+    "seeds",
+    "completed",
+    "n",
+    "test_accuracy_mean",
+    "test_accuracy_std",
+    "test_accuracy_ci95_low",
+    "test_accuracy_ci95_high",
+    "diff_vs_baseline",
+    "p_value",
+    "best_val_accuracy",
+    "epoch_reaching_baseline_best",
+    "steps_to_baseline_best",
+    "speedup",
+    "mean_epoch_seconds",
+    "images_per_second",
+    "config",
+)
 SPEEDUP_NOTE = (
     f"Steps to {BASELINE}'s best: epoch-level resolution, from the mean validation curve over "
     "seeds: the first epoch whose mean validation accuracy reaches the best of plain "
@@ -303,7 +168,7 @@ def variant_summary(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
     runs, seeds, completed runs; n, mean, sample std and 95% CI of the test accuracy and, against
     plain lenet with the same settings, the difference of means and Welch's p-value
-    (``bn_core.stats.compare_variants``); best validation accuracy (mean over runs of each
+    (``bn_core.analysis.stats.compare_variants``); best validation accuracy (mean over runs of each
     run's best); on the MEAN validation curve over seeds, the first epoch reaching the best of
     lenet's mean curve, the steps that takes (epoch x steps_per_epoch, when every run of the
     variant reports the same one) and the speed-up = lenet's steps to its own best / those
@@ -392,37 +257,3 @@ def format_value(value: Any) -> str:
 def _mean(values: Iterable[Any]) -> float | None:
     kept = [float(v) for v in values if v is not None and not pd.isna(v)]
     return statistics.fmean(kept) if kept else None
-
-
-def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
-    """``variant_summary`` for reading: 'mean ± std', '[low, high]', signed differences,
-    'x14.0' speed-ups, rounded numbers, '–' where a value is undefined."""
-
-    def fmt(value: Any, spec: str) -> str:
-        return "–" if value is None or pd.isna(value) else format(value, spec)
-
-    out = pd.DataFrame({"variant": summary["variant"], "runs": summary["runs"]})
-    out["seeds"] = summary["seeds"]
-    out["n"] = summary["n"]
-    out["test accuracy"] = [
-        fmt(m, ".4f") + ("" if s is None or pd.isna(s) else f" ± {s:.4f}")
-        for m, s in zip(summary["test_accuracy_mean"], summary["test_accuracy_std"], strict=True)
-    ]
-    out["95% CI"] = [
-        "–" if lo is None or pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]"
-        for lo, hi in zip(
-            summary["test_accuracy_ci95_low"], summary["test_accuracy_ci95_high"], strict=True
-        )
-    ]
-    out[f"Δ vs {BASELINE}"] = [fmt(v, "+.4f") for v in summary["diff_vs_baseline"]]
-    out["p (Welch)"] = [fmt(v, ".3g") for v in summary["p_value"]]
-    out["best val accuracy"] = [fmt(v, ".4f") for v in summary["best_val_accuracy"]]
-    out[f"epoch reaching {BASELINE}'s best"] = [
-        fmt(v, ".0f") for v in summary["epoch_reaching_baseline_best"]
-    ]
-    out[f"steps to {BASELINE}'s best"] = [fmt(v, ",.0f") for v in summary["steps_to_baseline_best"]]
-    out["speed-up"] = ["–" if v is None or pd.isna(v) else f"×{v:.2f}" for v in summary["speedup"]]
-    out["s / epoch"] = [fmt(v, ".1f") for v in summary["mean_epoch_seconds"]]
-    out["images/s"] = [fmt(v, ",.0f") for v in summary["images_per_second"]]
-    out["config differences"] = summary["config"]
-    return out

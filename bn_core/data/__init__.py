@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-DATASETS = ("mnist", "fashion_mnist")
+from bn_core.constants import DATASETS
+
 # Debian's dataset-fashion-mnist package; MNIST has no distro package.
 SYSTEM_DIRS: dict[str, str] = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
 

@@ -2,7 +2,7 @@
 
 The interface is backend-neutral: ``submit`` (configs -> queued runs in the store),
 ``cancel``, ``status``, and metrics flow into the store from wherever a run executes.
-``LocalProcessBackend`` runs each job as ``python -m bn_core.worker RUN_ID`` in its own
+``LocalProcessBackend`` runs each job as ``python -m bn_core.runs.worker RUN_ID`` in its own
 process session; a distributed backend (Ray, say) implements the same four methods.
 
 Cancellation escalates: the run's cancel flag (the worker polls it and stops cleanly), then
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bn_core.config import TrainConfig
-from bn_core.store import RunRecord, RunStore
+from bn_core.runs.store import RunRecord, RunStore
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ class LocalProcessBackend:
         }
         with open(logs / f"run-{run_id}.log", "ab") as log:
             child = subprocess.Popen(
-                [sys.executable, "-m", "bn_core.worker", str(run_id)],
+                [sys.executable, "-m", "bn_core.runs.worker", str(run_id)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -164,9 +164,12 @@ class JobRunner:
                     pid = self.backend.start(run_id, self.store)
                 except OSError as exc:
                     self.store.transition(
-                        run_id, ("starting",), "failed", error=f"could not start worker: {exc}",
+                        run_id,
+                        ("starting",),
+                        "failed",
+                        error=f"could not start worker: {exc}",
                         finished_at=time.time(),
-                    )  # fmt: skip
+                    )
                     continue
                 self.store.update(run_id, pid=pid)
 
@@ -182,10 +185,12 @@ class JobRunner:
                     self.backend.kill(run.pid)  # hung: make sure it cannot write later
                 reason = "worker process exited" if gone else "worker stopped sending heartbeats"
                 self.store.transition(
-                    run.id, ("starting", "running"),
+                    run.id,
+                    ("starting", "running"),
                     "cancelled" if latest.cancel_requested else "interrupted",
-                    error=f"{reason}; metrics up to then are kept", finished_at=now,
-                )  # fmt: skip
+                    error=f"{reason}; metrics up to then are kept",
+                    finished_at=now,
+                )
             return
         if run.cancel_requested and run.pid is not None:
             since = self._cancel_since.setdefault(run.id, now)
@@ -234,10 +239,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _is_worker(pid: int) -> bool:
-    """Whether ``pid``'s command line is ``... -m bn_core.worker ...`` (True without /proc)."""
+    """Whether ``pid``'s command line is ``... -m bn_core.runs.worker ...`` (True without /proc)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"bn_core.worker" in fh.read().split(b"\0")
+            return b"bn_core.runs.worker" in fh.read().split(b"\0")
     except FileNotFoundError:
         return not os.path.isdir("/proc")  # no such process, unless there is no /proc at all
     except OSError:

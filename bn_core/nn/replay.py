@@ -8,7 +8,7 @@ B_1..B_W of one feature (means mu_j, biased variances sigma2_j, sizes m_j):
     E[x]   = 1/W * sum_j mu_j
     Var[x] = 1/W * sum_j m_j / (m_j - 1) * sigma2_j
 
-which is what ``bn_core.layers.BatchNorm`` computes over its own window (``window_size``).
+which is what ``bn_core.nn.batchnorm.BatchNorm`` computes over its own window (``window_size``).
 Keras' ``BatchNormalization`` keeps instead an exponential moving average of the *biased*
 batch moments, started at mean 0 / variance 1 and updated after every training batch:
 
@@ -30,25 +30,19 @@ last steps_per_epoch steps, across two epochs; fewer if cancelled within its fir
   ``ema_start_weight`` (0.99**796 = 3e-4 for 796 batches: negligible; for a tiny run of
   k ~ 10 batches the start dominates, as it would in Keras after k steps).
 
-Command line: ``python -m bn_core.replay RUN_ID`` replays a finished run of the store at
-``$BN_LAB_HOME`` and writes ``replays/run-ID.json`` (format in ``bn_core.replay_view``).
-TensorFlow is imported only once a replay really runs, so the error paths answer at once.
+A stored run is replayed by ``bn_core.runs.replay_job`` (``python -m bn_core replay RUN_ID``),
+which writes ``replays/run-ID.json`` (format in ``bn_core.runs.replays``).
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from bn_core import data
-from bn_core import replay_view as rv
-from bn_core.replay_view import DEFAULT_WINDOWS, EMA, EMA_MOMENTUM, EPOCH
-from bn_core.store import RunStore
+from bn_core.constants import DEFAULT_WINDOWS, EMA, EMA_MOMENTUM, EPOCH
 
 EVAL_BATCH_SIZE = 1000  # inference is batch-independent: any batch size gives the same outputs
 
@@ -109,7 +103,9 @@ def history_layers(model) -> list:
     """Our BatchNorm layers of ``model`` that recorded batches, in model order.
 
     Raises ReplayError when there are none (no BN, Keras' BN only, or no history kept)."""
-    from bn_core.layers import BatchNorm  # TensorFlow loads here, only when a model is at hand
+    from bn_core.nn.batchnorm import (
+        BatchNorm,  # TensorFlow loads here, only when a model is at hand
+    )
 
     ours = [layer for layer in model.layers if isinstance(layer, BatchNorm)]
     if not ours:
@@ -201,8 +197,13 @@ def _choices(
 
 
 def _row(choice: str, kind: str, requested: int | None, window: int, clipped: bool) -> dict:
-    return {"choice": choice, "kind": kind, "requested": requested, "window": window,
-            "clipped": bool(clipped)}  # fmt: skip
+    return {
+        "choice": choice,
+        "kind": kind,
+        "requested": requested,
+        "window": window,
+        "clipped": bool(clipped),
+    }
 
 
 def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = EVAL_BATCH_SIZE):
@@ -215,78 +216,3 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, batch_size: int = EVAL_BATCH_S
     if not (math.isfinite(loss) and np.isfinite(logits).all()):
         return None, None
     return accuracy, loss
-
-
-# ----------------------------------------------------------------------------- a stored run
-
-
-def replay_run(run_id: int, store: RunStore, windows: Sequence[int | str] = DEFAULT_WINDOWS):
-    """Replay run ``run_id`` of ``store`` and write its replay file; returns the file's path.
-
-    The run's own ``window_size`` is always among the windows, so the file shows the
-    trained model's own choice (and the replay reproduces its test accuracy there).
-    """
-    started = time.perf_counter()
-    run = store.get(run_id)
-    if run is None:
-        raise ReplayError(f"run {run_id} does not exist in the store at {store.home}")
-    model_path = store.model_path(run_id)
-    problem = rv.replay_problem(run, model_path.is_file())
-    if problem:
-        raise ReplayError(problem)
-
-    import keras  # TensorFlow loads here: the checks above answer without it
-
-    from bn_core.layers import BatchNorm  # noqa: F401 - registers the layer for load_model
-
-    config = run.config
-    model = keras.saving.load_model(model_path, compile=False)
-    try:
-        layer = history_layers(model)[0]
-    except ReplayError as exc:
-        raise ReplayError(f"run #{run_id}: {exc}") from None
-    k = len(layer.recorded_batches()[0])
-    # The official test set is the same whatever the split: convert only it (and 1 train row).
-    test = data.prepare(data.load_raw(config.dataset, config.data_dir), val_size=0, train_limit=1)
-    ints = [w for w in windows if w != EPOCH]
-    asked = [*sorted({*ints, config.window_size}), *([EPOCH] if EPOCH in windows else [])]
-    rows = replay(model, test.x_test, test.y_test, asked)
-    payload = {
-        "run_id": run.id,
-        "variant": run.variant,
-        "dataset": config.dataset,
-        "trained_window": config.window_size,
-        "trained_test_accuracy": run.test_accuracy,
-        "recorded_batches": k,
-        "epoch_batches": layer.history_size,
-        "ema_momentum": EMA_MOMENTUM,
-        "ema_start_weight": EMA_MOMENTUM**k,
-        "windows": rows,
-        "created": time.time(),
-        "seconds": time.perf_counter() - started,
-    }
-    path = rv.replay_path(store.home, run.id)
-    rv.write_replay(path, payload)
-    return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not args[0].isdecimal():
-        print("usage: python -m bn_core.replay RUN_ID", file=sys.stderr)
-        return 2
-    run_id = int(args[0])
-    try:
-        path = replay_run(run_id, RunStore())
-    except Exception as exc:  # noqa: BLE001 - any failure is one line for the page or a shell
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        if not isinstance(exc, (ReplayError, data.DatasetError)):
-            detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        print(f"replay: {detail}", file=sys.stderr)
-        return 1
-    print(f"run {run_id}: replay written to {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -47,7 +47,7 @@ class BatchNorm(keras.layers.Layer):
 
     For studies the layer can also keep a longer *history* of the last ``history_size``
     batches' (mu_B, sigma2_B, m) (never used by inference itself), from which
-    ``bn_core.replay`` re-estimates the population statistics for other window sizes after
+    ``bn_core.nn.replay`` re-estimates the population statistics for other window sizes after
     training. Setting ``record = False`` (read when a function is traced) normalises with batch
     statistics without recording them, to measure training-mode outputs without side effects.
 
@@ -174,7 +174,7 @@ class BatchNorm(keras.layers.Layer):
 
     def set_population(self, mean, variance) -> None:
         """Make inference use exactly E[x] = ``mean`` and Var[x] = ``variance`` (already
-        unbiased), e.g. statistics re-estimated by ``bn_core.replay``: every window slot gets
+        unbiased), e.g. statistics re-estimated by ``bn_core.nn.replay``: every window slot gets
         them with m = 0, which the m/(m-1) correction leaves as they are."""
         shape = (self.window_size, self.mean_window.shape[-1])
         self.mean_window.assign(

@@ -20,11 +20,18 @@ from typing import Any
 import pandas as pd
 from scipy import stats as sp_stats
 
-from bn_core.summary import BASELINE
+from bn_core.analysis.summary import BASELINE
 
 STATS_COLUMNS = (
-    "variant", "n", "mean", "std", "ci95_low", "ci95_high", "diff_vs_baseline", "p_value",
-)  # fmt: skip
+    "variant",
+    "n",
+    "mean",
+    "std",
+    "ci95_low",
+    "ci95_high",
+    "diff_vs_baseline",
+    "p_value",
+)
 
 
 def describe(values: Sequence[float]) -> dict[str, float | int | None]:

@@ -10,7 +10,7 @@ Run statuses: ``queued`` -> ``starting`` -> ``running`` -> one of ``completed``,
 vanished: killed, crashed, or the machine restarted). Metrics recorded before the end are
 always kept.
 
-Runs trained with probes (``probe_every`` > 0, see ``bn_core.probes``) also fill
+Runs trained with probes (``probe_every`` > 0, see ``bn_core.nn.probes``) also fill
 ``probe_steps`` (step, probe-batch accuracy), ``probe_percentiles`` (15/50/85th percentiles
 per site, of the whole layer and of one unit), ``grad_norms`` (per linear layer) and
 ``mode_gap`` (per epoch); like every metric table they go when their run is deleted.
@@ -36,9 +36,16 @@ FINISHED = ("completed", "cancelled", "diverged", "failed", "interrupted")
 STATUSES = ACTIVE + FINISHED
 BATCH_FIELDS = ("step", "epoch", "batch", "epoch_progress", "loss", "accuracy", "t")
 EPOCH_FIELDS = (
-    "epoch", "step", "loss", "accuracy", "val_loss", "val_accuracy", "seconds",
-    "images_per_second", "t",
-)  # fmt: skip
+    "epoch",
+    "step",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "images_per_second",
+    "t",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -74,7 +81,7 @@ CREATE TABLE IF NOT EXISTS epoch_metrics (
     PRIMARY KEY (run_id, epoch)
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
--- Probes (bn_core.probes, only for runs with probe_every > 0). Added later than the tables
+-- Probes (bn_core.nn.probes, only for runs with probe_every > 0). Added later than the tables
 -- above: CREATE ... IF NOT EXISTS upgrades an existing store in place.
 CREATE TABLE IF NOT EXISTS probe_steps (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -291,7 +298,7 @@ class RunStore:
             deleted = cur.rowcount == 1
         if deleted:
             self.model_path(run_id).unlink(missing_ok=True)
-            # bn_core.replay_view.replay_path (not imported: replay_view imports this module)
+            # bn_core.views.replay.replay_path (not imported: replay_view imports this module)
             (self.home / "replays" / f"run-{int(run_id)}.json").unlink(missing_ok=True)
         return deleted
 
@@ -322,7 +329,7 @@ class RunStore:
             db.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", (row["t"], run_id))
 
     def add_probe(self, run_id: int, event: dict[str, Any]) -> None:
-        """A ``probe`` event (bn_core.probes): its accuracy, percentiles and gradient norms,
+        """A ``probe`` event (bn_core.nn.probes): its accuracy, percentiles and gradient norms,
         in one transaction (a reader never sees half a probe)."""
         step = event["step"]
         percentiles = [
@@ -407,7 +414,7 @@ class RunStore:
 
     def result_dicts(self, runs: list[RunRecord]) -> list[dict[str, Any]]:
         """Runs in ``TrainResult.to_dict()`` shape (plus run_id, group_id, seed), for
-        ``bn_core.summary``; one metrics query for all of them."""
+        ``bn_core.analysis.summary``; one metrics query for all of them."""
         from bn_core.results import HISTORY_KEYS
 
         per_run: dict[int, list[dict[str, Any]]] = {}

@@ -20,9 +20,11 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from bn_core import comparison as cmp
-from bn_core import study
+from bn_core.analysis import comparison as cmp
+from bn_core.analysis import study
 from bn_core.config import TrainConfig
+from bn_core.views import comparison as cv
+from bn_core.views.sweep import sweep_figure
 
 # Distribution names whose versions the report states; the first installed of each tuple.
 LIBRARIES: dict[str, tuple[str, ...]] = {
@@ -112,11 +114,11 @@ def report_figures(results: Sequence[dict[str, Any]]) -> list[go.Figure]:
     labelled = cmp.label_arms(results)
     curves = cmp.run_curves(labelled)
     grouped = cmp.group_curves(curves)
-    figures = [cmp.band_figure(grouped, m, curves=curves) for m in cmp.COMPARE_METRICS]
-    figures.append(cmp.small_multiples(curves, "val_accuracy"))
+    figures = [cv.band_figure(grouped, m, curves=curves) for m in cmp.COMPARE_METRICS]
+    figures.append(cv.small_multiples(curves, "val_accuracy"))
     table = study.sweep_table(labelled)
     if study.swept_parameters(table):
-        figures.append(study.sweep_figure(table))
+        figures.append(sweep_figure(table))
     return figures
 
 
@@ -150,7 +152,7 @@ def build_report(
         parts += ["<h3>Shared by every run</h3>", _table(shared)]
         parts += ["<h3>Per run (the settings that differ)</h3>", _table(differing)]
         summary = cmp.variant_summary(results)
-        parts += ["<h2>Summary per variant</h2>", _table(cmp.summary_display(summary))]
+        parts += ["<h2>Summary per variant</h2>", _table(cv.summary_display(summary))]
         parts.append(f"<p class='note'>{_esc(cmp.STATS_NOTE)}<br>{_esc(cmp.SPEEDUP_NOTE)}</p>")
         parts += ["<h2>Runs</h2>", _table(runs_table(results))]
         parts.append("<h2>Charts</h2>")

@@ -39,23 +39,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bn_core.data import Splits
-from bn_core.layers import BatchNorm
-from bn_core.probes_view import (
+from bn_core.constants import (
     CONV_PROBE_SIZE,
     GRAD_LAYERS,
     MODE_GAP_SIZE,
     PERCENTILES,
-    PROBE_EVERY_DEFAULT,
     PROBE_SIZE,
 )
+from bn_core.data import Splits
+from bn_core.nn.batchnorm import BatchNorm
 from bn_core.results import finite
 from bn_core.variants import SITES
-
-__all__ = [  # the constants live in the TF-free probes_view; importable from here too
-    "CONV_PROBE_SIZE", "GRAD_LAYERS", "MODE_GAP_SIZE", "PERCENTILES", "PROBE_EVERY_DEFAULT",
-    "PROBE_SIZE", "Probe", "ProbeCallback", "percentiles", "probe_data",
-]  # fmt: skip
 
 
 def probe_data(splits: Splits) -> tuple[np.ndarray, np.ndarray]:

@@ -27,11 +27,11 @@ tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns a
 
 from bn_core import data as data_lib
 from bn_core.config import TrainConfig
-from bn_core.models import build_model
-from bn_core.probes import ProbeCallback
+from bn_core.nn.model import build_model
+from bn_core.nn.probes import ProbeCallback
 from bn_core.results import HISTORY_KEYS, TrainResult, finite
 
-# "probe" and "mode_gap" come only when config.probe_every > 0 (see bn_core.probes).
+# "probe" and "mode_gap" come only when config.probe_every > 0 (see bn_core.nn.probes).
 EVENT_TYPES = ("start", "batch", "epoch", "probe", "mode_gap", "end")
 # A cross-entropy over 10 classes starts near ln(10) = 2.3; a running mean above this means
 # the logits have exploded (e.g. SGD with a huge learning rate) even when no NaN appeared yet.
@@ -75,7 +75,7 @@ def train(
 
     ``on_event`` receives ``start``, ``batch`` (every ``steps_per_execution`` steps: running
     epoch means of loss and accuracy, as Keras reports them), ``epoch`` and ``end`` events;
-    with ``config.probe_every`` > 0 also ``probe`` and ``mode_gap`` (``bn_core.probes``).
+    with ``config.probe_every`` > 0 also ``probe`` and ``mode_gap`` (``bn_core.nn.probes``).
     ``should_stop`` is polled with each batch event and after each epoch; when it returns
     True the run ends as ``cancelled``, keeping the completed epochs. ``splits`` lets a caller
     reuse already-loaded data (it must come from the same dataset settings).

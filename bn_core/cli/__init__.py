@@ -1,0 +1,14 @@
+"""Command line: ``bn-lab COMMAND`` or ``python -m bn_core COMMAND``.
+
+Commands: train, compare (``cli.train``); study (``cli.study``); submit, runs (``cli.runs``);
+datasets (``cli.datasets``); replay (``cli.replay``). Flags, defaults, limits and help texts
+are generated from ``TrainConfig``. TensorFlow is imported only once a run really starts, so
+``--help`` and bad flags answer instantly.
+
+Exit codes: 0 completed; 1 dataset missing/corrupt or run failed; 2 bad flags or values;
+3 diverged; 130 cancelled (Ctrl-C: the first one stops cleanly, keeping what was measured).
+"""
+
+from bn_core.cli.main import build_parser, main
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,137 @@
+"""What every command module shares: the parser class, the TrainConfig flags, exit codes,
+output folders and Ctrl-C handling."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bn_core.config import ConfigError, TrainConfig, field_spec, format_number
+from bn_core.variants import VARIANT_NAMES, VARIANTS
+
+# The name people typed: the console script, or the module form (kept for existing scripts).
+PROG = "bn-lab" if Path(sys.argv[0]).name == "bn-lab" else "python -m bn_core"
+# A run's final status -> the process exit code (an interrupted run did not finish: 1).
+EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "cancelled": 130, "interrupted": 1}
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to every flag that has a default other than None/False."""
+
+    def _get_help_string(self, action):
+        hidden = action.default is None or action.default is False  # (0 == False: use identity)
+        if hidden or action.default == argparse.SUPPRESS or "%(default)" in action.help:
+            return action.help
+        return action.help + " (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line, without the usage block, and takes no
+    abbreviations (``compare --variant X`` must not silently mean ``--variants X``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per TrainConfig field, with its default, limits, choices and help."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in exclude:
+            continue
+        spec = field_spec(f.name)
+        help_text = spec["help"]
+        if spec["min"] is not None:
+            help_text += f"; {format_number(spec['min'])} to {format_number(spec['max'])}"
+        if f.name == "variant":
+            help_text += ". " + " ".join(f"{v.name}: {v.description}" for v in VARIANTS.values())
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=spec["type"],
+            default=spec["default"],
+            choices=spec["choices"],
+            metavar=None if spec["choices"] else f.name.upper(),
+            help=help_text.replace("%", "%%"),
+        )
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
+    """The validated TrainConfig of the parsed flags (ConfigError: exit 2)."""
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if hasattr(args, f.name)
+    }
+    config = TrainConfig(**{**values, **overrides}).validate()
+    check_data_dir(config.data_dir)
+    return config
+
+
+def check_data_dir(data_dir: str | None) -> None:
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise ConfigError(f"--data-dir {data_dir} is not a folder; pass an existing folder")
+
+
+def parse_variants(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if not names or unknown:
+        raise ConfigError(
+            f"--variants must list some of {', '.join(VARIANT_NAMES)}. Received: {text!r}"
+        )
+    return names
+
+
+def prepare_out(out: str | None) -> Path | None:
+    """Create the output folder up front, so a bad path fails before any training."""
+    if out is None:
+        return None
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {out} cannot be created ({exc.strerror}); choose another folder"
+        ) from exc
+    if not os.access(path, os.W_OK):
+        raise ConfigError(f"--out {out} is not writable; choose another folder")
+    return path
+
+
+def worst_exit(statuses: set[str]) -> int:
+    """The exit code of several runs: the most serious outcome decides."""
+    for worst in ("cancelled", "failed", "diverged"):
+        if worst in statuses:
+            return EXIT_CODES[worst]
+    return 0
+
+
+class CtrlC:
+    """A ``should_stop`` callable: the first Ctrl-C asks the run to stop cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous: Callable | int | None = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def __enter__(self) -> CtrlC:
+        def handler(signum, frame):
+            self.requested = True
+            signal.signal(signal.SIGINT, self._previous)  # a second Ctrl-C aborts at once
+
+        self._previous = signal.signal(signal.SIGINT, handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)

@@ -1,0 +1,20 @@
+"""``replay RUN_ID``: window replay of a finished run of the store at ``$BN_LAB_HOME``: BN's
+inference statistics re-estimated from its last W recorded batches, without retraining."""
+
+from __future__ import annotations
+
+
+def register(commands, formatter) -> None:
+    replay = commands.add_parser(
+        "replay",
+        help="re-estimate BN's inference statistics of a finished run (window replay)",
+        formatter_class=formatter,
+    )
+    replay.add_argument("run_id", type=int, metavar="RUN_ID", help="the run's id (see `runs`)")
+    replay.set_defaults(handler=lambda args: _replay(args.run_id))
+
+
+def _replay(run_id: int) -> int:
+    from bn_core.runs import replay_job
+
+    return replay_job.main([str(run_id)])

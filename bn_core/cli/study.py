@@ -1,0 +1,160 @@
+"""``study PRESET``: train a preset's grid (``bn_core.analysis.study.PRESETS``) in this
+process, one run after another (data loaded once per distinct split), and write report.html,
+summary.csv, curves.csv, results.json and a run store ``store/`` to ``--out``."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from bn_core import data
+from bn_core.cli.common import CtrlC, check_data_dir, prepare_out
+from bn_core.config import TrainConfig, field_spec
+from bn_core.runs import artifacts
+
+
+def register(commands, formatter) -> None:
+    from bn_core.analysis.study import PRESETS, QUICK, preset_configs
+
+    lines = []
+    for p in PRESETS.values():
+        runs, quick = len(preset_configs(p.name)), len(preset_configs(p.name, quick=True))
+        head = f"{p.name}: {p.title}, {runs} runs (quick: {quick} runs, ~{p.quick_minutes:g} min)."
+        lines.append(textwrap.fill(f"{head} {p.description}", 96, subsequent_indent="    "))
+    raw = type("StudyFormatter", (argparse.RawDescriptionHelpFormatter, formatter), {})
+    study = commands.add_parser(
+        "study",
+        help="a preset study (several variants and seeds) with an HTML report",
+        formatter_class=raw,
+        description="Train a preset's runs one after another in this process, then write\n"
+        "report.html, summary.csv, curves.csv and results.json to --out.\n\nPresets:\n"
+        + "\n".join(lines),
+        epilog="Exit codes: 0 done (diverged runs are results of a study); 1 dataset error or "
+        "a failed run; 2 bad flags; 130 cancelled (the report covers what was measured).",
+    )
+    study.add_argument(
+        "preset", choices=list(PRESETS), metavar="PRESET", help=f"one of {', '.join(PRESETS)}"
+    )
+    study.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"the quick version: {QUICK['train_limit']:,} training and {QUICK['val_size']:,} "
+        f"validation images, {QUICK['epochs']} epochs, fewer seeds (the test set stays whole)",
+    )
+    spec = field_spec("dataset")
+    study.add_argument(
+        "--dataset", default=spec["default"], choices=spec["choices"], help=spec["help"]
+    )
+    study.add_argument(
+        "--data-dir", dest="data_dir", default=None, help=field_spec("data_dir")["help"]
+    )
+    seeds = ", ".join(f"{p.name} {p.seeds} ({p.quick_seeds} quick)" for p in PRESETS.values())
+    study.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"seeds per grid point, 0..N-1 (default: the preset's: {seeds})",
+    )
+    study.add_argument("--out", required=True, help="folder for the report and CSVs")
+    study.set_defaults(handler=_study)
+
+
+def study_configs(args: argparse.Namespace) -> list[TrainConfig]:
+    """The preset's configs for the parsed flags; ConfigError (exit 2) on bad values."""
+    from bn_core.analysis.study import preset_configs
+
+    return preset_configs(
+        args.preset,
+        quick=args.quick,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        seeds=args.seeds,
+    )
+
+
+def _study(args: argparse.Namespace) -> int:
+    configs = study_configs(args)
+    check_data_dir(args.data_dir)
+    return cmd_study(args.preset, configs, prepare_out(args.out))
+
+
+def cmd_study(preset: str, configs: list[TrainConfig], out: Path) -> int:
+    """Train ``configs`` in order, then write the report and tables (also after Ctrl-C)."""
+    from bn_core.analysis import comparison as cmp
+    from bn_core.analysis.study import get_preset
+    from bn_core.cli import progress
+    from bn_core.nn.training import train
+    from bn_core.runs.store import RunStore
+    from bn_core.runs.worker import record_event
+    from bn_core.views.comparison import summary_display
+    from bn_core.views.probes import report_figures
+    from bn_core.views.report import build_report
+
+    # Every run is also recorded in a run store in the output folder: the report's probe
+    # charts come from it, and `BN_LAB_HOME=OUT/store streamlit run app.py` shows the study.
+    store = None  # created once the first data split loaded: a bad dataset leaves nothing
+    group = f"study-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    results, split_key, splits, run_ids = [], None, None, []
+    with CtrlC() as stop:
+        for i, config in enumerate(configs, start=1):
+            split = {
+                "val_size": config.val_size,
+                "train_limit": config.train_limit,
+                "seed": config.seed,
+            }
+            key = (config.dataset, config.data_dir, *split.values())
+            if key != split_key:  # configs come seed-major: each split is loaded once
+                splits = None  # free the previous split before loading the next
+                splits = data.load(config.dataset, config.data_dir, **split)
+                split_key = key
+            print(f"run {i}/{len(configs)}: {config.variant} seed {config.seed}", file=sys.stderr)
+            store = store or RunStore(out / "store")
+            run_id = store.create_run(config, group)
+            store.transition(run_id, ("queued",), "running", started_at=time.time())
+            run_ids.append(run_id)
+
+            def on_event(event, bar=None, run_id=run_id, store=store):
+                bar.on_event(event)
+                if event["type"] != "end":
+                    record_event(store, run_id, event)
+
+            with progress.Progress(config) as bar:
+                sink = functools.partial(on_event, bar=bar)
+                result = train(config, on_event=sink, should_stop=stop, splits=splits)
+            store.transition(
+                run_id,
+                ("running",),
+                result.status,
+                finished_at=time.time(),
+                error=result.error,
+                test_loss=result.test_loss,
+                test_accuracy=result.test_accuracy,
+            )
+            steps = len(splits.x_train) // config.batch_size
+            results.append(
+                {"run_id": i, "seed": config.seed, "steps_per_epoch": steps, **result.to_dict()}
+            )
+            print(progress.result_line(results[-1]), file=sys.stderr)
+            if result.status == "cancelled":
+                break
+    summary = cmp.variant_summary(results)
+    title = f"BN Lab study: {get_preset(preset).title}"
+    extra = report_figures(store, [store.get(i) for i in run_ids]) if store else []
+    report = build_report(results, title=title, preset=preset, extra_figures=extra)
+    artifacts.write_text(out / "report.html", report)
+    artifacts.write_text(out / "summary.csv", summary.to_csv(index=False))
+    curves = cmp.run_curves(cmp.label_arms(results))
+    artifacts.write_text(out / "curves.csv", curves.to_csv(index=False))
+    artifacts.write_text(out / "results.json", json.dumps(results, indent=2))
+    print(summary_display(summary).to_string(index=False))
+    print(
+        f"\nwrote report.html, summary.csv, curves.csv, results.json to {out} (run store: store/)"
+    )
+    statuses = {r["status"] for r in results}
+    return 130 if "cancelled" in statuses else 1 if "failed" in statuses else 0
