@@ -32,9 +32,13 @@ RUN pip install --no-cache-dir -r requirements.txt \
  && find /usr/local/lib -path "*/tensorflow/include" -type d -prune -exec rm -rf {} + \
  && find /usr/local/lib -name "__pycache__" -type d -prune -exec rm -rf {} +
 
-COPY bn_core ./bn_core
+# The package itself, installed like any user would (`pip install .`); its dependencies are
+# already there from requirements.txt (the same pins), so --no-deps fetches nothing new.
+COPY pyproject.toml README.md requirements.txt requirements-dev.txt /tmp/src/
+COPY bn_core /tmp/src/bn_core
+RUN pip install --no-cache-dir --no-deps /tmp/src && rm -rf /tmp/src
 COPY pages ./pages
-COPY app.py README.md ./
+COPY app.py ./
 RUN mkdir -p /data/runs /home/bnlab/.keras/datasets \
  && chown -R bnlab:bnlab /data /home/bnlab
 

@@ -41,8 +41,8 @@ import tensorflow as tf
 
 from bn_core import data
 from bn_core.config import TrainConfig
+from bn_core.constants import MODE_GAP_SIZE, PROBE_EVERY_DEFAULT, PROBE_SIZE
 from bn_core.nn import probes
-from bn_core.nn.probes import MODE_GAP_SIZE, PROBE_EVERY_DEFAULT, PROBE_SIZE
 from bn_core.nn.training import train
 from bn_core.runs.store import RunStore
 from bn_core.runs.worker import record_event

@@ -9,7 +9,7 @@ from bn_core.analysis import study
 from bn_core.config import ConfigError, TrainConfig, field_spec
 from bn_core.variants import VARIANT_NAMES
 from bn_core.views import runs as live
-from bn_core.views import train_form as form
+from bn_core.views import train_form
 from bn_core.views.sweep import sweep_figure
 from bn_core.views.train_form import seed_list
 from pages._ui import RUNS_PAGE, get_runner, get_store, png_config, use_navigation
@@ -40,7 +40,7 @@ with left:
     if kind != "learning rate":
         batch_sizes = st.multiselect(
             "Batch sizes",
-            form.batch_size_choices(),
+            train_form.batch_size_choices(),
             key="sweep-batch",
             default=list(study.BATCH_SIZES),
         )
@@ -52,17 +52,17 @@ with right:
     repeats = st.number_input(
         "Seeds per point",
         1,
-        form.MAX_REPEATS,
+        train_form.MAX_REPEATS,
         1,
         key="sweep-seeds",
         help="seeds 0, 1, ...: mean ± std over them",
     )
     quick = st.checkbox(
-        f"Quick mode ({form.QUICK_TRAIN_LIMIT:,} training images)", key="sweep-quick"
+        f"Quick mode ({train_form.QUICK_TRAIN_LIMIT:,} training images)", key="sweep-quick"
     )
 
 base = TrainConfig(
-    dataset=dataset, epochs=epochs, train_limit=form.QUICK_TRAIN_LIMIT if quick else None
+    dataset=dataset, epochs=epochs, train_limit=train_form.QUICK_TRAIN_LIMIT if quick else None
 )
 try:
     configs = study.sweep_configs(base, variants, multipliers, batch_sizes, seed_list(0, repeats))

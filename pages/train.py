@@ -10,18 +10,20 @@ import streamlit as st
 from bn_core.analysis import study
 from bn_core.config import ConfigError, field_spec
 from bn_core.variants import VARIANT_NAMES, VARIANTS
-from bn_core.views import train_form as form
+from bn_core.views import train_form
 from pages._ui import RUNS_PAGE, get_runner, use_navigation
 
 use_navigation()
-for key, value in form.train_form_state().items():
+for key, value in train_form.train_form_state().items():
     st.session_state.setdefault(key, value)
 
 
 def apply_preset() -> None:
     name = st.session_state["train-preset"]
     if name is not None:
-        st.session_state.update(form.train_form_state(name, st.session_state["train-preset-quick"]))
+        st.session_state.update(
+            train_form.train_form_state(name, st.session_state["train-preset-quick"])
+        )
 
 
 def choice(label: str, name: str, **kwargs):
@@ -73,7 +75,7 @@ left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Data and model")
     dataset = choice("Dataset", "dataset", key="train-dataset")
-    kind, message = form.dataset_status(dataset)
+    kind, message = train_form.dataset_status(dataset)
     message = f"**{dataset}**: {message}"
     if kind == "local":
         st.caption(f":material/check_circle: {message}")
@@ -97,7 +99,7 @@ with left:
         repeats = st.number_input(
             "Repeats (seeds per variant)",
             min_value=1,
-            max_value=form.MAX_REPEATS,
+            max_value=train_form.MAX_REPEATS,
             step=1,
             key="train-repeats",
             help="runs per variant, with seeds seed, seed+1, ... (for mean ± std on Compare)",
@@ -111,22 +113,22 @@ with right:
     epochs = slider("Epochs", "epochs", key="train-epochs")
     batch_size = st.select_slider(
         "Batch size",
-        form.batch_size_choices(),
+        train_form.batch_size_choices(),
         key="train-batch-size",
         help=field_spec("batch_size")["help"],
     )
     optimizer = choice("Optimizer", "optimizer", key="train-optimizer")
     learning_rate = st.select_slider(
         "Learning rate",
-        form.learning_rate_choices(),
+        train_form.learning_rate_choices(),
         key="train-learning-rate",
-        format_func=lambda v: form.format_learning_rate(v, optimizer),
+        format_func=lambda v: train_form.format_learning_rate(v, optimizer),
         help=field_spec("learning_rate")["help"],
     )
     spec = field_spec("epsilon")
     epsilon = st.select_slider(
         "BN epsilon",
-        form.epsilon_choices(),
+        train_form.epsilon_choices(),
         value=spec["default"],
         format_func="{:.0e}".format,
         key="train-epsilon",
@@ -163,7 +165,7 @@ form = {
     "train_limit": train_limit if quick else None,
     "probe_every": probe_every,
 }
-seeds = form.seed_list(int(seed), int(repeats))
+seeds = train_form.seed_list(int(seed), int(repeats))
 
 
 def queue(configs, errors=()) -> None:
@@ -187,7 +189,7 @@ st.write(
     f"({', '.join(map(str, seeds))})."
 )
 if st.button("Start", type="primary", icon=":material/play_arrow:", key="train-start"):
-    queue(*form.train_configs(form, variants, seeds))
+    queue(*train_form.train_configs(form, variants, seeds))
 if preset is not None and study.PRESETS[preset].sweeps:
     grid = study.preset_configs(preset, st.session_state["train-preset-quick"], dataset=dataset)
     st.caption(f"This preset is a sweep: the form holds one point of its grid of {len(grid)} runs.")

@@ -108,7 +108,7 @@ run_id=$(json_field id <<<"$out")
 begin "restart keeps the run store"
 docker restart "$name" >/dev/null || fail "docker restart failed"
 wait_healthy
-docker exec "$name" python -m bn_core runs --json | python3 -c '
+docker exec "$name" bn-lab runs --json | python3 -c '
 import json, sys
 rows = {r["id"]: r["status"] for r in json.load(sys.stdin)}
 sys.exit(0 if rows.get(int(sys.argv[1])) == "completed" else 1)' "$run_id" \

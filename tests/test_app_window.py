@@ -13,6 +13,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from bn_core.config import TrainConfig
+from bn_core.runs import replays
 from bn_core.runs.runner import JobRunner
 from bn_core.runs.store import RunStore
 from bn_core.views import replay as rv
@@ -81,7 +82,9 @@ def seed_store(store: RunStore) -> dict[str, int]:
         if status in ("completed", "cancelled"):
             store.model_path(ids[name]).parent.mkdir(exist_ok=True)
             store.model_path(ids[name]).write_bytes(b"model")  # the page only checks it exists
-    rv.write_replay(rv.replay_path(store.home, ids["replayed"]), make_payload(ids["replayed"]))
+    replays.write_replay(
+        replays.replay_path(store.home, ids["replayed"]), make_payload(ids["replayed"])
+    )
     return ids
 
 
@@ -113,7 +116,7 @@ def launches(monkeypatch):
         calls.append((run_id, Path(home)))
         return FakeProcess()
 
-    monkeypatch.setattr(rv, "start_replay", start)
+    monkeypatch.setattr(replays, "start_replay", start)
     return calls
 
 
@@ -166,7 +169,9 @@ def test_replay_button_starts_the_subprocess_and_polls_for_its_file(store, launc
     assert not at.button  # no second start while one is pending
     at.run()
     assert len(launches) == 1 and any("Replaying" in i.value for i in at.info)
-    rv.write_replay(rv.replay_path(store.home, ids["fresh"]), make_payload(ids["fresh"], 10))
+    replays.write_replay(
+        replays.replay_path(store.home, ids["fresh"]), make_payload(ids["fresh"], 10)
+    )
     at.run()
     assert not at.exception and not any("Replaying" in i.value for i in at.info)
     stars = [t for t in chart_traces(at) if t["name"].endswith("trained window")]
@@ -178,12 +183,12 @@ def test_a_failed_replay_shows_its_log_line_and_can_be_retried(store, monkeypatc
     ids = seed_store(store)
 
     def start(run_id, home):
-        log = rv.replay_log_path(home, run_id)
+        log = replays.replay_log_path(home, run_id)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("some warning\nreplay: mnist not found: tried ...\n")
         return FakeProcess(code=1)
 
-    monkeypatch.setattr(rv, "start_replay", start)
+    monkeypatch.setattr(replays, "start_replay", start)
     at = open_page()
     at.button(key=f"window-replay-{ids['fresh']}").click().run()
     at.run()  # the next poll sees the process gone without a file
@@ -196,7 +201,7 @@ def test_a_failed_replay_shows_its_log_line_and_can_be_retried(store, monkeypatc
 
 def test_unreplayable_and_corrupt_runs_get_clear_messages(store, launches):
     ids = seed_store(store)
-    rv.replay_path(store.home, ids["replayed"]).write_text("{not json")
+    replays.replay_path(store.home, ids["replayed"]).write_text("{not json")
     at = open_page()
     at.multiselect(key="window-runs").set_value([ids["replayed"], ids["keras"], ids["plain"]])
     at.run()
@@ -241,25 +246,25 @@ def test_the_page_never_imports_tensorflow(tmp_path):
 
 def test_start_replay_runs_the_module_and_logs_its_one_line_error(tmp_path):
     RunStore(tmp_path / "home")
-    process = rv.start_replay(42, tmp_path / "home")
+    process = replays.start_replay(42, tmp_path / "home")
     assert process.wait(timeout=60) == 1
-    line = rv.last_log_line(rv.replay_log_path(tmp_path / "home", 42))
+    line = replays.last_log_line(replays.replay_log_path(tmp_path / "home", 42))
     assert line.startswith("replay: run 42 does not exist in the store at "), line
-    assert rv.last_log_line(tmp_path / "missing.log").startswith("the replay process ended")
+    assert replays.last_log_line(tmp_path / "missing.log").startswith("the replay process ended")
 
 
 def test_write_then_load_round_trips_and_refuses_non_finite_numbers(tmp_path):
-    path = rv.replay_path(tmp_path, 3)
+    path = replays.replay_path(tmp_path, 3)
     assert path == tmp_path / "replays" / "run-3.json"
-    assert rv.load_replay(path, 3) is None
+    assert replays.load_replay(path, 3) is None
     payload = make_payload(3)
-    rv.write_replay(path, payload)
-    assert rv.load_replay(path, 3) == payload
+    replays.write_replay(path, payload)
+    assert replays.load_replay(path, 3) == payload
     bad = make_payload(3)
     bad["windows"][0]["test_loss"] = float("nan")
     with pytest.raises(ValueError):
-        rv.write_replay(path, bad)
-    assert rv.load_replay(path, 3)["windows"][0]["test_loss"] == 0.5  # the old file is intact
+        replays.write_replay(path, bad)
+    assert replays.load_replay(path, 3)["windows"][0]["test_loss"] == 0.5  # the old file is intact
     assert [p.name for p in path.parent.iterdir()] == ["run-3.json"]
 
 
@@ -280,12 +285,12 @@ def test_write_then_load_round_trips_and_refuses_non_finite_numbers(tmp_path):
     ],
 )
 def test_load_replay_names_what_is_wrong(tmp_path, mutate, reason):
-    path = rv.replay_path(tmp_path, 3)
+    path = replays.replay_path(tmp_path, 3)
     path.parent.mkdir()
     text = mutate(make_payload(3))
     path.write_bytes(text.encode("latin-1") if text.startswith("\x80") else text.encode())
-    with pytest.raises(rv.ReplayFileError, match="run-3.json") as info:
-        rv.load_replay(path, 3)
+    with pytest.raises(replays.ReplayFileError, match="run-3.json") as info:
+        replays.load_replay(path, 3)
     assert reason in str(info.value) and len(str(info.value).splitlines()) == 1
 
 

@@ -84,7 +84,7 @@ def isolated(tmp_path, monkeypatch):
     def offline(dataset):
         raise RuntimeError("offline (test)")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(data.download, "fetch", offline)
     return home
 
 

@@ -84,7 +84,7 @@ def test_datasets_reports_local_folders(tmp_path, npz_dir, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("BN_DATA_DIR", raising=False)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion_mnist", str(tmp_path / "none"))
+    monkeypatch.setitem(data.search.SYSTEM_DIRS, "fashion_mnist", str(tmp_path / "none"))
     assert main(["datasets", "--data-dir", str(npz_dir)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("mnist: ") and str(npz_dir) in out[0]
@@ -95,12 +95,12 @@ def test_datasets_fetch_failure_is_one_line_exit_1(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("BN_DATA_DIR", raising=False)
-    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion_mnist", str(tmp_path / "none"))
+    monkeypatch.setitem(data.search.SYSTEM_DIRS, "fashion_mnist", str(tmp_path / "none"))
 
     def offline(dataset):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(data.download, "fetch", offline)
     assert main(["datasets", "--fetch"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "dataset error" in err[0] and "mnist" in err[0]

@@ -15,8 +15,9 @@ from bn_core.analysis import comparison as cmp
 from bn_core.config import TrainConfig, field_spec
 from bn_core.data import DatasetError
 from bn_core.runs.store import RunRecord
+from bn_core.views import comparison as cv
 from bn_core.views import runs as live
-from bn_core.views import train_form as form
+from bn_core.views import train_form
 
 
 def record(run_id=1, status="running", group="g1", **config) -> RunRecord:
@@ -68,51 +69,51 @@ def result(variant, seed, val_acc, test_acc=None, run_id=None, status="completed
 
 
 def test_batch_sizes_are_the_powers_of_two_within_the_limits():
-    assert form.batch_size_choices() == [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
-    assert field_spec("batch_size")["default"] in form.batch_size_choices()
+    assert train_form.batch_size_choices() == [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+    assert field_spec("batch_size")["default"] in train_form.batch_size_choices()
 
 
 def test_learning_rates_start_with_the_optimizer_default_then_a_log_scale():
-    choices = form.learning_rate_choices()
+    choices = train_form.learning_rate_choices()
     assert choices[0] is None and field_spec("learning_rate")["default"] is None
     rates = choices[1:]
     assert rates == sorted(rates) and rates[0] == 1e-4 and rates[-1] == 1e-1
     assert 5e-3 in rates and 3e-2 in rates and 1e-3 in rates  # 1e-3 x5 and x30
-    assert form.format_learning_rate(None, "sgd") == "default (0.01)"
-    assert form.format_learning_rate(3e-2) == "0.03"
+    assert train_form.format_learning_rate(None, "sgd") == "default (0.01)"
+    assert train_form.format_learning_rate(3e-2) == "0.03"
 
 
 def test_epsilons_are_the_decades_within_the_limits():
-    assert form.epsilon_choices() == [float(f"1e{e}") for e in range(-12, 0)]
-    assert 1e-8 in form.epsilon_choices() and len(form.epsilon_choices()) == 12
+    assert train_form.epsilon_choices() == [float(f"1e{e}") for e in range(-12, 0)]
+    assert 1e-8 in train_form.epsilon_choices() and len(train_form.epsilon_choices()) == 12
 
 
 def test_seed_list():
-    assert form.seed_list(7, 3) == [7, 8, 9]
-    assert form.seed_list(0, 1) == [0]
+    assert train_form.seed_list(7, 3) == [7, 8, 9]
+    assert train_form.seed_list(0, 1) == [0]
 
 
 def test_dataset_status(monkeypatch, tmp_path):
-    monkeypatch.setattr(form, "locate", lambda d: "/data/mnist.npz")
-    assert form.dataset_status("mnist") == ("local", "available locally at /data/mnist.npz")
-    monkeypatch.setattr(form, "locate", lambda d: None)
-    kind, text = form.dataset_status("mnist")
+    monkeypatch.setattr(train_form, "locate", lambda d: "/data/mnist.npz")
+    assert train_form.dataset_status("mnist") == ("local", "available locally at /data/mnist.npz")
+    monkeypatch.setattr(train_form, "locate", lambda d: None)
+    kind, text = train_form.dataset_status("mnist")
     assert kind == "download" and "~11 MB" in text and "BN_DATA_DIR" in text
 
     def broken(d):
         raise DatasetError("BN_DATA_DIR /nope does not exist")
 
-    monkeypatch.setattr(form, "locate", broken)
-    assert form.dataset_status("mnist") == ("error", "BN_DATA_DIR /nope does not exist")
+    monkeypatch.setattr(train_form, "locate", broken)
+    assert train_form.dataset_status("mnist") == ("error", "BN_DATA_DIR /nope does not exist")
 
 
 # ----------------------------------------------------------------------------- train_configs
 
-FORM = {k: field_spec(k)["default"] for k in form.FORM_FIELDS}
+FORM = {k: field_spec(k)["default"] for k in train_form.FORM_FIELDS}
 
 
 def test_train_configs_one_per_variant_and_seed():
-    configs, errors = form.train_configs(FORM, ["lenet", "lenet_bn1"], [3, 4])
+    configs, errors = train_form.train_configs(FORM, ["lenet", "lenet_bn1"], [3, 4])
     assert errors == []
     assert [(c.variant, c.seed) for c in configs] == [
         ("lenet", 3),
@@ -135,7 +136,7 @@ def test_train_configs_one_per_variant_and_seed():
     ],
 )
 def test_train_configs_refuses_bad_input(changes, variants, seeds, message):
-    configs, errors = form.train_configs({**FORM, **changes}, variants, seeds)
+    configs, errors = train_form.train_configs({**FORM, **changes}, variants, seeds)
     assert configs == []
     assert any(message in e for e in errors), errors
 
@@ -271,7 +272,7 @@ def test_band_figure_draws_a_band_only_for_several_seeds():
         result("lenet", 1, [0.9, 0.94]),
         result("lenet_bn1", 0, [0.95, 0.96]),
     ]
-    fig = cmp.band_figure(cmp.group_curves(results), "val_accuracy")
+    fig = cv.band_figure(cmp.group_curves(results), "val_accuracy")
     names = [t.name for t in fig.data]
     assert names == [
         "lenet -1 std",
@@ -291,7 +292,7 @@ def test_band_figure_overlays_each_seed_on_request():
         result("lenet_bn1", 0, [0.95, 0.96], run_id=3),
     ]
     curves = cmp.run_curves(results)
-    fig = cmp.band_figure(cmp.group_curves(curves), "val_accuracy", curves=curves)
+    fig = cv.band_figure(cmp.group_curves(curves), "val_accuracy", curves=curves)
     names = [t.name for t in fig.data]
     # A single seed is its own mean line: no thin duplicate of it.
     assert names == [
@@ -319,7 +320,7 @@ def test_small_multiples_one_panel_per_variant():
         result("lenet", 1, [0.9, 0.94], run_id=2),
         result("lenet_bn1", 0, [0.95, 0.96], run_id=3),
     ]
-    fig = cmp.small_multiples(cmp.run_curves(results))
+    fig = cv.small_multiples(cmp.run_curves(results))
     assert [a.text for a in fig.layout.annotations] == ["lenet (2 seeds)", "lenet_bn1 (1 seed)"]
     # lenet: two seeds and a mean; lenet_bn1: one seed, no mean line
     assert [t.xaxis for t in fig.data] == ["x", "x", "x", "x2"]
@@ -356,7 +357,7 @@ def test_variant_summary_aggregates_seeds():
     assert s.loc["lenet", "images_per_second"] == 1000.0
     assert s.loc["lenet", "config"] == "epsilon=1e-08"
     assert s.loc["lenet_bn1", "config"] == "epsilon=0.001"
-    shown = cmp.summary_display(cmp.variant_summary(results))
+    shown = cv.summary_display(cmp.variant_summary(results))
     assert shown.loc[0, "test accuracy"] == f"0.9000 ± {math.sqrt(0.0008):.4f}"
 
 
@@ -365,7 +366,7 @@ def test_variant_summary_without_baseline_or_test_accuracy():
     assert s.loc[0, "completed"] == 0
     assert pd.isna(s.loc[0, "test_accuracy_mean"]) and pd.isna(s.loc[0, "test_accuracy_std"])
     assert pd.isna(s.loc[0, "epoch_reaching_baseline_best"]) and s.loc[0, "config"] == ""
-    assert cmp.summary_display(s).loc[0, "test accuracy"] == "–"
+    assert cv.summary_display(s).loc[0, "test accuracy"] == "–"
 
 
 def test_result_dicts_from_the_store_feed_run_curves(tmp_path):

@@ -1,23 +1,31 @@
 """Tests for bn_core.data: finding, parsing, validating and splitting MNIST-style datasets.
 
 Everything runs on tiny synthetic datasets in tmp_path; HOME, KERAS_HOME, BN_DATA_DIR,
-SYSTEM_DIRS and the download function are all redirected so the machine's real caches and
-the network never leak in. One test reads the real Fashion-MNIST when it is installed.
+SYSTEM_DIRS and the download hook are all redirected so the machine's real caches and the
+network never leak in. The download tests run the real downloader against a local HTTP
+mirror on 127.0.0.1 (via $BN_DATA_MIRROR). One test reads the real Fashion-MNIST when it is
+installed.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import http.server
 import os
+import socket
 import subprocess
 import sys
+import textwrap
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bn_core import data
-from bn_core.data import DatasetError
+from bn_core.data import DatasetError, download, search
 
 REAL_FASHION = "/usr/share/datasets/fashion-mnist"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +36,7 @@ IDX_NAMES = (
     "t10k-labels-idx1-ubyte",
 )
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+REAL_FETCH = download.fetch  # the autouse fixture replaces it; the download tests put it back
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -83,6 +92,13 @@ def assert_raw_equals(raw: data.RawData, arrays: dict) -> None:
     assert raw.x_train.dtype == np.uint8 and raw.x_test.dtype == np.uint8
 
 
+def closed_port() -> int:
+    """A local TCP port nothing listens on (connections to it are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def assert_one_line(err: pytest.ExceptionInfo) -> str:
     msg = str(err.value)
     assert msg and "\n" not in msg
@@ -95,14 +111,16 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.delenv("BN_DATA_DIR", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": str(tmp_path / "system")})
+    monkeypatch.setattr(search, "SYSTEM_DIRS", {"fashion_mnist": str(tmp_path / "system")})
+    # Belt and braces: even the real downloader could only reach a closed local port.
+    monkeypatch.setenv("BN_DATA_MIRROR", f"http://127.0.0.1:{closed_port()}/")
     calls = []
 
     def no_network(dataset):
         calls.append(dataset)
         raise RuntimeError("no network in tests")
 
-    monkeypatch.setattr(data, "_download", no_network)
+    monkeypatch.setattr(download, "fetch", no_network)
     return calls
 
 
@@ -221,17 +239,17 @@ def test_download_only_when_nothing_local(tmp_path, monkeypatch):
     arrays = make_arrays()
     calls = []
 
-    def fake_download(dataset):
+    def fake_fetch(dataset):
         calls.append(dataset)
-        return data.RawData(*(arrays[k] for k in KEYS), source="fake download")
+        return write_idx_set(tmp_path / "fetched", arrays)[0].parent  # outside every search path
 
-    monkeypatch.setattr(data, "_download", fake_download)
+    monkeypatch.setattr(download, "fetch", fake_fetch)
     write_npz(tmp_path / "d" / "mnist.npz", arrays)
     data.load_raw("mnist", tmp_path / "d")
     assert calls == []
 
     raw = data.load_raw("fashion_mnist")
-    assert calls == ["fashion_mnist"] and raw.source == "fake download"
+    assert calls == ["fashion_mnist"] and raw.source.startswith("fashion_mnist download from ")
     assert_raw_equals(raw, arrays)
 
     with pytest.raises(DatasetError, match=r"download \(disabled\)"):
@@ -239,13 +257,11 @@ def test_download_only_when_nothing_local(tmp_path, monkeypatch):
     assert calls == ["fashion_mnist"]
 
 
-def test_downloaded_data_is_validated(monkeypatch):
+def test_downloaded_data_is_validated(tmp_path, monkeypatch):
     bad = make_arrays()
     bad["y_test"][0] = 12
-
-    monkeypatch.setattr(
-        data, "_download", lambda d: data.RawData(*(bad[k] for k in KEYS), source="x")
-    )
+    npz = write_npz(tmp_path / "keras" / "datasets" / "mnist.npz", bad)
+    monkeypatch.setattr(download, "fetch", lambda dataset: npz)
     with pytest.raises(DatasetError, match="0..9"):
         data.load_raw("mnist")
 
@@ -551,7 +567,226 @@ def test_load_is_prepare_of_load_raw(tmp_path):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
 
 
+# ----------------------------------------------------------------------------- download
+
+
+@dataclass
+class Mirror:
+    """A local HTTP server standing in for the dataset mirror; `requests` lists the paths served."""
+
+    root: Path
+    requests: list[str] = field(default_factory=list)
+
+    def publish(self, monkeypatch, dataset: str, files: dict[str, bytes], wrong: str = "") -> None:
+        """Serve `files` and make them the published set of `dataset`, with their true MD5s, or
+        with a wrong one for the file named `wrong`."""
+        remotes = []
+        for name, blob in files.items():
+            (self.root / name).write_bytes(blob)
+            digest = hashlib.md5(blob).hexdigest() if name != wrong else "0" * 32
+            remotes.append(download.Remote(name, "md5", digest, len(blob)))
+        monkeypatch.setitem(download.FILES, dataset, tuple(remotes))
+
+
+@pytest.fixture
+def mirror(tmp_path, monkeypatch):
+    """The real downloader, pointed by $BN_DATA_MIRROR at a server on 127.0.0.1."""
+    served = Mirror(tmp_path / "mirror")
+    served.root.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(served.root), **kwargs)
+
+        def do_GET(self):
+            served.requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):  # keep pytest's output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("BN_DATA_MIRROR", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setattr(download, "fetch", REAL_FETCH)
+    yield served
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def npz_bytes(tmp_path: Path, arrays: dict) -> bytes:
+    return write_npz(tmp_path / "scratch" / "mnist.npz", arrays).read_bytes()
+
+
+def fashion_files(arrays: dict) -> dict[str, bytes]:
+    """The four gzipped IDX files of a dataset, by the names the mirror uses."""
+    return {
+        f"{name}.gz": gzip.compress(idx_bytes(arrays[key]))
+        for name, key in zip(IDX_NAMES, KEYS, strict=True)
+    }
+
+
+def test_download_mnist_is_verified_cached_and_loaded(tmp_path, mirror, monkeypatch):
+    arrays = make_arrays()
+    blob = npz_bytes(tmp_path, arrays)
+    mirror.publish(monkeypatch, "mnist", {"mnist.npz": blob})
+    raw = data.load_raw("mnist")
+    assert_raw_equals(raw, arrays)
+    cache = tmp_path / "keras" / "datasets"
+    assert (
+        raw.source.startswith("mnist download from http://127.0.0.1:") and str(cache) in raw.source
+    )
+    assert os.listdir(cache) == ["mnist.npz"]  # no temporary file left behind
+    assert (cache / "mnist.npz").read_bytes() == blob
+    assert data.locate("mnist") == str(cache / "mnist.npz")  # where keras.datasets keeps it
+    data.load_raw("mnist")
+    assert mirror.requests == ["/mnist.npz"]  # the second load is local
+
+
+def test_download_fashion_mnist(tmp_path, mirror, monkeypatch):
+    arrays = make_arrays()
+    files = fashion_files(arrays)
+    mirror.publish(monkeypatch, "fashion_mnist", files)
+    assert_raw_equals(data.load_raw("fashion_mnist"), arrays)
+    folder = tmp_path / "keras" / "datasets" / "fashion-mnist"
+    assert sorted(os.listdir(folder)) == sorted(files)
+    assert data.locate("fashion_mnist") == str(folder)
+    assert sorted(mirror.requests) == sorted(f"/{n}" for n in files)
+
+
+def test_download_keeps_verified_files_and_replaces_others(tmp_path, mirror, monkeypatch):
+    files = fashion_files(make_arrays())
+    mirror.publish(monkeypatch, "fashion_mnist", files)
+    folder = tmp_path / "keras" / "datasets" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    names = list(files)
+    (folder / names[0]).write_bytes(files[names[0]])  # good: kept
+    (folder / names[1]).write_bytes(b"stale")  # bad: replaced
+    assert download.fetch("fashion_mnist") == folder
+    assert sorted(mirror.requests) == sorted(f"/{n}" for n in names[1:])
+    for name, blob in files.items():
+        assert (folder / name).read_bytes() == blob
+
+
+def test_download_progress(tmp_path, mirror, monkeypatch):
+    files = fashion_files(make_arrays())
+    mirror.publish(monkeypatch, "fashion_mnist", files)
+    monkeypatch.setattr(download, "_CHUNK", 4096)
+    calls = []
+    download.fetch("fashion_mnist", on_progress=lambda done, total: calls.append((done, total)))
+    total = sum(len(b) for b in files.values())
+    assert len(calls) > len(files)  # several updates per file
+    assert {t for _, t in calls} == {total}
+    done = [d for d, _ in calls]
+    assert done == sorted(set(done)) and done[-1] == total
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_download_checksum_mismatch(tmp_path, mirror, monkeypatch, dataset):
+    if dataset == "mnist":
+        files, wrong = {"mnist.npz": npz_bytes(tmp_path, make_arrays())}, "mnist.npz"
+    else:
+        files, wrong = fashion_files(make_arrays()), "t10k-labels-idx1-ubyte.gz"  # the last
+    mirror.publish(monkeypatch, dataset, files, wrong=wrong)
+    with pytest.raises(DatasetError) as err:
+        data.load_raw(dataset)
+    msg = assert_one_line(err)
+    assert wrong in msg and "0" * 32 in msg and hashlib.md5(files[wrong]).hexdigest() in msg
+    cache = tmp_path / "keras" / "datasets"
+    left = sorted(p.name for p in cache.rglob("*") if p.is_file())
+    # The files that did verify stay (a retry skips them); the bad one and its temp file do not.
+    assert left == sorted(n for n in files if n != wrong)
+    assert data.locate(dataset) is None
+
+
+def test_download_connection_refused_is_not_found(tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "fetch", REAL_FETCH)
+    monkeypatch.setenv("BN_DATA_MIRROR", f"http://127.0.0.1:{closed_port()}/")
+    with pytest.raises(DatasetError) as err:
+        data.load_raw("mnist")
+    msg = assert_one_line(err)
+    assert msg.startswith("mnist not found: tried BN_DATA_DIR (unset), ")
+    assert "download (failed: URLError:" in msg and "Fix: connect to the internet" in msg
+    assert not (tmp_path / "keras").exists()  # nothing created in the cache
+
+
+def test_download_http_error_is_not_found(mirror):
+    with pytest.raises(DatasetError) as err:  # nothing published: the mirror answers 404
+        data.load_raw("fashion_mnist")
+    msg = assert_one_line(err)
+    assert msg.startswith("fashion_mnist not found: tried ")
+    assert "download (failed: HTTPError: HTTP Error 404" in msg
+
+
+def test_download_timeout_is_not_found(monkeypatch):
+    monkeypatch.setattr(download, "fetch", REAL_FETCH)
+    monkeypatch.setattr(download, "TIMEOUT_S", 0.3)
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setenv("BN_DATA_MIRROR", f"http://127.0.0.1:{silent.getsockname()[1]}/")
+        with pytest.raises(DatasetError) as err:
+            data.load_raw("mnist")
+    assert "download (failed:" in assert_one_line(err) and "timed out" in str(err.value)
+
+
+def test_download_from_file_mirror(tmp_path, monkeypatch):
+    arrays = make_arrays()
+    folder = tmp_path / "offline-copy"
+    folder.mkdir()
+    Mirror(folder).publish(monkeypatch, "mnist", {"mnist.npz": npz_bytes(tmp_path, arrays)})
+    monkeypatch.setattr(download, "fetch", REAL_FETCH)
+    monkeypatch.setenv("BN_DATA_MIRROR", folder.as_uri())
+    assert_raw_equals(data.load_raw("mnist"), arrays)
+
+
+def test_mirror_url(monkeypatch):
+    monkeypatch.delenv("BN_DATA_MIRROR")
+    assert download.mirror() == "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+    monkeypatch.setenv("BN_DATA_MIRROR", "http://example.invalid/data")
+    assert download.mirror() == "http://example.invalid/data/"
+
+
 # ----------------------------------------------------------------------------- imports, real data
+
+
+def test_data_package_never_imports_tensorflow(tmp_path):
+    # Every module under bn_core/data, and the download path run to its end (a refused port).
+    code = textwrap.dedent(
+        """
+        import importlib, pkgutil, sys
+        import bn_core.data as d
+        for m in pkgutil.walk_packages(d.__path__, "bn_core.data."):
+            importlib.import_module(m.name)
+        try:
+            d.load_raw("mnist")
+        except d.DatasetError as e:
+            assert "download (failed: URLError" in str(e), e
+        else:
+            raise SystemExit("expected a DatasetError: nothing to load, no mirror")
+        bad = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras")]
+        assert not bad, bad
+        """
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "HOME": str(tmp_path),
+        "KERAS_HOME": str(tmp_path / "keras"),
+        "BN_DATA_MIRROR": f"http://127.0.0.1:{closed_port()}/",
+    }
+    env.pop("BN_DATA_DIR", None)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_import_and_local_load_do_not_load_tensorflow(tmp_path):
@@ -579,7 +814,7 @@ def test_import_and_local_load_do_not_load_tensorflow(tmp_path):
     reason=f"{REAL_FASHION} not installed (apt-get install dataset-fashion-mnist)",
 )
 def test_real_fashion_mnist(monkeypatch):
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion_mnist": REAL_FASHION})
+    monkeypatch.setattr(search, "SYSTEM_DIRS", {"fashion_mnist": REAL_FASHION})
     assert data.locate("fashion_mnist") == REAL_FASHION
     raw = data.load_raw("fashion_mnist", allow_download=False)
     assert raw.x_train.shape == (60000, 28, 28) and raw.y_train.shape == (60000,)

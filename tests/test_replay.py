@@ -1,6 +1,6 @@
-"""Window replay (bn_core.nn.replay): the statistics against independent numpy and Keras
-references, the replay of a trained LeNet against its own test accuracy, and the command line
-on a run stored in a temporary $BN_LAB_HOME."""
+"""Window replay (bn_core.nn.replay, bn_core.runs.replay_job): the statistics against
+independent numpy and Keras references, the replay of a trained LeNet against its own test
+accuracy, and the command line on a run stored in a temporary $BN_LAB_HOME."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from bn_core.nn.replay import (
     ReplayError,
     ema_population,
     history_layers,
-    main,
     population_for_window,
     replay,
 )
 from bn_core.nn.training import EngineOptions, train
+from bn_core.runs import replays
+from bn_core.runs.replay_job import main
 from bn_core.runs.store import RunStore
-from bn_core.views import replay as rv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -273,9 +273,9 @@ def test_replay_reproduces_the_trained_models_test_accuracy_at_its_own_window(st
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "BN_LAB_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "BN_LAB_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-m", "bn_core.nn.replay", *args],
+        [sys.executable, "-m", "bn_core", "replay", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -288,9 +288,9 @@ def test_command_line_writes_a_valid_replay_file(stored):
     home, run_id, result = stored
     done = _cli(home, str(run_id))
     assert done.returncode == 0, done.stderr[-2000:]
-    path = rv.replay_path(home, run_id)
+    path = replays.replay_path(home, run_id)
     assert f"replay written to {path}" in done.stdout
-    payload = rv.load_replay(path, run_id)
+    payload = replays.load_replay(path, run_id)
     assert payload["trained_window"] == 5 and payload["recorded_batches"] == 8
     assert payload["trained_test_accuracy"] == result.test_accuracy
     assert payload["ema_start_weight"] == pytest.approx(0.99**8)
@@ -351,4 +351,4 @@ def test_a_model_without_history_and_a_bad_argument(tmp_path, monkeypatch, capsy
         "(history_size=0, or never trained): train the run again to replay it"
     ]
     assert main(["x"]) == 2
-    assert "usage: python -m bn_core.nn.replay RUN_ID" in capsys.readouterr().err
+    assert "usage: python -m bn_core replay RUN_ID" in capsys.readouterr().err

@@ -11,7 +11,10 @@ from scipy import stats as sp_stats
 from bn_core.analysis import comparison as cmp
 from bn_core.analysis import study
 from bn_core.config import ConfigError, TrainConfig
+from bn_core.constants import PROBE_EVERY_DEFAULT
 from bn_core.variants import VARIANT_NAMES
+from bn_core.views import comparison as cv
+from bn_core.views.sweep import sweep_figure
 
 STUDY_FIVE = ["lenet", "lenet_bn1", "lenet_bn2", "lenet_fc_bn1", "lenet_fc_bn2"]
 
@@ -82,24 +85,12 @@ def test_original_is_five_variants_by_three_seeds_by_ten_epochs():
 
 
 def test_figure1_probes_every_k_steps():
+    """The preset probes at the default k that bench/bench_probes.py measured (one constant,
+    read by the presets, the Train page and the probes' benchmark alike)."""
     configs = study.preset_configs("figure1")
     assert sorted({c.variant for c in configs}) == ["lenet", "lenet_fc_bn2"]
-    assert {c.probe_every for c in configs} == {study.probe_every_default()}
-    assert study.probe_every_default() > 0
-
-
-def test_probe_every_default_reads_the_probes_modules_without_importing_them(tmp_path):
-    source = tmp_path / "probes_view.py"
-    source.write_text("import tensorflow\nPROBE_EVERY_DEFAULT: int = 32  # steps\n")
-    assert study._module_constant(source, "PROBE_EVERY_DEFAULT") == 32
-    source.write_text("PROBE_EVERY_DEFAULT = compute()\n")
-    assert study._module_constant(source, "PROBE_EVERY_DEFAULT") is None
-    assert study._module_constant(tmp_path / "missing.py", "PROBE_EVERY_DEFAULT") is None
-    try:  # the real module, when helper P's probes exist: the same value
-        from bn_core.views.probes import PROBE_EVERY_DEFAULT
-    except ImportError:
-        PROBE_EVERY_DEFAULT = 64
-    assert study.probe_every_default() == PROBE_EVERY_DEFAULT
+    assert {c.probe_every for c in configs} == {PROBE_EVERY_DEFAULT}
+    assert PROBE_EVERY_DEFAULT > 0
 
 
 def test_window_lr_and_batch_size_grids():
@@ -250,7 +241,7 @@ def test_sweep_table_marks_diverged_runs_and_keeps_them():
 
 
 def test_sweep_figure_draws_diverged_runs_as_x_markers_above_the_data():
-    fig = study.sweep_figure(study.sweep_table(lr_sweep_results()))
+    fig = sweep_figure(study.sweep_table(lr_sweep_results()))
     lines = [t for t in fig.data if t.mode == "lines+markers"]
     assert [t.name for t in lines] == ["lenet (2 seeds)", "lenet_fc_bn2 (2 seeds)"]
     assert list(lines[0].x) == [1, 30] and list(lines[0].y) == pytest.approx([0.91, 0.50])
@@ -293,7 +284,7 @@ def test_speedup_by_hand():
     assert s.loc["lenet_bn1", "speedup"] is None
     assert s.loc["lenet_fc_bn1", "epoch_reaching_baseline_best"] == 1
     assert s.loc["lenet_fc_bn1", "steps_to_baseline_best"] is None
-    shown = cmp.summary_display(cmp.variant_summary(results)).set_index("variant")
+    shown = cv.summary_display(cmp.variant_summary(results)).set_index("variant")
     assert shown.loc["lenet_fc_bn2", "speed-up"] == "×2.00"
     assert shown.loc["lenet_bn1", "speed-up"] == "–"
     assert shown.loc["lenet_fc_bn2", "steps to lenet's best"] == "200"
@@ -314,7 +305,7 @@ def test_summary_statistics_by_hand():
     assert row["diff_vs_baseline"] == pytest.approx(0.11)
     assert row["p_value"] == pytest.approx(sp_stats.ttest_ind(a, b, equal_var=False).pvalue)
     assert s.loc["lenet", "diff_vs_baseline"] is None and s.loc["lenet", "p_value"] is None
-    shown = cmp.summary_display(cmp.variant_summary(results)).set_index("variant")
+    shown = cv.summary_display(cmp.variant_summary(results)).set_index("variant")
     assert shown.loc["lenet_fc_bn2", "95% CI"] == f"[{0.82 - half:.4f}, {0.82 + half:.4f}]"
     assert shown.loc["lenet_fc_bn2", "Δ vs lenet"] == "+0.1100"
     assert shown.loc["lenet", "p (Welch)"] == "–" and shown.loc["lenet", "n"] == 3

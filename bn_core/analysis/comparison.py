@@ -183,27 +183,10 @@ def variant_summary(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
     curve = {v: g.sort_values("epoch")["mean"].tolist() for v, g in val.groupby("variant")}
     differing = config_differences([r["config"] for r in results], ignore=BY_DESIGN)
     variants = sorted(dict.fromkeys(r["variant"] for r in results), key=_study_order)
-    stats = {}
-    for base in dict.fromkeys(baseline_of(v) for v in variants):
-        arms = [r for r in results if baseline_of(r["variant"]) == base]
-        with warnings.catch_warnings():  # scipy warns when one side's values are all equal
-            warnings.simplefilter("ignore", RuntimeWarning)
-            table = compare_variants(arms, baseline=base)
-        stats.update(table.set_index("variant").to_dict("index"))
+    stats = _stats_against_baselines(results, variants)
     rows = []
     for variant in variants:
         mine = [r for r in results if r["variant"] == variant]
-        table = per_run[per_run["variant"] == variant]
-        base = baseline_of(variant)
-        target = _best(curve.get(base, []))
-        epoch = None if target is None else first_epoch_reaching(curve.get(variant, []), target)
-        steps = _steps(epoch, mine)
-        base_steps = None
-        if target is not None:
-            base_runs = [r for r in results if r["variant"] == base]
-            base_steps = _steps(first_epoch_reaching(curve[base], target), base_runs)
-        seconds = [s for r in mine for s in r["history"]["seconds"] if s is not None]
-        speeds = [s for r in mine for s in r["history"]["images_per_second"] if s is not None]
         st = stats[variant]
         rows.append(
             {
@@ -218,17 +201,55 @@ def variant_summary(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "test_accuracy_ci95_high": st["ci95_high"],
                 "diff_vs_baseline": st["diff_vs_baseline"],
                 "p_value": st["p_value"],
-                "best_val_accuracy": _mean(table["best_val_accuracy"]),
-                "epoch_reaching_baseline_best": epoch,
-                "steps_to_baseline_best": steps,
-                "speedup": base_steps / steps if base_steps and steps else None,
-                "mean_epoch_seconds": statistics.fmean(seconds) if seconds else None,
-                "images_per_second": statistics.median(speeds) if speeds else None,
+                "best_val_accuracy": _mean(
+                    per_run.loc[per_run["variant"] == variant, "best_val_accuracy"]
+                ),
+                **_speed(variant, results, curve),
                 "config": ", ".join(_values_text(k, mine) for k in differing),
             }
         )
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)).astype(object)
     return frame.where(frame.notna(), None)
+
+
+def _stats_against_baselines(
+    results: Sequence[dict[str, Any]], variants: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """``compare_variants`` per group of arms sharing a baseline, keyed by arm."""
+    stats = {}
+    for base in dict.fromkeys(baseline_of(v) for v in variants):
+        arms = [r for r in results if baseline_of(r["variant"]) == base]
+        with warnings.catch_warnings():  # scipy warns when one side's values are all equal
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = compare_variants(arms, baseline=base)
+        stats.update(table.set_index("variant").to_dict("index"))
+    return stats
+
+
+def _speed(
+    variant: str, results: Sequence[dict[str, Any]], curve: dict[str, list[float]]
+) -> dict[str, Any]:
+    """The summary's speed columns of one arm: on the mean validation curves, the first epoch
+    reaching the baseline's best, the steps that takes and the speed-up; seconds per epoch
+    and median images/s."""
+    mine = [r for r in results if r["variant"] == variant]
+    base = baseline_of(variant)
+    target = _best(curve.get(base, []))
+    epoch = None if target is None else first_epoch_reaching(curve.get(variant, []), target)
+    steps = _steps(epoch, mine)
+    base_steps = None
+    if target is not None:
+        base_runs = [r for r in results if r["variant"] == base]
+        base_steps = _steps(first_epoch_reaching(curve[base], target), base_runs)
+    seconds = [s for r in mine for s in r["history"]["seconds"] if s is not None]
+    speeds = [s for r in mine for s in r["history"]["images_per_second"] if s is not None]
+    return {
+        "epoch_reaching_baseline_best": epoch,
+        "steps_to_baseline_best": steps,
+        "speedup": base_steps / steps if base_steps and steps else None,
+        "mean_epoch_seconds": statistics.fmean(seconds) if seconds else None,
+        "images_per_second": statistics.median(speeds) if speeds else None,
+    }
 
 
 def _best(values: Sequence[float]) -> float | None:

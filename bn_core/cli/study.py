@@ -86,21 +86,25 @@ def _study(args: argparse.Namespace) -> int:
 
 def cmd_study(preset: str, configs: list[TrainConfig], out: Path) -> int:
     """Train ``configs`` in order, then write the report and tables (also after Ctrl-C)."""
-    from bn_core.analysis import comparison as cmp
-    from bn_core.analysis.study import get_preset
+    group = f"study-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    results, store, run_ids = _train_all(configs, out / "store", group)
+    _write_outputs(preset, results, store, run_ids, out)
+    statuses = {r["status"] for r in results}
+    return 130 if "cancelled" in statuses else 1 if "failed" in statuses else 0
+
+
+def _train_all(configs: list[TrainConfig], home: Path, group: str):
+    """Train each config in this process (data loaded once per distinct split); stops after a
+    cancelled run. Every run is also recorded in a run store at ``home``: the report's probe
+    charts come from it, and `BN_LAB_HOME=OUT/store bash scripts/run.sh` shows the study. The
+    store is created once the first split loaded (a bad dataset leaves nothing behind).
+    Returns (results, the store or None, run ids)."""
     from bn_core.cli import progress
     from bn_core.nn.training import train
     from bn_core.runs.store import RunStore
     from bn_core.runs.worker import record_event
-    from bn_core.views.comparison import summary_display
-    from bn_core.views.probes import report_figures
-    from bn_core.views.report import build_report
 
-    # Every run is also recorded in a run store in the output folder: the report's probe
-    # charts come from it, and `BN_LAB_HOME=OUT/store streamlit run app.py` shows the study.
-    store = None  # created once the first data split loaded: a bad dataset leaves nothing
-    group = f"study-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    results, split_key, splits, run_ids = [], None, None, []
+    results, split_key, splits, run_ids, store = [], None, None, [], None
     with CtrlC() as stop:
         for i, config in enumerate(configs, start=1):
             split = {
@@ -114,7 +118,7 @@ def cmd_study(preset: str, configs: list[TrainConfig], out: Path) -> int:
                 splits = data.load(config.dataset, config.data_dir, **split)
                 split_key = key
             print(f"run {i}/{len(configs)}: {config.variant} seed {config.seed}", file=sys.stderr)
-            store = store or RunStore(out / "store")
+            store = store or RunStore(home)
             run_id = store.create_run(config, group)
             store.transition(run_id, ("queued",), "running", started_at=time.time())
             run_ids.append(run_id)
@@ -143,6 +147,17 @@ def cmd_study(preset: str, configs: list[TrainConfig], out: Path) -> int:
             print(progress.result_line(results[-1]), file=sys.stderr)
             if result.status == "cancelled":
                 break
+    return results, store, run_ids
+
+
+def _write_outputs(preset: str, results: list[dict], store, run_ids: list[int], out: Path):
+    """report.html, summary.csv, curves.csv and results.json, atomically; the summary on stdout."""
+    from bn_core.analysis import comparison as cmp
+    from bn_core.analysis.study import get_preset
+    from bn_core.views.comparison import summary_display
+    from bn_core.views.probes import report_figures
+    from bn_core.views.report import build_report
+
     summary = cmp.variant_summary(results)
     title = f"BN Lab study: {get_preset(preset).title}"
     extra = report_figures(store, [store.get(i) for i in run_ids]) if store else []
@@ -156,5 +171,3 @@ def cmd_study(preset: str, configs: list[TrainConfig], out: Path) -> int:
     print(
         f"\nwrote report.html, summary.csv, curves.csv, results.json to {out} (run store: store/)"
     )
-    statuses = {r["status"] for r in results}
-    return 130 if "cancelled" in statuses else 1 if "failed" in statuses else 0

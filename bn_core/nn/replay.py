@@ -99,6 +99,15 @@ def ema_population(
 # ----------------------------------------------------------------------------- the model
 
 
+def load_model(path):
+    """A saved ``.keras`` model with our BatchNorm (its recorded batches included), uncompiled."""
+    import keras  # TensorFlow loads here, only when a model is at hand
+
+    from bn_core.nn.batchnorm import BatchNorm  # noqa: F401 - registers the layer for loading
+
+    return keras.saving.load_model(path, compile=False)
+
+
 def history_layers(model) -> list:
     """Our BatchNorm layers of ``model`` that recorded batches, in model order.
 

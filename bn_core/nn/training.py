@@ -23,13 +23,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns about it each time
-
 from bn_core import data as data_lib
 from bn_core.config import TrainConfig
 from bn_core.nn.model import build_model
 from bn_core.nn.probes import ProbeCallback
 from bn_core.results import HISTORY_KEYS, TrainResult, finite
+
+tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns about it each time
 
 # "probe" and "mode_gap" come only when config.probe_every > 0 (see bn_core.nn.probes).
 EVENT_TYPES = ("start", "batch", "epoch", "probe", "mode_gap", "end")
@@ -82,14 +82,7 @@ def train(
     """
     config.validate()
     emit = on_event or (lambda event: None)
-    if splits is None:
-        splits = data_lib.load(
-            config.dataset,
-            config.data_dir,
-            val_size=config.val_size,
-            train_limit=config.train_limit,
-            seed=config.seed,
-        )
+    splits = splits if splits is not None else _load(config)
     steps_per_epoch = len(splits.x_train) // config.batch_size
     if steps_per_epoch < 1:
         raise data_lib.DatasetError(
@@ -98,6 +91,38 @@ def train(
         )
 
     started = time.perf_counter()
+    model = _compiled_model(config, steps_per_epoch, options)
+    result = TrainResult(status="completed", config=config, model=model)
+    stream = _Stream(config, steps_per_epoch, emit, should_stop, result)
+    emit(_start_event(config, splits, steps_per_epoch))
+    callbacks = [stream]
+    if config.probe_every > 0:
+        # First, so that an epoch's mode gap is emitted even when the stream then ends the run.
+        callbacks.insert(
+            0, ProbeCallback(config.probe_every, steps_per_epoch, config.batch_size, splits, emit)
+        )
+    result.status, result.error = _fit(model, config, splits, callbacks)
+    if result.status == "completed":
+        loss, acc = model.evaluate(_eval_dataset(splits.x_test, splits.y_test), verbose=0)
+        result.test_loss, result.test_accuracy = float(loss), float(acc)
+    result.steps = stream.steps_done
+    result.seconds = time.perf_counter() - started
+    emit({"type": "end", **result.to_dict()})
+    return result
+
+
+def _load(config: TrainConfig) -> data_lib.Splits:
+    return data_lib.load(
+        config.dataset,
+        config.data_dir,
+        val_size=config.val_size,
+        train_limit=config.train_limit,
+        seed=config.seed,
+    )
+
+
+def _compiled_model(config: TrainConfig, steps_per_epoch: int, options: EngineOptions):
+    """A fresh, seeded model of ``config.variant``, compiled with its optimizer and loss."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)  # weights, dropout-free ops, Python/NumPy RNGs
     model = build_model(
@@ -115,28 +140,26 @@ def train(
         jit_compile=options.jit_compile,
         steps_per_execution=options.steps_per_execution,
     )
-    result = TrainResult(status="completed", config=config, model=model)
-    stream = _Stream(config, steps_per_epoch, emit, should_stop, result)
-    emit(
-        {
-            "type": "start",
-            "variant": config.variant,
-            "config": config.to_dict(),
-            "data_source": splits.source,
-            "n_train": len(splits.x_train),
-            "n_val": len(splits.x_val),
-            "n_test": len(splits.x_test),
-            "steps_per_epoch": steps_per_epoch,
-            "total_steps": steps_per_epoch * config.epochs,
-        }
-    )
+    return model
+
+
+def _start_event(config: TrainConfig, splits: data_lib.Splits, steps_per_epoch: int) -> Event:
+    return {
+        "type": "start",
+        "variant": config.variant,
+        "config": config.to_dict(),
+        "data_source": splits.source,
+        "n_train": len(splits.x_train),
+        "n_val": len(splits.x_val),
+        "n_test": len(splits.x_test),
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": steps_per_epoch * config.epochs,
+    }
+
+
+def _fit(model, config: TrainConfig, splits: data_lib.Splits, callbacks: list):
+    """``model.fit`` over the training split; returns (status, error message or None)."""
     has_val = len(splits.x_val) > 0
-    callbacks = [stream]
-    if config.probe_every > 0:
-        # First, so that an epoch's mode gap is emitted even when the stream then ends the run.
-        callbacks.insert(
-            0, ProbeCallback(config.probe_every, steps_per_epoch, config.batch_size, splits, emit)
-        )
     try:
         model.fit(
             _train_dataset(splits.x_train, splits.y_train, config.batch_size, config.seed),
@@ -147,19 +170,11 @@ def train(
             verbose=0,
         )
     except _Stop as stop:
-        result.status, result.error = stop.status, stop.message
+        return stop.status, stop.message
     except Exception as exc:  # noqa: BLE001 - any crash inside TF becomes a failed run
-        result.status = "failed"
         detail = str(exc).splitlines()[0] if str(exc) else ""
-        result.error = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-
-    if result.status == "completed":
-        loss, acc = model.evaluate(_eval_dataset(splits.x_test, splits.y_test), verbose=0)
-        result.test_loss, result.test_accuracy = float(loss), float(acc)
-    result.steps = stream.steps_done
-    result.seconds = time.perf_counter() - started
-    emit({"type": "end", **result.to_dict()})
-    return result
+        return "failed", f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return "completed", None
 
 
 def _train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:

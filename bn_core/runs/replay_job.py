@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from bn_core import data
 from bn_core.constants import DEFAULT_WINDOWS, EMA_MOMENTUM, EPOCH
-from bn_core.nn.replay import ReplayError, history_layers, replay  # numpy only at import
+from bn_core.nn.replay import ReplayError, history_layers, load_model, replay  # no TF yet
 from bn_core.runs import replays
 from bn_core.runs.store import RunStore
 
@@ -34,12 +34,8 @@ def replay_run(run_id: int, store: RunStore, windows: Sequence[int | str] = DEFA
     if problem:
         raise ReplayError(problem)
 
-    import keras  # TensorFlow loads here: the checks above answer without it
-
-    from bn_core.nn.batchnorm import BatchNorm  # noqa: F401 - registers the layer for load_model
-
     config = run.config
-    model = keras.saving.load_model(model_path, compile=False)
+    model = load_model(model_path)  # TensorFlow loads here: the checks above answer without it
     try:
         layer = history_layers(model)[0]
     except ReplayError as exc:

@@ -13,6 +13,23 @@ METRIC_TITLES = {
 }
 
 
+def rgba(color: str, alpha: float) -> str:
+    """'#636EFA', 0.2 -> 'rgba(99, 110, 250, 0.2)': a palette colour made transparent."""
+    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def add_band(
+    fig: go.Figure, x, low, high, fillcolor: str, names: tuple[str, str] | None = None, **common
+) -> None:
+    """A shaded band from ``low`` to ``high`` over ``x``: two line-less traces, the second
+    filled down to the first, neither hoverable. ``common`` goes to both (legendgroup, ...)."""
+    edge = {"x": x, "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip", **common}
+    low_name, high_name = names or (None, None)
+    fig.add_trace(go.Scatter(y=low, name=low_name, **edge))
+    fig.add_trace(go.Scatter(y=high, name=high_name, fill="tonexty", fillcolor=fillcolor, **edge))
+
+
 def metric_figure(curves: pd.DataFrame, metric: str, title: str | None = None) -> go.Figure:
     """One line per variant of ``metric`` against epoch, from ``summary.curves_frame``."""
     fig = go.Figure()

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from bn_core.analysis.comparison import ARM_SEP, seeds_text
 from bn_core.analysis.summary import BASELINE
 from bn_core.variants import VARIANT_NAMES
-from bn_core.views.charts import METRIC_TITLES
+from bn_core.views.charts import METRIC_TITLES, add_band, rgba
 
 SMALL_MULTIPLES_PER_ROW = 5  # the original study's five variants fit one row
 
@@ -29,10 +29,7 @@ def variant_color(variant: str, alpha: float | None = None) -> str:
     names = list(VARIANT_NAMES)
     index = names.index(variant) if variant in names else len(names) + sum(map(ord, variant))
     color = qualitative.Plotly[index % len(qualitative.Plotly)]
-    if alpha is None:
-        return color
-    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({r},{g},{b},{alpha})"
+    return color if alpha is None else rgba(color, alpha)
 
 
 def band_figure(
@@ -56,18 +53,9 @@ def band_figure(
         common = {"legendgroup": str(variant), "showlegend": False}
         if n > 1:
             std = g["std"].fillna(0.0)
-            band = {"x": g["epoch"], "mode": "lines", "line": {"width": 0}, "hoverinfo": "skip"}
-            fig.add_trace(go.Scatter(y=g["mean"] - std, name=f"{variant} -1 std", **band, **common))
-            fig.add_trace(
-                go.Scatter(
-                    y=g["mean"] + std,
-                    name=f"{variant} +1 std",
-                    fill="tonexty",
-                    fillcolor=variant_color(str(variant), 0.2),
-                    **band,
-                    **common,
-                )
-            )
+            names = (f"{variant} -1 std", f"{variant} +1 std")
+            color = variant_color(str(variant), 0.2)
+            add_band(fig, g["epoch"], g["mean"] - std, g["mean"] + std, color, names, **common)
         if curves is not None and n > 1:
             _seed_lines(fig, curves[curves["variant"] == variant], metric, str(variant), common)
         fig.add_trace(

@@ -20,7 +20,9 @@ from plotly.subplots import make_subplots
 from bn_core.constants import GRAD_LAYERS
 from bn_core.runs.store import RunRecord
 from bn_core.variants import SITES, VARIANTS
+from bn_core.views.charts import add_band, rgba
 
+BAND_ALPHA = 0.18  # the 15th-85th percentile band under a median line
 SCOPES = {"layer": "whole layer", "unit": "tracked unit (channel / unit 0)"}
 _PALETTE = qualitative.Plotly
 _LAYOUT = {
@@ -95,18 +97,8 @@ def percentile_figure(
         if rows.empty:
             continue
         color, name = colors[run.id], f"#{run.id} {run.variant} s{run.seed}"
-        band = {"legendgroup": name, "showlegend": False, "hoverinfo": "skip", "mode": "lines"}
-        fig.add_trace(go.Scatter(x=rows["step"], y=rows["p85"], line={"width": 0}, **band))
-        fig.add_trace(
-            go.Scatter(
-                x=rows["step"],
-                y=rows["p15"],
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor=_transparent(color),
-                **band,
-            )
-        )
+        band = {"legendgroup": name, "showlegend": False}
+        add_band(fig, rows["step"], rows["p85"], rows["p15"], rgba(color, BAND_ALPHA), **band)
         fig.add_trace(
             go.Scatter(
                 x=rows["step"],
@@ -240,12 +232,6 @@ def mode_gap_table(rows: Sequence[dict[str, Any]], labels: dict[int, str]) -> pd
             "gap": (last["batch_stats"] - last["inference"]).to_numpy(),
         }
     )
-
-
-def _transparent(color: str, alpha: float = 0.18) -> str:
-    """'#636EFA' -> 'rgba(99, 110, 250, 0.18)': the band under a median line."""
-    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({red}, {green}, {blue}, {alpha})"
 
 
 def report_figures(store, runs: Sequence[RunRecord]) -> list[tuple[str, go.Figure]]:

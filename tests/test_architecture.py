@@ -1,0 +1,141 @@
+"""The import rules of docs/ARCHITECTURE.md, checked over every import statement of the code
+(module level and inside functions alike):
+
+- only ``bn_core/nn/`` imports TensorFlow or Keras;
+- nothing in ``bn_core/`` imports Streamlit;
+- ``pages/`` and ``app.py`` never import ``bn_core.nn``;
+- imports point down the layers: bottom (config, constants, variants, results) <- data <- nn
+  <- runs | analysis <- views <- cli, pages; runs and analysis are siblings that never import
+  each other.
+
+The checker reads the sources with ``ast`` (it never imports them), so a lazy import inside a
+function counts as much as one at the top of a file.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Each room of bn_core with its rank: a module may import rooms of lower or equal rank, never
+# a sibling listed in SIBLINGS. Modules directly in bn_core/ are the bottom.
+RANKS = {"": 0, "data": 1, "nn": 2, "runs": 3, "analysis": 3, "views": 4, "cli": 5}
+SIBLINGS = {("runs", "analysis"), ("analysis", "runs")}
+TF_ROOTS = ("tensorflow", "keras", "tf_keras")
+
+
+def source_files() -> list[Path]:
+    files = sorted((ROOT / "bn_core").rglob("*.py")) + sorted((ROOT / "pages").glob("*.py"))
+    return [*files, ROOT / "app.py"]
+
+
+def module_name(path: Path) -> str:
+    """'bn_core.runs.store' for bn_core/runs/store.py; 'pages.train', 'app'."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(source: str, module: str) -> list[str]:
+    """Every module an ``import`` or ``from ... import`` statement names, anywhere in the file;
+    for ``from pkg import name`` also ``pkg.name`` (a submodule or an attribute: both count)."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against this module's package
+                package = module.split(".")[: -node.level] if node.level else []
+                base = ".".join([*package, base] if base else package)
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names]
+    return names
+
+
+def room(module: str) -> str | None:
+    """The bn_core room a module belongs to ('' for the bottom), None outside bn_core."""
+    parts = module.split(".")
+    if parts[0] != "bn_core":
+        return None
+    if module == "bn_core.__main__":  # ``python -m bn_core``: the command line's entry point
+        return "cli"
+    if len(parts) > 2 or (len(parts) == 2 and parts[1] in RANKS):
+        return parts[1] if parts[1] in RANKS else ""
+    return ""
+
+
+def violations(path: Path, source: str) -> list[str]:
+    """Each broken rule of one file, as 'file: imports X (why)'."""
+    module = module_name(path)
+    rel = path.relative_to(ROOT).as_posix()
+    mine = room(module)
+    found = []
+    for name in imported_modules(source, module):
+        top = name.split(".")[0]
+        if top in TF_ROOTS and mine != "nn":
+            found.append(f"{rel}: imports {name} (TensorFlow/Keras only in bn_core/nn/)")
+        if top == "streamlit" and mine is not None:
+            found.append(f"{rel}: imports {name} (bn_core never imports Streamlit)")
+        target = room(name)
+        if target is None:
+            continue
+        if mine is None:  # pages/ and app.py
+            if target == "nn":
+                found.append(f"{rel}: imports {name} (pages never import bn_core.nn)")
+            continue
+        if mine == "cli" and name == "bn_core.cli":  # the package itself
+            continue
+        if RANKS[target] > RANKS[mine] or (mine, target) in SIBLINGS:
+            found.append(f"{rel}: imports {name} (bn_core.{mine or '*'} may not import upward)")
+    return sorted(set(found))
+
+
+def test_the_tree_has_every_room():
+    rooms = {room(module_name(p)) for p in source_files()} - {None}
+    assert rooms == set(RANKS)
+
+
+def test_every_import_points_down():
+    broken = [v for path in source_files() for v in violations(path, path.read_text("utf-8"))]
+    assert broken == []
+
+
+@pytest.mark.parametrize(
+    "rel, source, why",
+    [
+        ("bn_core/runs/store.py", "import tensorflow as tf\n", "TensorFlow/Keras only"),
+        ("bn_core/data/search.py", "def f():\n    import keras\n", "TensorFlow/Keras only"),
+        ("bn_core/views/runs.py", "import streamlit as st\n", "never imports Streamlit"),
+        ("pages/train.py", "from bn_core.nn import training\n", "pages never import"),
+        ("pages/train.py", "from bn_core.nn.training import train\n", "pages never import"),
+        ("bn_core/config.py", "from bn_core.data import DATASETS\n", "may not import upward"),
+        ("bn_core/nn/probes.py", "from bn_core.views import probes\n", "may not import upward"),
+        ("bn_core/analysis/x.py", "from bn_core.runs.store import RunStore\n", "upward"),
+        ("bn_core/runs/x.py", "def f():\n    from bn_core.analysis import study\n", "upward"),
+        ("bn_core/data/x.py", "from ..nn import model\n", "may not import upward"),
+    ],
+)
+def test_the_checker_catches(rel, source, why):
+    """The rules are not vacuous: each kind of wrong import, lazy ones included, is reported."""
+    found = violations(ROOT / rel, source)
+    assert found and all(why in line for line in found)
+
+
+@pytest.mark.parametrize(
+    "rel, source",
+    [
+        ("bn_core/nn/training.py", "import tensorflow as tf\nfrom bn_core.data import load\n"),
+        ("bn_core/views/runs.py", "from bn_core.runs.store import RunRecord\n"),
+        ("bn_core/cli/main.py", "from bn_core.cli import train\nfrom bn_core.nn import model\n"),
+        ("pages/runs.py", "import streamlit\nfrom bn_core.views import runs\n"),
+        ("bn_core/runs/worker.py", "def f():\n    from bn_core.nn.training import train\n"),
+    ],
+)
+def test_the_checker_allows(rel, source):
+    assert violations(ROOT / rel, source) == []
