@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bn_core.config import TrainConfig
+from bn_core.runs.runner import JobRunner
+from bn_core.runs.store import RunStore
 
-from bn_core.config import TrainConfig  # noqa: E402
-from bn_core.runs.runner import JobRunner  # noqa: E402
-from bn_core.runs.store import RunStore  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def via_cli(config: TrainConfig) -> tuple[list[float], float]:

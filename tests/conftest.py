@@ -7,6 +7,15 @@ import pytest
 
 from bn_core.data import Splits
 
+F32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7
+
+
+def f32_atol(magnitude: float, length: int, ulps: float = 4.0) -> float:
+    """Absolute tolerance for two float32 computations of the same sum in different orders
+    (another CPU's kernels, another batch size): each of its ``length`` terms of size up to
+    ``magnitude`` can pick up a few rounding errors. ``ulps`` is that "few"."""
+    return ulps * F32_EPS * max(length, 1) * float(magnitude)
+
 
 def make_splits(n_train: int = 256, n_val: int = 64, n_test: int = 64, seed: int = 0) -> Splits:
     """A learnable toy problem in LeNet's input format: the class is the bright quadrant/band.
@@ -52,7 +61,7 @@ def assert_runs_without_tensorflow(body: str, home) -> None:
         sys.exit(1 if loaded else 0)
         """
     )
-    env = {**os.environ, "BN_LAB_HOME": str(home), "PYTHONPATH": str(root)}
+    env = {**os.environ, "BN_LAB_HOME": str(home)}
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=root,

@@ -192,9 +192,9 @@ def test_a_preset_fills_the_form(runner):
     assert at.number_input(key="train-val-size").value == 1000
     at.selectbox(key="train-preset").set_value("figure1").run()
     assert at.multiselect(key="train-variants").value == ["lenet", "lenet_fc_bn2"]
-    from bn_core.analysis.study import probe_every_default
+    from bn_core.constants import PROBE_EVERY_DEFAULT
 
-    assert at.number_input(key="train-probe-every").value == probe_every_default()
+    assert at.number_input(key="train-probe-every").value == PROBE_EVERY_DEFAULT
     at.button(key="train-start").click().run()
     assert not at.exception and not at.error
     runs = runner.store.list_runs()
@@ -205,7 +205,7 @@ def test_a_preset_fills_the_form(runner):
         ("lenet_fc_bn2", 1),
     ]
     assert {(r.config.probe_every, r.config.epochs, r.config.train_limit) for r in runs} == {
-        (probe_every_default(), 3, 5000)
+        (PROBE_EVERY_DEFAULT, 3, 5000)
     }
     assert not at.get("warning") or all("Session State" not in w.value for w in at.warning)
 
@@ -410,8 +410,7 @@ def test_the_ui_process_never_imports_tensorflow(tmp_path):
         import sys
         from streamlit.testing.v1 import AppTest
         from bn_core.runs.store import RunStore
-        sys.path.insert(0, {str(ROOT / "tests")!r})
-        from test_app import seed_group
+        from tests.test_app import seed_group
         seed_group(RunStore())  # finished runs only: the real runner must not start anything
         at = AppTest.from_file({APP!r}, default_timeout=60).run()
         for page in {list(PAGES[1:])!r}:

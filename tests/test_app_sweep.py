@@ -161,10 +161,9 @@ def test_the_sweep_page_does_not_import_tensorflow(tmp_path):
     script = textwrap.dedent(
         f"""
         import sys
-        sys.path.insert(0, {str(ROOT / "tests")!r})
         from streamlit.testing.v1 import AppTest
         from bn_core.runs.store import RunStore
-        from test_app_sweep import seed_sweep
+        from tests.test_app_sweep import seed_sweep
         seed_sweep(RunStore())  # finished runs only: the real runner starts nothing
         at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
         assert not at.exception, [e.value for e in at.exception]
@@ -172,7 +171,7 @@ def test_the_sweep_page_does_not_import_tensorflow(tmp_path):
         print("LOADED", loaded)
         """
     )
-    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home")}
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,

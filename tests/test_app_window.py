@@ -230,7 +230,6 @@ def test_the_page_never_imports_tensorflow(tmp_path):
         import sys
         from streamlit.testing.v1 import AppTest
         from bn_core.runs.store import RunStore
-        sys.path.insert(0, {str(ROOT)!r})
         from tests.test_app_window import seed_store
         seed_store(RunStore())
         at = AppTest.from_file({PAGE!r}, default_timeout=60).run()

@@ -772,7 +772,6 @@ def test_data_package_never_imports_tensorflow(tmp_path):
     )
     env = {
         **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
         "HOME": str(tmp_path),
         "KERAS_HOME": str(tmp_path / "keras"),
         "BN_DATA_MIRROR": f"http://127.0.0.1:{closed_port()}/",
@@ -797,11 +796,9 @@ def test_import_and_local_load_do_not_load_tensorflow(tmp_path):
         "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
         "assert not bad, bad"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(
         [sys.executable, "-c", code],
         check=False,
-        env=env,
         capture_output=True,
         text=True,
         timeout=120,

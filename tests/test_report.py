@@ -15,9 +15,7 @@ import pytest
 from plotly.offline import get_plotlyjs
 
 from bn_core.views import report
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_study import lr_sweep_results, result  # noqa: E402
+from tests.test_study import lr_sweep_results, result
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,8 +136,7 @@ def test_no_runs_still_makes_a_page():
 def test_building_a_report_does_not_import_tensorflow():
     code = (
         "import sys\n"
-        f"sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-        "from test_report import two_by_three\n"
+        "from tests.test_report import two_by_three\n"
         "from bn_core.views.report import build_report\n"
         "html = build_report(two_by_three(), title='t', preset='figure1')\n"
         "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
@@ -151,7 +148,6 @@ def test_building_a_report_does_not_import_tensorflow():
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["True", "[]"]

@@ -2,8 +2,9 @@
 
 The interface is backend-neutral: ``submit`` (configs -> queued runs in the store),
 ``cancel``, ``status``, and metrics flow into the store from wherever a run executes.
-``LocalProcessBackend`` runs each job as ``python -m bn_core.runs.worker RUN_ID`` in its own
-process session; a distributed backend (Ray, say) implements the same four methods.
+Backends live in ``bn_core.runs.backends``: ``LocalProcessBackend`` (the default, re-exported
+here) runs each job as ``python -m bn_core.runs.worker RUN_ID`` in its own process session;
+a distributed backend (Ray, say) implements the same four methods of ``Backend``.
 
 Cancellation escalates: the run's cancel flag (the worker polls it and stops cleanly), then
 SIGTERM after ``cancel_grace`` seconds, then SIGKILL after twice that. A run whose process
@@ -14,19 +15,17 @@ metric it recorded stays in the store.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
 import uuid
-from pathlib import Path
-from typing import Protocol
 
 from bn_core.config import TrainConfig
+from bn_core.runs.backends import Backend
+from bn_core.runs.backends.local import LocalProcessBackend
 from bn_core.runs.store import RunRecord, RunStore
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["Backend", "JobRunner", "LocalProcessBackend", "default_concurrency"]
 
 
 def default_concurrency() -> int:
@@ -36,63 +35,6 @@ def default_concurrency() -> int:
         return int(env)
     cores = os.cpu_count() or 1
     return 1 if cores <= 2 else cores // 2
-
-
-class Backend(Protocol):
-    """Where runs execute. A handle is whatever the backend needs to find the run again."""
-
-    def start(self, run_id: int, store: RunStore) -> int: ...
-    def alive(self, pid: int) -> bool: ...
-    def terminate(self, pid: int) -> None: ...
-    def kill(self, pid: int) -> None: ...
-
-
-class LocalProcessBackend:
-    """Each run is a child process in a new session; its output goes to ``logs/run-ID.log``."""
-
-    def __init__(self):
-        self._children: dict[int, subprocess.Popen] = {}
-
-    def start(self, run_id: int, store: RunStore) -> int:
-        logs = store.home / "logs"
-        logs.mkdir(exist_ok=True)
-        env = {
-            **os.environ,
-            "BN_LAB_HOME": str(store.home.resolve()),
-            "PYTHONPATH": os.pathsep.join(
-                filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])
-            ),
-        }
-        with open(logs / f"run-{run_id}.log", "ab") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "bn_core.runs.worker", str(run_id)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # Ctrl-C in a terminal or a UI reload does not reach it
-            )
-        self._children[child.pid] = child
-        return child.pid
-
-    def alive(self, pid: int) -> bool:
-        child = self._children.get(pid)
-        if child is not None:
-            if child.poll() is None:
-                return True
-            del self._children[pid]  # reaped
-            return False
-        # A worker started by an earlier server process. After a restart its pid may belong
-        # to an unrelated process now, so it only counts if it still is a bn_core worker.
-        return _pid_alive(pid) and _is_worker(pid)
-
-    def terminate(self, pid: int) -> None:
-        if pid in self._children or _is_worker(pid):
-            _signal(pid, signal.SIGTERM)
-
-    def kill(self, pid: int) -> None:
-        if pid in self._children or _is_worker(pid):
-            _signal(pid, signal.SIGKILL)
 
 
 class JobRunner:
@@ -109,7 +51,7 @@ class JobRunner:
         cancel_grace: float = 10.0,
     ):
         self.store = store
-        self.backend = backend or LocalProcessBackend()
+        self.backend = backend or LocalProcessBackend(store)
         self.max_concurrent = max_concurrent or default_concurrency()
         self.poll_interval = poll_interval
         self.stale_after = stale_after
@@ -221,36 +163,3 @@ class JobRunner:
                 print(f"bn-lab runner: {type(exc).__name__}: {exc}", file=sys.stderr)
             self._wake.wait(self.poll_interval)
             self._wake.clear()
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether ``pid`` runs and is not a zombie (os.kill(pid, 0) alone says yes to zombies)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True  # no /proc (macOS): trust kill(0)
-
-
-def _is_worker(pid: int) -> bool:
-    """Whether ``pid``'s command line is ``... -m bn_core.runs.worker ...`` (True without /proc)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"bn_core.runs.worker" in fh.read().split(b"\0")
-    except FileNotFoundError:
-        return not os.path.isdir("/proc")  # no such process, unless there is no /proc at all
-    except OSError:
-        return True
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

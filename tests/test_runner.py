@@ -1,4 +1,5 @@
-"""Tests for bn_core.runs.runner: the queue, real worker processes, cancellation, dead runs.
+"""Tests for bn_core.runs.runner and its local backend (bn_core.runs.backends.local): the queue,
+real worker processes, cancellation, dead runs, which processes count as workers.
 
 Most tests start real ``python -m bn_core.runs.worker`` processes on a tiny synthetic MNIST file
 (a worker needs several seconds to import TensorFlow and compile). Tests that need a worker
@@ -8,6 +9,7 @@ a test starts is SIGKILLed at teardown, whatever the outcome.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -19,13 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 
 from bn_core.config import ConfigError, TrainConfig
 from bn_core.runs import runner as jobs
+from bn_core.runs.backends.local import worker_process
 from bn_core.runs.runner import JobRunner, LocalProcessBackend, default_concurrency
-from bn_core.runs.store import RunStore
+from bn_core.runs.store import RunRecord, RunStore
 from bn_core.runs.worker import run_worker
+from tests.conftest import assert_runs_without_tensorflow
 
 DEADLINE = 120.0  # seconds; generous, the machine is shared and small
 
@@ -85,7 +90,10 @@ def wait_finished(store: RunStore, run_id: int, what: str, **kwargs):
 
 def is_gone(pid: int) -> bool:
     """The process has exited (a zombie awaiting its parent's wait counts as gone)."""
-    return not jobs._pid_alive(pid)
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def batch_event(step: int, steps_per_epoch: int = 2) -> dict:
@@ -226,12 +234,12 @@ class Reaper:
 
     def _is_worker_of_store(self, pid: int) -> bool:
         try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+            process = psutil.Process(pid)
+            cmdline, environ = process.cmdline(), process.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
-        home = f"BN_LAB_HOME={self.store.home.resolve()}".encode()
-        return b"bn_core.runs.worker" in cmdline and home in environ
+        home = str(self.store.home.resolve())
+        return "bn_core.runs.worker" in cmdline and environ.get("BN_LAB_HOME") == home
 
 
 @pytest.fixture
@@ -495,26 +503,29 @@ def test_killed_worker_is_interrupted_and_keeps_its_metrics(store, reaper, mnist
     assert len(after_epochs) >= 1
 
 
-# A process whose command line names bn_core.runs.worker, as a real worker's does: the runner only
-# ever signals such processes (a stored pid may belong to someone else after a restart).
-WORKER_LOOKALIKE = [sys.executable, "-c", "import time; time.sleep(600)", "bn_core.runs.worker"]
+def lookalike(run_id: int, code: str = "import time; time.sleep(600)") -> list[str]:
+    """A command line holding ``-m bn_core.runs.worker RUN_ID``, as a real worker's does, that
+    runs ``code`` instead: the runner only ever signals such processes (a stored pid may belong
+    to someone else after a restart)."""
+    return [sys.executable, "-c", code, "-m", "bn_core.runs.worker", str(run_id)]
 
 
 def test_stale_heartbeat_interrupts_and_kills_the_process(store, reaper):
-    sleeper = reaper.popen(WORKER_LOOKALIKE)
     hung = store.create_run(TrainConfig(), "g")
     fresh = store.create_run(TrainConfig(), "g")
+    sleeper = reaper.popen(lookalike(hung))
     now = time.time()
     store.transition(
         hung, ("queued",), "running", pid=sleeper.pid, started_at=now - 200, heartbeat=now - 100
     )
-    fresh_sleeper = reaper.popen(WORKER_LOOKALIKE)
+    fresh_sleeper = reaper.popen(lookalike(fresh))
     store.transition(
         fresh, ("queued",), "running", pid=fresh_sleeper.pid, started_at=now, heartbeat=now
     )
     store.add_batch(hung, batch_event(1))
     store.update(hung, heartbeat=now - 100)
 
+    # No store: any worker's command line is enough (the sleepers began after "started_at").
     runner = reaper.runner(LocalProcessBackend(), stale_after=5, max_concurrent=1)
     runner.tick()
     run = store.get(hung)
@@ -615,7 +626,8 @@ def test_worker_failure_is_a_one_line_error_naming_the_file(store, reaper, tmp_p
     assert store.batch_metrics([run_id]) == [] and store.epoch_metrics([run_id]) == []
 
 
-def test_a_reused_pid_is_never_signalled(store, reaper):
+@pytest.mark.parametrize("knows_store", [False, True])
+def test_a_reused_pid_is_never_signalled(store, reaper, knows_store):
     """After a restart a stored pid may belong to an unrelated process: the run is
     interrupted, and that process is left alone."""
     stranger = reaper.popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -624,7 +636,114 @@ def test_a_reused_pid_is_never_signalled(store, reaper):
     store.transition(
         run_id, ("queued",), "running", pid=stranger.pid, started_at=now - 200, heartbeat=now - 100
     )
-    runner = reaper.runner(LocalProcessBackend(), stale_after=5, max_concurrent=1)
+    backend = LocalProcessBackend(store if knows_store else None)
+    runner = reaper.runner(backend, stale_after=5, max_concurrent=1)
     runner.tick()
     assert store.get(run_id).status == "interrupted"
     assert stranger.poll() is None  # not killed
+
+
+# -- which processes count as workers (bn_core.runs.backends.local) -----------------------------
+
+
+def record_running(store: RunStore, proc: subprocess.Popen, run_id: int | None = None) -> RunRecord:
+    """Record ``proc`` as the running worker of ``run_id`` (a new run if None) the way a worker
+    does: its pid, and a started_at taken after its process exists."""
+    run_id = run_id or store.create_run(TrainConfig(), "g")
+    now = time.time()
+    assert store.transition(
+        run_id, ("queued",), "running", pid=proc.pid, started_at=now, heartbeat=now
+    )
+    return store.get(run_id)
+
+
+def assert_not_signalled(proc: subprocess.Popen) -> None:
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.5)  # a signal sent earlier would have ended it by now
+
+
+def test_a_live_stranger_is_not_a_worker_and_never_signalled(store, reaper):
+    stranger = reaper.popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    run = record_running(store, stranger)
+    assert worker_process(stranger.pid) is None
+    assert worker_process(stranger.pid, run) is None
+    for backend in (LocalProcessBackend(), LocalProcessBackend(store)):
+        assert not backend.alive(stranger.pid)
+        backend.terminate(stranger.pid)
+        backend.kill(stranger.pid)
+    assert_not_signalled(stranger)
+
+
+def test_a_worker_of_another_run_or_started_later_is_not_the_runs_worker(store, reaper):
+    """A pid reused by another worker-looking process: a different run id on its command line,
+    or a process created after the run's worker had started. The run is interrupted and that
+    process left alone."""
+    run_id = store.create_run(TrainConfig(), "g")
+    proc = reaper.popen(lookalike(run_id))
+    run = record_running(store, proc, run_id)
+    assert worker_process(proc.pid) is not None  # a worker's command line
+    assert worker_process(proc.pid, run) is not None  # this run's: its id, created before start
+    assert worker_process(proc.pid, dataclasses.replace(run, id=run_id + 1)) is None
+    started_earlier = dataclasses.replace(run, started_at=run.started_at - 60)
+    assert worker_process(proc.pid, started_earlier) is None
+    assert worker_process(proc.pid, dataclasses.replace(run, started_at=None)) is not None
+
+    store.update(run_id, started_at=run.started_at - 60)  # the run's own worker began long ago
+    backend = LocalProcessBackend(store)
+    assert not backend.alive(proc.pid)
+    backend.terminate(proc.pid)
+    backend.kill(proc.pid)
+    runner = reaper.runner(backend, stale_after=300, max_concurrent=1)
+    runner.tick()
+    run = store.get(run_id)
+    assert run.status == "interrupted" and "worker process exited" in run.error, run.error
+    assert_not_signalled(proc)
+
+
+def test_a_dead_pid_is_not_alive(store, reaper):
+    run_id = store.create_run(TrainConfig(), "g")
+    done = reaper.popen(lookalike(run_id, code="pass"))  # exits at once
+    run = record_running(store, done, run_id)
+    wait_for(lambda: is_gone(done.pid), f"process {done.pid} to exit", timeout=60)
+    if os.name == "posix":  # exited, not yet waited for: a zombie
+        assert psutil.Process(done.pid).status() == psutil.STATUS_ZOMBIE
+    backend = LocalProcessBackend(store)
+    for _ in ("zombie", "reaped"):
+        assert worker_process(done.pid) is None and worker_process(done.pid, run) is None
+        assert not backend.alive(done.pid)
+        backend.terminate(done.pid)  # nothing to signal, and no error
+        backend.kill(done.pid)
+        done.wait(timeout=60)
+    runner = reaper.runner(backend, stale_after=300, max_concurrent=1)
+    runner.tick()
+    assert store.get(run_id).status == "interrupted"
+
+
+def test_a_real_worker_is_recognised_from_any_folder(
+    store, reaper, mnist_dir, tmp_path, monkeypatch
+):
+    # Neither the repository as working folder nor PYTHONPATH: the installed package is found.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    runner = reaper.runner(max_concurrent=1)
+    (run_id,) = runner.submit([long_config(mnist_dir)])
+    runner.tick()
+    describe = describer(store, run_id)
+    run = wait_for(
+        lambda: (r := store.get(run_id)).status == "running" and r,
+        "the worker to claim its run",
+        describe=describe,
+    )
+    assert psutil.Process(run.pid).cmdline()[-3:] == ["-m", "bn_core.runs.worker", str(run_id)]
+    assert worker_process(run.pid, run) is not None
+
+    adopter = LocalProcessBackend(store)  # a later server's backend: it never started the worker
+    assert adopter.alive(run.pid)
+    adopter.kill(run.pid)
+    run = wait_finished(store, run_id, "the runner to see it killed", tick=runner.tick)
+    assert run.status == "interrupted", describe()
+    assert not adopter.alive(run.pid)
+
+
+def test_runner_and_store_load_without_tensorflow(tmp_path):
+    assert_runs_without_tensorflow("import bn_core.runs.runner, bn_core.runs.store", tmp_path)

@@ -1,0 +1,21 @@
+"""Where runs execute: the ``Backend`` protocol the job runner schedules onto.
+
+``bn_core.runs.backends.local`` runs each job as a local process; a distributed backend (Ray,
+say) goes beside it and implements the same four methods.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bn_core.runs.store import RunStore
+
+
+class Backend(Protocol):
+    """Where runs execute. A handle is whatever the backend needs to find the run again."""
+
+    def start(self, run_id: int, store: RunStore) -> int: ...
+    def alive(self, pid: int) -> bool: ...
+    def terminate(self, pid: int) -> None: ...
+    def kill(self, pid: int) -> None: ...
