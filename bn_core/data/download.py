@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bn_core.atomic import atomic_path
 from bn_core.data.files import DatasetError
 from bn_core.data.search import KERAS_LAYOUT, check_name, keras_cache
 
@@ -109,14 +110,11 @@ def _fetch_one(
     """Stream one file to `dest` through a verified temporary file; return the new byte count."""
     url = mirror() + remote.name
     with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
-        # Created only once the mirror answers, so a failed connection leaves the cache as it was.
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # A unique name ("x": must not exist), not mkstemp: its 0600 mode would lock other users
-        # (e.g. a Docker image's runtime user) out of a cache filled at build time.
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{os.urandom(4).hex()}.part")
-        try:
+        # The folder is created (by atomic_path) only once the mirror answers, so a failed
+        # connection leaves the cache as it was.
+        with atomic_path(dest, suffix=".part") as tmp:
             hasher = _new_hash(remote.algorithm)
-            with open(tmp, "xb") as out:
+            with open(tmp, "wb") as out:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     hasher.update(chunk)
@@ -124,14 +122,10 @@ def _fetch_one(
                     if on_progress is not None:
                         on_progress(done, total)
             actual = hasher.hexdigest()
-            if actual != remote.digest:
+            if actual != remote.digest:  # raising here discards the temporary file
                 raise DatasetError(
                     f"{remote.name} downloaded from {url} has {remote.algorithm} {actual}, "
                     f"expected {remote.digest}; discarded it. Retry, or set BN_DATA_MIRROR "
                     "to a mirror you trust"
                 )
-            os.replace(tmp, dest)  # atomic: readers see the old file or the whole new one
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
     return done

@@ -15,22 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bn_core.config import TrainConfig
+from bn_core.results import HISTORY_KEYS
 
 ACTIVE = ("queued", "starting", "running")
 FINISHED = ("completed", "cancelled", "diverged", "failed", "interrupted")
 STATUSES = ACTIVE + FINISHED
 BATCH_FIELDS = ("step", "epoch", "batch", "epoch_progress", "loss", "accuracy", "t")
-EPOCH_FIELDS = (
-    "epoch",
-    "step",
-    "loss",
-    "accuracy",
-    "val_loss",
-    "val_accuracy",
-    "seconds",
-    "images_per_second",
-    "t",
-)
+EPOCH_FIELDS = ("epoch", "step", *HISTORY_KEYS, "t")  # one row per epoch of a run's history
 
 
 def default_home() -> Path:
