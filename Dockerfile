@@ -38,6 +38,7 @@ COPY pyproject.toml README.md requirements.txt requirements-dev.txt /tmp/src/
 COPY bn_core /tmp/src/bn_core
 RUN pip install --no-cache-dir --no-deps /tmp/src && rm -rf /tmp/src
 COPY pages ./pages
+COPY .streamlit ./.streamlit
 COPY app.py ./
 RUN mkdir -p /data/runs /home/bnlab/.keras/datasets \
  && chown -R bnlab:bnlab /data /home/bnlab

@@ -1,11 +1,16 @@
 """BN Lab dashboard: ``streamlit run app.py``. Only the navigation frame lives here; each page is
-a script under pages/. TensorFlow is never imported in this process (runs train in workers)."""
+a script under pages/. TensorFlow is never imported in this process (runs train in workers).
+
+A page's URL is its file name (pages/runs.py -> /runs), the name Streamlit's pages-directory
+mode also gives it: that mode serves a fresh server's first request, and pages/_ui.py's
+use_navigation hands the page over to this file."""
 
 import streamlit as st
 
 from pages._ui import (
     ABOUT_PAGE,
     COMPARE_PAGE,
+    FRAMED,
     NETWORK_PAGE,
     RUNS_PAGE,
     SWEEP_PAGE,
@@ -15,18 +20,21 @@ from pages._ui import (
 )
 
 st.set_page_config(page_title="BN Lab", page_icon=":material/science:", layout="wide")
+st.session_state[FRAMED] = True
 
 get_runner()  # the process-wide scheduler: queued runs start whichever page is open
 
 pages = [
-    st.Page(
-        TRAIN_PAGE, title="Train", icon=":material/play_circle:", url_path="train", default=True
-    ),
-    st.Page(RUNS_PAGE, title="Runs", icon=":material/monitoring:", url_path="runs"),
-    st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:", url_path="compare"),
-    st.Page(NETWORK_PAGE, title="Inside the network", icon=":material/hub:", url_path="network"),
-    st.Page(WINDOW_PAGE, title="Window size", icon=":material/tune:", url_path="window"),
-    st.Page(SWEEP_PAGE, title="Sweep", icon=":material/grid_on:", url_path="sweep"),
-    st.Page(ABOUT_PAGE, title="About", icon=":material/info:", url_path="about"),
+    st.Page(TRAIN_PAGE, title="Train", icon=":material/play_circle:", default=True),
+    st.Page(RUNS_PAGE, title="Runs", icon=":material/monitoring:"),
+    st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:"),
+    st.Page(NETWORK_PAGE, title="Inside the network", icon=":material/hub:"),
+    st.Page(WINDOW_PAGE, title="Window size", icon=":material/tune:"),
+    st.Page(SWEEP_PAGE, title="Sweep", icon=":material/grid_on:"),
+    st.Page(ABOUT_PAGE, title="About", icon=":material/info:"),
 ]
+# .streamlit/config.toml turns the sidebar menu off so that the pages-directory mode never
+# shows its menu of file names; that switch hides st.navigation's menu too, so turn it back on.
+# The mode is over for good once st.navigation (next line) has run.
+st.set_option("client.showSidebarNavigation", True)
 st.navigation(pages).run()

@@ -3,11 +3,13 @@ a few small renderers. Only TF-free bn_core modules are imported here."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from bn_core.runs.runner import JobRunner
 from bn_core.runs.store import RunRecord, RunStore, default_home
-from bn_core.views.runs import STATUS_COLORS
+from bn_core.views.runs import STATUS_COLORS, run_label
 
 TRAIN_PAGE = "pages/train.py"
 RUNS_PAGE = "pages/runs.py"
@@ -16,28 +18,28 @@ NETWORK_PAGE = "pages/network.py"
 WINDOW_PAGE = "pages/window.py"
 SWEEP_PAGE = "pages/sweep.py"
 ABOUT_PAGE = "pages/about.py"
+FRAMED = "bn-lab-framed"  # session_state key: app.py has framed this session
 # Plotly's camera button saves a PNG in the browser (no kaleido on the server).
 PNG = {"displaylogo": False}
 
 
 def use_navigation() -> None:
-    """Call first in every page. A ``pages/`` folder next to app.py makes Streamlit start in its
-    legacy folder mode until some session runs app.py's st.navigation; when a fresh server's
-    first request is a page URL (say /runs), that page runs without app.py (sidebar listing
-    every file, no page config). Switch to app.py's navigation and rerun the same page (page
-    hashes come from the url_path, which both modes derive from the file name). The flag is
-    process-wide, so this happens at most once per server. Not under AppTest, which resets the
-    flag before every run (a rerun there would swallow the click that caused the run)."""
-    try:
-        from streamlit import config
-        from streamlit.runtime.pages_manager import PagesManager  # internal API; pinned version
-    except ImportError:  # pragma: no cover - a Streamlit without it has no legacy mode
+    """Call first in every page. With a ``pages/`` folder next to app.py, Streamlit starts in its
+    pages-directory mode, which lasts until some session calls st.navigation: a fresh server's
+    first request for /runs runs pages/runs.py without app.py (and that mode's menu of file
+    names stays hidden: ``client.showSidebarNavigation = false``). A session that app.py has
+    not framed yet hands over to it: st.navigation over the same pages as that mode (app.py
+    first, the default, then the page files) ends the mode for the whole server and resolves
+    the URL to the same page; the rerun then runs app.py, whose pages have the same URLs (their
+    file names). Once per session, so a page run as the main script (AppTest) never loops."""
+    if st.session_state.get(FRAMED):
         return
-    if config.get_option("global.appTest"):
-        return
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    st.session_state[FRAMED] = True
+    here = Path(__file__).resolve().parent  # absolute: also right when a page is the main script
+    pages = [st.Page(here.parent / "app.py", default=True)]
+    pages += [st.Page(path) for path in sorted(here.glob("[!_]*.py"))]
+    st.navigation(pages, position="hidden")
+    st.rerun()
 
 
 def _stop(runner: JobRunner) -> None:
@@ -59,14 +61,27 @@ def get_store() -> RunStore:
     return get_runner().store
 
 
-def selection_default(key: str, known, first_visit: list[int]) -> list[int] | None:
-    """``default=`` for a run multiselect keyed ``key``: ``first_visit`` the first time; after
-    that the widget keeps its own state, minus runs deleted since (Streamlit refuses options
-    that no longer exist)."""
+def run_picker(
+    runs: list[RunRecord], key: str, first_visit: list[int], help: str, container=st
+) -> list[RunRecord]:
+    """A "Runs" multiselect over ``runs`` (newest first, labelled by ``views.runs.run_label``),
+    keyed ``key``; returns the chosen runs in ``runs``' order. Preselects ``first_visit`` the
+    first time; after that the widget keeps its own state, minus runs deleted since
+    (Streamlit refuses options that no longer exist)."""
+    labels = {r.id: run_label(r) for r in runs}
+    default = first_visit
     if key in st.session_state:
-        st.session_state[key] = [i for i in st.session_state[key] if i in known]
-        return None
-    return first_visit
+        st.session_state[key] = [i for i in st.session_state[key] if i in labels]
+        default = None
+    selected = container.multiselect(
+        "Runs",
+        sorted(labels, reverse=True),
+        default=default,
+        format_func=labels.get,
+        key=key,
+        help=help,
+    )
+    return [r for r in runs if r.id in set(selected)]
 
 
 def png_config(filename: str) -> dict:

@@ -6,10 +6,9 @@ import streamlit as st
 
 from bn_core.analysis import comparison as cmp
 from bn_core.views import comparison as cv
-from bn_core.views import runs as live
 from bn_core.views.charts import METRIC_TITLES
 from bn_core.views.report import build_report
-from pages._ui import TRAIN_PAGE, get_store, png_config, selection_default, use_navigation
+from pages._ui import TRAIN_PAGE, get_store, png_config, run_picker, use_navigation
 
 use_navigation()
 
@@ -23,20 +22,13 @@ if not runs:
     st.stop()
 
 candidates = [r for r in runs if r.status not in ("queued", "starting")]  # finished or running
-labels = {r.id: live.run_label(r) for r in candidates}
-options = sorted(labels, reverse=True)
 latest = store.latest_group()
-KEY = "compare-runs"
-default = selection_default(KEY, labels, [r.id for r in candidates if r.group_id == latest])
-selected = st.multiselect(
-    "Runs",
-    options,
-    default=default,
-    format_func=labels.get,
-    key=KEY,
+chosen = run_picker(
+    candidates,
+    "compare-runs",
+    [r.id for r in candidates if r.group_id == latest],
     help="finished or running runs; by default every run of the latest group",
 )
-chosen = [r for r in candidates if r.id in set(selected)]
 if not chosen:
     st.info("Select one or more runs (queued runs appear once they start).", icon=":material/info:")
     st.stop()

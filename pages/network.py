@@ -12,7 +12,7 @@ from bn_core.runs.store import ACTIVE
 from bn_core.variants import SITES
 from bn_core.views import probes as pv
 from bn_core.views import runs as live
-from pages._ui import TRAIN_PAGE, get_store, png_config, selection_default, use_navigation
+from pages._ui import TRAIN_PAGE, get_store, png_config, run_picker, use_navigation
 
 use_navigation()
 
@@ -50,16 +50,13 @@ if not runs:
     st.stop()
 
 labels = {r.id: live.run_label(r) for r in runs}
-KEY = "network-runs"
-default = selection_default(KEY, labels, pv.default_selection(runs, probed))
 left, right = st.columns([4, 1], vertical_alignment="bottom")
-selected = left.multiselect(
-    "Runs",
-    sorted(labels, reverse=True),
-    default=default,
-    format_func=labels.get,
-    key=KEY,
+chosen = run_picker(
+    runs,
+    "network-runs",
+    pv.default_selection(runs, probed),
     help="runs trained with probes; by default those of the newest group that has any",
+    container=left,
 )
 unit = right.toggle(
     "Tracked unit",
@@ -68,7 +65,7 @@ unit = right.toggle(
     "instead of the whole layer",
 )
 scope = "unit" if unit else "layer"
-chosen_ids = set(selected)
+chosen_ids = {r.id for r in chosen}
 polling = any(r.active for r in runs if r.id in chosen_ids)
 
 

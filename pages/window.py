@@ -7,7 +7,7 @@ import streamlit as st
 from bn_core.runs import replays
 from bn_core.views import replay as rv
 from bn_core.views import runs as live
-from pages._ui import get_store, png_config, selection_default, use_navigation
+from pages._ui import get_store, png_config, run_picker, use_navigation
 
 use_navigation()
 
@@ -58,20 +58,13 @@ if not runs:
 
 problems = {r.id: replays.replay_problem(r, store.model_path(r.id).is_file()) for r in runs}
 labels = {r.id: live.run_label(r) for r in runs}
-KEY = "window-runs"
 latest = runs[-1].group_id  # the newest finished run's group
-default = selection_default(
-    KEY, labels, [r.id for r in runs if r.group_id == latest and problems[r.id] is None]
-)
-selected = st.multiselect(
-    "Runs",
-    sorted(labels, reverse=True),
-    default=default,
-    format_func=labels.get,
-    key=KEY,
+chosen = run_picker(
+    runs,
+    "window-runs",
+    [r.id for r in runs if r.group_id == latest and problems[r.id] is None],
     help="finished runs; by default the replayable runs of the latest group",
 )
-chosen = [r for r in runs if r.id in set(selected)]
 if not chosen:
     st.info("Select one or more finished runs.", icon=":material/info:")
     st.stop()

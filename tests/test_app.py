@@ -79,6 +79,21 @@ def test_every_page_renders_on_an_empty_store(runner, page):
         assert "start" in at.info[0].value.lower()
 
 
+def test_a_page_as_first_request_is_handed_over_to_app_py(runner, monkeypatch):
+    """A fresh server's first request for /about runs pages/about.py without app.py
+    (Streamlit's pages-directory mode, in which AppTest starts every run). use_navigation
+    hands over once: the rerun runs app.py (which calls get_runner; the About page never
+    does), then the page, once."""
+    calls = []
+    monkeypatch.setattr(_ui, "get_runner", lambda: calls.append("get_runner") or runner)
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.switch_page("pages/about.py").run()  # the session's first run
+    assert not at.exception, [e.value for e in at.exception]
+    assert calls, "app.py did not run"
+    assert [t.value for t in at.title] == ["About BN Lab"]
+    assert at.session_state[_ui.FRAMED]
+
+
 # ----------------------------------------------------------------------------- Train
 
 

@@ -1,8 +1,6 @@
 """The Sweep page (pages/sweep.py), driven headless with AppTest and a runner whose backend
-starts nothing (test_app's ``runner`` fixture).
-
-Until app.py registers the page, it runs inside a copy of app.py (in tmp_path, next to a link
-to pages/) with the Sweep page added to its navigation, so its page links resolve."""
+starts nothing (test_app's ``runner`` fixture), inside app.py's navigation so that its page
+links resolve."""
 
 from __future__ import annotations
 
@@ -15,33 +13,21 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app import runner  # noqa: F401  (the fixture)
 
 from bn_core.config import TrainConfig
 from bn_core.runs.store import RunStore
+from tests.test_app import runner  # noqa: F401  (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "sweep.py")
 
 
-SWEEP_ENTRY = (
-    '    st.Page("pages/sweep.py", title="Sweep", icon=":material/tune:", url_path="sweep"),\n'
-)
-
-
 @pytest.fixture
-def open_sweep(tmp_path, runner):  # noqa: F811
-    """A function that opens the Sweep page in app.py's navigation (plus the Sweep page)."""
-    app = (ROOT / "app.py").read_text()
-    if "pages/sweep.py" not in app and "SWEEP_PAGE" not in app:
-        anchor = "    st.Page(ABOUT_PAGE,"
-        assert anchor in app
-        app = app.replace(anchor, SWEEP_ENTRY + anchor)
-    (tmp_path / "pages").symlink_to(ROOT / "pages")
-    (tmp_path / "app.py").write_text(app)
+def open_sweep(runner):  # noqa: F811
+    """A function that opens the Sweep page in app.py's navigation."""
 
     def open_page() -> AppTest:
-        at = AppTest.from_file(str(tmp_path / "app.py"), default_timeout=30).run()
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
         at.switch_page("pages/sweep.py").run()
         assert not at.exception, [e.value for e in at.exception]
         return at

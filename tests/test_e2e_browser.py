@@ -5,6 +5,10 @@ Chromium through Playwright (``executable_path=/usr/bin/chromium``; nothing is d
 and trains for real on Fashion-MNIST (installed by scripts/test.sh). Screenshots go to
 ``artifacts/e2e/``. The test fails if the live view stops updating: it must see the number
 of plotted points of a running run grow at least twice without any page reload.
+
+A page URL as a fresh server's first request is served by Streamlit's pages-directory mode
+(pages/_ui.py's use_navigation hands it over to app.py): the browser records every menu it
+ever draws, from the first paint on, and all of them must be the app's own.
 """
 
 from __future__ import annotations
@@ -36,6 +40,45 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 TRAIN_LIMIT = 40000  # 625 steps per epoch: ~20 batch events while we watch, even when slow
+# app.py's menu: (icon, title, URL path) per page, in order; the default page's URL is "/".
+APP_MENU = [
+    ["play_circle", "Train", "/"],
+    ["monitoring", "Runs", "/runs"],
+    ["compare_arrows", "Compare", "/compare"],
+    ["hub", "Inside the network", "/network"],
+    ["tune", "Window size", "/window"],
+    ["grid_on", "Sweep", "/sweep"],
+    ["info", "About", "/about"],
+]
+# Runs before the page's own scripts: on every DOM change (and every 50 ms) it appends the
+# page's state to window.navStates whenever the state differs from the last one recorded.
+RECORD_NAV_STATES = """
+(() => {
+  window.navStates = [];
+  const text = (el) => (el ? el.textContent.trim() : "");
+  const snap = () => {
+    const links = document.querySelectorAll("[data-testid='stSidebar'] a, header a");
+    const menu = Array.from(links).map((a) => [
+      text(a.querySelector("[data-testid='stIconMaterial']")),
+      text(a.querySelector("[data-testid='stMarkdownContainer']")) || text(a),
+      new URL(a.href, location.href).pathname,
+    ]);
+    const view = document.querySelector("[data-testid='stAppViewContainer']");
+    const state = {
+      menu,
+      title: document.title,
+      layout: view ? view.dataset.layout || "" : "",
+      headings: Array.from(document.querySelectorAll("h1")).map(text),
+      path: location.pathname,
+    };
+    const last = window.navStates[window.navStates.length - 1];
+    if (!last || JSON.stringify(last) !== JSON.stringify(state)) window.navStates.push(state);
+  };
+  new MutationObserver(snap).observe(document, {subtree: true, childList: true,
+                                                characterData: true, attributes: true});
+  setInterval(snap, 50);
+})();
+"""
 
 pytestmark = pytest.mark.integration
 
@@ -133,14 +176,35 @@ def test_train_watch_live_and_compare_in_a_browser(server):
             browser.close()
 
 
-def _run_scenario(page: Page, url: str, store: RunStore) -> None:
-    # A sub-page as the very first request of a fresh server still gets the app's navigation.
-    page.goto(url + "/about")
-    expect(page.get_by_role("heading", name="About BN Lab")).to_be_visible(timeout=60_000)
-    nav = page.locator("[data-testid='stSidebarNav']")
-    for title in ("Train", "Runs", "Compare", "About"):
-        expect(nav.get_by_text(title, exact=True)).to_be_visible()
+@pytest.mark.parametrize(("path", "heading"), [("/runs", "Runs"), ("/about", "About BN Lab")])
+def test_a_page_as_first_request_only_ever_shows_the_app_menu(server, path, heading):
+    url, _ = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.add_init_script(RECORD_NAV_STATES)
+        try:
+            page.goto(url + path)  # the server's very first request
+            expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(
+                timeout=60_000
+            )
+            nav = page.locator("[data-testid='stSidebarNav']")
+            expect(nav.get_by_role("link")).to_have_count(len(APP_MENU))
+            page.wait_for_timeout(1000)  # anything drawn after the page settles is seen too
+            states = page.evaluate("window.navStates")
+        finally:
+            page.screenshot(path=str(ARTIFACTS / f"first-request{path.replace('/', '-')}.png"))
+            browser.close()
+    menus = [s["menu"] for s in states if s["menu"]]
+    assert menus and all(menu == APP_MENU for menu in menus), menus
+    shown = [s for s in states if s["menu"] or s["headings"]]
+    assert {(s["title"], s["layout"]) for s in shown} == {("BN Lab", "wide")}, shown
+    assert {s["path"] for s in states} == {path}, states
+    assert states[-1]["headings"] == [heading], states[-1]
 
+
+def _run_scenario(page: Page, url: str, store: RunStore) -> None:
     # --- Train: Fashion-MNIST, two variants, 1 epoch via the slider, quick mode --------------
     page.goto(url + "/")
     expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
