@@ -19,6 +19,15 @@ def rgba(color: str, alpha: float) -> str:
     return f"rgba({red}, {green}, {blue}, {alpha})"
 
 
+def line(
+    x, y, name: str, color: str, *, mode: str = "lines", group: str | None = None, style=None, **kw
+) -> go.Scatter:
+    """One named curve in ``color``: ``style`` adds to its line (width, dash), ``group`` is its
+    legend group, ``kw`` goes to the trace as it is (markers, hover)."""
+    line_style = {"color": color, **(style or {})}
+    return go.Scatter(x=x, y=y, mode=mode, name=name, legendgroup=group, line=line_style, **kw)
+
+
 def add_band(
     fig: go.Figure, x, low, high, fillcolor: str, names: tuple[str, str] | None = None, **common
 ) -> None:

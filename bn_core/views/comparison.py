@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 from bn_core.analysis.comparison import ARM_SEP, seeds_text
 from bn_core.analysis.summary import BASELINE
 from bn_core.variants import VARIANT_NAMES
-from bn_core.views.charts import METRIC_TITLES, add_band, rgba
+from bn_core.views.charts import METRIC_TITLES, add_band, line, rgba
 
 SMALL_MULTIPLES_PER_ROW = 5  # the original study's five variants fit one row
 
@@ -59,13 +59,14 @@ def band_figure(
         if curves is not None and n > 1:
             _seed_lines(fig, curves[curves["variant"] == variant], metric, str(variant), common)
         fig.add_trace(
-            go.Scatter(
-                x=g["epoch"],
-                y=g["mean"],
+            line(
+                g["epoch"],
+                g["mean"],
+                name,
+                variant_color(str(variant)),
                 mode="lines+markers",
-                name=name,
-                legendgroup=str(variant),
-                line={"color": variant_color(str(variant)), "dash": dashes[variant]},
+                group=str(variant),
+                style={"dash": dashes[variant]},
                 customdata=list(zip(g["std"].fillna(0.0), g["n"], strict=True)),
                 hovertemplate="epoch %{x}: %{y:.4f} ± %{customdata[0]:.4f} (n=%{customdata[1]})",
             )

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from bn_core.constants import GRAD_LAYERS
 from bn_core.runs.store import RunRecord
 from bn_core.variants import SITES, VARIANTS
-from bn_core.views.charts import add_band, rgba
+from bn_core.views.charts import add_band, line, rgba
 
 BAND_ALPHA = 0.18  # the 15th-85th percentile band under a median line
 SCOPES = {"layer": "whole layer", "unit": "tracked unit (channel / unit 0)"}
@@ -100,13 +100,13 @@ def percentile_figure(
         band = {"legendgroup": name, "showlegend": False}
         add_band(fig, rows["step"], rows["p85"], rows["p15"], rgba(color, BAND_ALPHA), **band)
         fig.add_trace(
-            go.Scatter(
-                x=rows["step"],
-                y=rows["p50"],
-                mode="lines",
-                name=name,
-                legendgroup=name,
-                line={"color": color, "width": 2},
+            line(
+                rows["step"],
+                rows["p50"],
+                name,
+                color,
+                group=name,
+                style={"width": 2},
                 customdata=rows[["p15", "p85"]],
                 hovertemplate="step %{x}<br>median %{y:.3g}<br>15–85%: "
                 "%{customdata[0]:.3g} – %{customdata[1]:.3g}<extra></extra>",
@@ -129,12 +129,12 @@ def accuracy_figure(
     fig = go.Figure()
     for run_id, rows in frame.groupby("run_id", sort=True):
         fig.add_trace(
-            go.Scatter(
-                x=rows["step"],
-                y=rows["accuracy"],
+            line(
+                rows["step"],
+                rows["accuracy"],
+                labels[run_id],
+                colors[run_id],
                 mode="lines+markers",
-                name=labels[run_id],
-                line={"color": colors[run_id]},
                 marker={"size": 4},
             )
         )
@@ -162,14 +162,14 @@ def grad_norm_figure(
     for col, layer in enumerate(GRAD_LAYERS, start=1):
         for run_id, part in frame[frame["layer"] == layer].groupby("run_id", sort=True):
             fig.add_trace(
-                go.Scatter(
-                    x=part["step"],
-                    y=part["norm"],
-                    mode="lines",
-                    name=labels[run_id],
-                    legendgroup=str(run_id),
+                line(
+                    part["step"],
+                    part["norm"],
+                    labels[run_id],
+                    colors[run_id],
+                    group=str(run_id),
+                    style={"width": 1.5},
                     showlegend=col == 1,
-                    line={"color": colors[run_id], "width": 1.5},
                 ),
                 row=1,
                 col=col,
@@ -198,13 +198,14 @@ def mode_gap_figure(
             ("batch_stats", "dash", "batch statistics"),
         ):
             fig.add_trace(
-                go.Scatter(
-                    x=part["epoch"],
-                    y=part[column],
+                line(
+                    part["epoch"],
+                    part[column],
+                    f"{labels[run_id]} · {mode}",
+                    colors[run_id],
                     mode="lines+markers",
-                    name=f"{labels[run_id]} · {mode}",
-                    legendgroup=str(run_id),
-                    line={"color": colors[run_id], "dash": dash},
+                    group=str(run_id),
+                    style={"dash": dash},
                 )
             )
     fig.update_layout(
