@@ -9,6 +9,7 @@ import streamlit as st
 
 from bn_core.runs.runner import JobRunner
 from bn_core.runs.store import RunRecord, RunStore, default_home
+from bn_core.views import train_form
 from bn_core.views.runs import STATUS_COLORS, run_label
 
 TRAIN_PAGE = "pages/train.py"
@@ -82,6 +83,25 @@ def run_picker(
         help=help,
     )
     return [r for r in runs if r.id in set(selected)]
+
+
+def quick_start_button(preset: str, key: str, group_id: str | None = None) -> None:
+    """The empty-page way forward: a caption and a one-click button that queues the quick
+    version of ``preset`` on an available dataset (disabled, with the reason, when no dataset
+    is), then opens the Runs page. Stops the page script."""
+    start = train_form.quick_start(preset, st.session_state)
+    st.caption(start.caption)
+    if st.button(
+        start.label,
+        key=key,
+        type="primary",
+        icon=":material/rocket_launch:",
+        disabled=start.problem is not None,
+        help=start.problem,
+    ):
+        get_runner().submit(start.configs, group_id=group_id)
+        st.switch_page(RUNS_PAGE)
+    st.stop()
 
 
 def png_config(filename: str) -> dict:

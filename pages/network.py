@@ -12,7 +12,14 @@ from bn_core.runs.store import ACTIVE
 from bn_core.variants import SITES
 from bn_core.views import probes as pv
 from bn_core.views import runs as live
-from pages._ui import TRAIN_PAGE, get_store, png_config, run_picker, use_navigation
+from pages._ui import (
+    TRAIN_PAGE,
+    get_store,
+    png_config,
+    quick_start_button,
+    run_picker,
+    use_navigation,
+)
 
 use_navigation()
 
@@ -43,10 +50,12 @@ if not runs:
         wait_for_probes()
     else:
         st.info(
-            "No run has probes yet: start one on the Train page with probes on (probe_every > 0).",
+            "No run has probes yet: queue the paper's Figure 1 study in one click below, or "
+            "start runs on the Train page with probes on (probe_every > 0).",
             icon=":material/info:",
         )
         st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_circle:")
+        quick_start_button("figure1", key="network-quick-start")
     st.stop()
 
 labels = {r.id: live.run_label(r) for r in runs}

@@ -1,6 +1,10 @@
 """Sweep: final test accuracy against the learning rate (multiples of the optimizer's default,
 the paper's BN-x5/BN-x30) and/or the batch size, per variant. Start queues the grid through the
-job runner; the chart reads any group of runs in the store that forms a sweep."""
+job runner; the chart reads any group of runs in the store that forms a sweep.
+
+Dataset, epochs and quick mode are one choice with the Train form (``SHARED_FIELDS``): the
+page starts from the Train form's last choice and hands a change back; its own widgets keep
+their values for the whole session. An empty store offers the quick "lr" preset."""
 
 import streamlit as st
 
@@ -8,67 +12,99 @@ from bn_core.analysis import comparison as cmp
 from bn_core.analysis import study
 from bn_core.config import ConfigError, TrainConfig, field_spec
 from bn_core.variants import VARIANT_NAMES
+from bn_core.views import datasets, train_form
 from bn_core.views import runs as live
-from bn_core.views import train_form
 from bn_core.views.sweep import sweep_figure
 from bn_core.views.train_form import seed_list
-from pages._ui import RUNS_PAGE, get_runner, get_store, png_config, use_navigation
+from pages._ui import (
+    RUNS_PAGE,
+    TRAIN_PAGE,
+    get_runner,
+    get_store,
+    png_config,
+    quick_start_button,
+    use_navigation,
+)
 
 use_navigation()
-KINDS = ("learning rate", "batch size", "both")
+for key, value in train_form.sweep_form_state(st.session_state).items():
+    if key.removeprefix("sweep-") in train_form.SHARED_FIELDS or key not in st.session_state:
+        st.session_state[key] = value
+KEEP = {"persist_state": "session"}  # the value survives visits to other pages
+
+
+def share(name: str) -> None:
+    """Hand a shared choice back to the Train form."""
+    st.session_state[f"train-{name}"] = st.session_state[f"sweep-{name}"]
+
 
 st.title("Sweep")
 st.caption(
-    "How robust is each variant to a larger learning rate or a smaller batch? Every other "
-    "setting is TrainConfig's default; diverged runs are kept and marked, never drawn as zero."
+    "How robust is each variant to a larger learning rate or a smaller batch? Dataset, epochs "
+    "and quick mode are the Train form's (a change here changes them there); every other "
+    "setting is TrainConfig's default. Diverged runs are kept and marked, never drawn as zero."
 )
 left, right = st.columns(2, gap="large")
 with left:
-    variants = st.multiselect(
-        "Variants", VARIANT_NAMES, default=list(study.ROBUSTNESS_VARIANTS), key="sweep-variants"
-    )
-    kind = st.radio("Sweep over", KINDS, horizontal=True, key="sweep-kind")
+    variants = st.multiselect("Variants", VARIANT_NAMES, key="sweep-variants", **KEEP)
+    kind = st.radio("Sweep over", train_form.SWEEP_KINDS, horizontal=True, key="sweep-kind", **KEEP)
     multipliers, batch_sizes = [1], []
     if kind != "batch size":
         multipliers = st.multiselect(
             "Learning-rate multipliers (× the optimizer's default)",
             study.LR_MULTIPLIER_CHOICES,
-            default=list(study.LR_MULTIPLIERS),
             format_func=lambda m: f"×{m:g}",
             key="sweep-lr",
+            **KEEP,
         )
     if kind != "learning rate":
         batch_sizes = st.multiselect(
-            "Batch sizes",
-            train_form.batch_size_choices(),
-            key="sweep-batch",
-            default=list(study.BATCH_SIZES),
+            "Batch sizes", train_form.batch_size_choices(), key="sweep-batch", **KEEP
         )
 with right:
-    spec = field_spec("dataset")
-    dataset = st.selectbox("Dataset", spec["choices"], key="sweep-dataset")
-    spec = field_spec("epochs")
-    epochs = st.slider("Epochs", spec["min"], spec["max"], spec["default"], key="sweep-epochs")
+    dataset = st.selectbox(
+        "Dataset",
+        field_spec("dataset")["choices"],
+        help=datasets.availability_help(st.session_state.get("train-data-dir")),
+        key="sweep-dataset",
+        on_change=share,
+        args=("dataset",),
+    )
+    folder, data_problems = train_form.data_errors(dataset, st.session_state.get("train-data-dir"))
+    if data_problems:  # the warning below says why
+        st.page_link(TRAIN_PAGE, label="Get the data on the Train page", icon=":material/download:")
+    epochs = st.select_slider(
+        "Epochs",
+        train_form.step_choices("epochs", st.session_state["sweep-epochs"]),
+        key="sweep-epochs",
+        on_change=share,
+        args=("epochs",),
+        help=field_spec("epochs")["help"],
+    )
     repeats = st.number_input(
         "Seeds per point",
         1,
         train_form.MAX_REPEATS,
-        1,
         key="sweep-seeds",
         help="seeds 0, 1, ...: mean ± std over them",
+        **KEEP,
     )
+    limit = st.session_state.get("train-train-limit", train_form.QUICK_TRAIN_LIMIT)
     quick = st.checkbox(
-        f"Quick mode ({train_form.QUICK_TRAIN_LIMIT:,} training images)", key="sweep-quick"
+        f"Quick mode ({limit:,} training images, as on the Train form)",
+        key="sweep-quick",
+        on_change=share,
+        args=("quick",),
     )
 
 base = TrainConfig(
-    dataset=dataset, epochs=epochs, train_limit=train_form.QUICK_TRAIN_LIMIT if quick else None
+    dataset=dataset, epochs=epochs, train_limit=limit if quick else None, data_dir=folder
 )
 try:
     configs = study.sweep_configs(base, variants, multipliers, batch_sizes, seed_list(0, repeats))
-    error = None
+    error = "; ".join(data_problems) or None
 except ConfigError as e:
-    configs, error = [], str(e)
+    configs, error = [], "; ".join([str(e), *data_problems])
 points = len(multipliers) * max(len(batch_sizes), 1)
 st.write(
     f"**{len(configs)} runs**: {len(variants)} variant(s) × {points} point(s) × {repeats} "
@@ -88,8 +124,11 @@ st.subheader("Results")
 store = get_store()
 groups = [(g, runs) for g, runs in live.group_runs(store.list_runs()) if study.is_sweep(runs)]
 if not groups:
-    st.info("No sweep in the store yet: start one above.", icon=":material/info:")
-    st.stop()
+    st.info(
+        "No sweep in the store yet: start one above, or the quick one below.",
+        icon=":material/info:",
+    )
+    quick_start_button("lr", key="sweep-quick-start", group_id=study.sweep_group_id())
 labels = {g: f"{g} ({len(runs)} runs)" for g, runs in groups}
 group = st.selectbox("Sweep", list(labels), format_func=labels.get, key="sweep-group")
 table = study.sweep_table(cmp.store_results(store, dict(groups)[group]))

@@ -1,8 +1,11 @@
 """Train: pick a dataset, variants and hyperparameters; Start queues one run per (variant, seed).
 
-Every default, limit and help text comes from TrainConfig's field metadata (field_spec). A
-preset fills the form: its values are written to the widgets' session_state keys (which hold
-every widget's starting value) in the selectbox's on_change callback, before the widgets exist.
+Every default, limit and help text comes from TrainConfig's field metadata (field_spec); a
+number outside its limits is refused with TrainConfig's message, never clamped. Start queues
+nothing until the whole form is valid and the dataset is on this machine. Every widget keeps
+its value for the whole session (``persist_state="session"``), starting from
+``train_form.initial_form_state()``; a preset writes its values to the widgets' keys in the
+selectbox's on_change callback, before the widgets exist.
 """
 
 import streamlit as st
@@ -11,10 +14,11 @@ from bn_core.analysis import study
 from bn_core.config import ConfigError, field_spec
 from bn_core.variants import VARIANT_NAMES, VARIANTS
 from bn_core.views import train_form
+from pages._form import KEEP, choice, dataset_field, number, steps
 from pages._ui import RUNS_PAGE, get_runner, use_navigation
 
 use_navigation()
-for key, value in train_form.train_form_state().items():
+for key, value in train_form.initial_form_state().items():
     st.session_state.setdefault(key, value)
 
 
@@ -24,28 +28,6 @@ def apply_preset() -> None:
         st.session_state.update(
             train_form.train_form_state(name, st.session_state["train-preset-quick"])
         )
-
-
-def choice(label: str, name: str, **kwargs):
-    """A selectbox over a field's choices, preselecting its default."""
-    spec = field_spec(name)
-    options = list(spec["choices"])
-    return st.selectbox(
-        label, options, index=options.index(spec["default"]), help=spec["help"], **kwargs
-    )
-
-
-def number(label: str, name: str, **kwargs):
-    """A number_input within a field's limits (its starting value is in session_state)."""
-    spec = field_spec(name)
-    return st.number_input(
-        label, min_value=spec["min"], max_value=spec["max"], help=spec["help"], **kwargs
-    )
-
-
-def slider(label: str, name: str, **kwargs):
-    spec = field_spec(name)
-    return st.slider(label, spec["min"], spec["max"], help=spec["help"], **kwargs)
 
 
 st.title("Train")
@@ -59,14 +41,17 @@ preset = preset_col.selectbox(
     [None, *study.PRESETS],
     format_func=lambda n: "None" if n is None else f"{study.PRESETS[n].title} ({n})",
     key="train-preset",
+    placeholder="None",  # the session's value None reads as "no choice yet"
     on_change=apply_preset,
     help="fill the form with one of the paper's studies",
+    **KEEP,
 )
 quick_col.checkbox(
     "quick",
     key="train-preset-quick",
     on_change=apply_preset,
     help="the preset's quick version (a few minutes on 2 cores)",
+    **KEEP,
 )
 if preset is not None:
     st.caption(study.PRESETS[preset].description)
@@ -74,83 +59,67 @@ if preset is not None:
 left, right = st.columns(2, gap="large")
 with left:
     st.subheader("Data and model")
-    dataset = choice("Dataset", "dataset", key="train-dataset")
-    kind, message = train_form.dataset_status(dataset)
-    message = f"**{dataset}**: {message}"
-    if kind == "local":
-        st.caption(f":material/check_circle: {message}")
-    elif kind == "download":
-        st.info(message, icon=":material/cloud_download:")
-    else:
-        st.warning(message, icon=":material/warning:")
+    dataset, folder_text = dataset_field()
 
     variants = st.multiselect(
-        "Variants", VARIANT_NAMES, key="train-variants", help=field_spec("variant")["help"]
+        "Variants", VARIANT_NAMES, key="train-variants", help=field_spec("variant")["help"], **KEEP
     )
     for name in variants:
         sites = ", ".join(VARIANTS[name].bn_sites) or "none"
         st.caption(f"**{name}** (BN at {sites}): {VARIANTS[name].description}")
-    activation = choice("Activation", "activation", key="train-activation")
+    activation = choice("Activation", "activation")
 
     seeds_col, repeats_col = st.columns(2)
     with seeds_col:
-        seed = number("Seed", "seed", step=1, key="train-seed")
+        seed = number("Seed", "seed", 1)
     with repeats_col:
-        repeats = st.number_input(
-            "Repeats (seeds per variant)",
-            min_value=1,
-            max_value=train_form.MAX_REPEATS,
-            step=1,
-            key="train-repeats",
+        repeats = number(
+            "Repeats",
+            "repeats",
+            1,
             help="runs per variant, with seeds seed, seed+1, ... (for mean ± std on Compare)",
         )
-    probe_every = number(
-        "Probe every k steps (0: off)", "probe_every", step=16, key="train-probe-every"
-    )
+    probe_every = number("Probe every k steps, 0: off", "probe_every", 16)
 
 with right:
     st.subheader("Training")
-    epochs = slider("Epochs", "epochs", key="train-epochs")
+    epochs = steps("Epochs", "epochs")
     batch_size = st.select_slider(
         "Batch size",
         train_form.batch_size_choices(),
         key="train-batch-size",
         help=field_spec("batch_size")["help"],
+        **KEEP,
     )
-    optimizer = choice("Optimizer", "optimizer", key="train-optimizer")
+    optimizer = choice("Optimizer", "optimizer")
     learning_rate = st.select_slider(
         "Learning rate",
         train_form.learning_rate_choices(),
         key="train-learning-rate",
         format_func=lambda v: train_form.format_learning_rate(v, optimizer),
         help=field_spec("learning_rate")["help"],
+        **KEEP,
     )
-    spec = field_spec("epsilon")
     epsilon = st.select_slider(
         "BN epsilon",
         train_form.epsilon_choices(),
-        value=spec["default"],
         format_func="{:.0e}".format,
         key="train-epsilon",
-        help=spec["help"],
+        help=field_spec("epsilon")["help"],
+        **KEEP,
     )
-    window_size = slider("BN inference window (batches)", "window_size", key="train-window-size")
-    val_size = number("Validation images", "val_size", step=1000, key="train-val-size")
+    window_size = steps("BN inference window (batches)", "window_size")
+    val_size = number("Validation images", "val_size", 1000)
     quick_col, limit_col = st.columns(2, vertical_alignment="bottom")
     with quick_col:
         quick = st.checkbox(
             "Quick mode",
             key="train-quick",
             help="train on a subset of the training images (the test set stays complete)",
+            **KEEP,
         )
     with limit_col:
-        train_limit = number(
-            "Training images (quick mode)",
-            "train_limit",
-            step=1000,
-            disabled=not quick,
-            key="train-train-limit",
-        )
+        train_limit = number("Training images", "train_limit", 1000, disabled=not quick)
 
 form = {
     "dataset": dataset,
@@ -165,14 +134,11 @@ form = {
     "train_limit": train_limit if quick else None,
     "probe_every": probe_every,
 }
-seeds = train_form.seed_list(int(seed), int(repeats))
+seeds = train_form.seed_list(seed, repeats)
+configs, errors = train_form.train_configs(form, variants, seeds, folder_text)
 
 
-def queue(configs, errors=()) -> None:
-    for error in errors:
-        st.error(error, icon=":material/error:")
-    if errors:
-        return
+def queue(configs) -> None:
     try:
         ids = get_runner().submit(configs)
     except ConfigError as e:  # configs were checked above; this is the last line of defence
@@ -186,12 +152,30 @@ st.divider()
 n_runs = len(variants) * len(seeds)
 st.write(
     f"**{n_runs} run{'s' * (n_runs != 1)}**: {len(variants)} variant(s) × {len(seeds)} seed(s) "
-    f"({', '.join(map(str, seeds))})."
+    f"({', '.join(map(str, seeds)) or 'none'})."
 )
-if st.button("Start", type="primary", icon=":material/play_arrow:", key="train-start"):
-    queue(*train_form.train_configs(form, variants, seeds))
+if errors:
+    st.error(
+        "Start queues nothing until this is fixed:\n\n" + "\n".join(f"- {e}" for e in errors),
+        icon=":material/error:",
+    )
+if st.button(
+    "Start", type="primary", icon=":material/play_arrow:", key="train-start", disabled=bool(errors)
+):
+    if not errors:  # a disabled button cannot be clicked; a stale click queues nothing either
+        queue(configs)
 if preset is not None and study.PRESETS[preset].sweeps:
-    grid = study.preset_configs(preset, st.session_state["train-preset-quick"], dataset=dataset)
-    st.caption(f"This preset is a sweep: the form holds one point of its grid of {len(grid)} runs.")
-    if st.button(f"Queue the whole preset ({len(grid)} runs)", key="train-preset-start"):
+    quick_preset = st.session_state["train-preset-quick"]
+    grid, grid_errors = train_form.preset_grid(preset, quick_preset, dataset, folder_text)
+    size = len(study.preset_configs(preset, quick_preset))
+    st.caption(f"This preset is a sweep: the form holds one point of its grid of {size} runs.")
+    if (
+        st.button(
+            f"Queue the whole preset ({size} runs)",
+            key="train-preset-start",
+            disabled=bool(grid_errors),
+            help=grid_errors[0] if grid_errors else None,
+        )
+        and not grid_errors
+    ):
         queue(grid)

@@ -3,7 +3,7 @@
 #   - Debian packages the tests use, when missing: dataset-fashion-mnist (real data for the
 #     integration tests) and chromium (the browser test drives it through Playwright);
 #   - the virtualenv with runtime and test requirements;
-#   - ruff, then pytest over tests/ (extra arguments are passed to pytest).
+#   - ruff (lint and format check), then pytest over tests/ (extra arguments go to pytest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -16,5 +16,6 @@ if ((${#need[@]})); then
 fi
 bash scripts/setup.sh --dev
 .venv/bin/ruff check bn_core tests bench scripts app.py pages
+.venv/bin/ruff format --check bn_core tests bench scripts app.py pages
 # pytest exits 5 when it collected no test: that is a failure too, as is any non-zero code.
 .venv/bin/python -m pytest "$@"

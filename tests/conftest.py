@@ -2,19 +2,55 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from bn_core.data import Splits
 
+# The test files whose assertions compare TensorFlow's float32 numbers with a reference (numpy,
+# Keras' own BatchNormalization, a second run): oneDNN sums in another order on another CPU
+# (AVX2 or SSE4.1 instead of AVX-512), so CI also runs these with ONEDNN_MAX_CPU_ISA=AVX2.
+NUMERIC_MODULES = ("test_layers", "test_models", "test_probes", "test_replay", "test_training")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.stem in NUMERIC_MODULES:
+            item.add_marker(pytest.mark.numeric)
+
+
 F32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7
+F64_EPS = float(np.finfo(np.float64).eps)  # 2.22e-16
 
 
 def f32_atol(magnitude: float, length: int, ulps: float = 4.0) -> float:
     """Absolute tolerance for two float32 computations of the same sum in different orders
     (another CPU's kernels, another batch size): each of its ``length`` terms of size up to
-    ``magnitude`` can pick up a few rounding errors. ``ulps`` is that "few"."""
+    ``magnitude`` can pick up a few rounding errors. ``ulps`` is that "few".
+
+    ``magnitude`` is in the result's units: for a mean, the mean |term| (or the largest);
+    for a sum, the sum of the |terms|. Both are what the result would be if no term cancelled,
+    which is what summation errors scale with."""
     return ulps * F32_EPS * max(length, 1) * float(magnitude)
+
+
+def f32_rtol(length: int, ulps: float = 4.0) -> float:
+    """``f32_atol`` in units of the value itself: for a value that is a product of roundings
+    (no cancellation), or a sum of terms of one sign (a variance, a sum of squares)."""
+    return f32_atol(1.0, length, ulps)
+
+
+def f64_atol(magnitude: float, length: int, ulps: float = 4.0) -> float:
+    """``f32_atol`` for float64 computations (TensorFlow's float64 kernels against numpy's):
+    they too sum in another order on another CPU."""
+    return ulps * F64_EPS * max(length, 1) * float(magnitude)
 
 
 def make_splits(n_train: int = 256, n_val: int = 64, n_test: int = 64, seed: int = 0) -> Splits:
@@ -43,32 +79,43 @@ def tiny_splits() -> Splits:
     return make_splits()
 
 
-def assert_runs_without_tensorflow(body: str, home) -> None:
-    """Run ``body`` (Python source) in a fresh interpreter with BN_LAB_HOME=``home``, then
-    fail unless it exits cleanly with neither TensorFlow nor Keras in sys.modules."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-    from pathlib import Path
+TF_ROOTS = ("tensorflow", "keras", "tf_keras")  # top-level packages that load TensorFlow
 
+
+def assert_runs_without_tensorflow(
+    body: str, home=None, env: Mapping[str, str | None] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``body`` (Python source) in a fresh interpreter from the repository root, then fail
+    unless it exits cleanly with no module of TF_ROOTS in sys.modules.
+
+    ``home`` (if given) becomes BN_LAB_HOME; ``env`` sets further variables, or removes those
+    mapped to None. Returns the finished process: its stdout ends with the line ``LOADED []``.
+    """
     root = Path(__file__).resolve().parent.parent
     script = textwrap.dedent(body) + textwrap.dedent(
-        """
+        f"""
         import sys
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in {TF_ROOTS!r})
         print("LOADED", loaded)
         sys.exit(1 if loaded else 0)
         """
     )
-    env = {**os.environ, "BN_LAB_HOME": str(home)}
+    full_env = dict(os.environ)
+    if home is not None:
+        full_env["BN_LAB_HOME"] = str(home)
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
     done = subprocess.run(
         [sys.executable, "-c", script],
         cwd=root,
-        env=env,
+        env=full_env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "LOADED []" in done.stdout
+    return done

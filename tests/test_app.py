@@ -13,9 +13,11 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from bn_core import data
 from bn_core.config import TrainConfig, field_spec
+from bn_core.constants import DATASETS
 from bn_core.runs.runner import JobRunner
-from bn_core.runs.store import RunStore
+from bn_core.runs.store import RunRecord, RunStore
 from pages import _ui
 from tests.conftest import assert_runs_without_tensorflow
 
@@ -63,12 +65,44 @@ def runner(tmp_path, monkeypatch):
     st.cache_resource.clear()
 
 
+@pytest.fixture
+def have(monkeypatch):
+    """Which datasets this machine holds: all of them, until the test calls ``have(*names)``.
+
+    Replaces ``data.locate`` without a data folder; a data folder is still searched for real
+    (``views.datasets.check_folder`` accepts only what lies in it)."""
+    real, here = data.locate, set(DATASETS)
+
+    def locate(dataset, data_dir=None):
+        if data_dir is not None:
+            return real(dataset, data_dir)
+        if dataset not in DATASETS:
+            raise data.DatasetError(f"unknown dataset {dataset!r}")
+        return f"/data/{dataset}" if dataset in here else None
+
+    def have(*names: str) -> None:
+        here.clear()
+        here.update(names)
+
+    monkeypatch.setattr(data, "locate", locate)
+    return have
+
+
 def open_page(page: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=30).run()
     if page != PAGES[0]:
         at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def click_and_list_runs(
+    at: AppTest, runner: JobRunner, button: str = "train-start"
+) -> list[RunRecord]:
+    """Click ``button``, fail on any exception or error it shows, return the store's runs."""
+    at.button(key=button).click().run()
+    assert not at.exception and not at.error
+    return runner.store.list_runs()
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -97,8 +131,8 @@ def test_a_page_as_first_request_is_handed_over_to_app_py(runner, monkeypatch):
 # ----------------------------------------------------------------------------- Train
 
 
-def test_train_widgets_start_at_trainconfig_defaults(runner):
-    at = open_page("pages/train.py")
+def test_train_widgets_start_at_trainconfig_defaults(runner, have):
+    at = open_page("pages/train.py")  # on a machine that has MNIST
     names = (
         "dataset",
         "epochs",
@@ -113,8 +147,8 @@ def test_train_widgets_start_at_trainconfig_defaults(runner):
     )
     d = {name: field_spec(name)["default"] for name in names}
     assert at.selectbox(key="train-dataset").value == d["dataset"]
-    assert at.slider(key="train-epochs").value == d["epochs"] == 10
-    assert at.slider(key="train-window-size").value == d["window_size"] == 5
+    assert at.select_slider(key="train-epochs").value == d["epochs"] == 10
+    assert at.select_slider(key="train-window-size").value == d["window_size"] == 5
     assert at.select_slider(key="train-batch-size").value == d["batch_size"] == 64
     assert at.select_slider(key="train-epsilon").value == d["epsilon"] == 1e-8
     assert at.select_slider(key="train-learning-rate").value is d["learning_rate"] is None
@@ -126,11 +160,11 @@ def test_train_widgets_start_at_trainconfig_defaults(runner):
     assert at.checkbox(key="train-quick").value is False
     assert at.number_input(key="train-train-limit").disabled
     assert at.multiselect(key="train-variants").value == ["lenet", "lenet_fc_bn2"]
-    assert at.slider(key="train-epochs").max == field_spec("epochs")["max"]
+    assert at.select_slider(key="train-epochs").options[-1] == str(field_spec("epochs")["max"])
     assert "BN at every hidden layer" in " ".join(c.value for c in at.caption)
 
 
-def test_start_queues_one_run_per_variant_and_seed(runner):
+def test_start_queues_one_run_per_variant_and_seed(runner, have):
     at = open_page("pages/train.py")
     at.multiselect(key="train-variants").set_value(["lenet", "lenet_bn1"])
     at.number_input(key="train-repeats").set_value(2)
@@ -138,9 +172,7 @@ def test_start_queues_one_run_per_variant_and_seed(runner):
     at.select_slider(key="train-epsilon").set_value(1e-3)
     at.selectbox(key="train-dataset").set_value("fashion_mnist")
     at.checkbox(key="train-quick").check().run()
-    at.button(key="train-start").click().run()
-    assert not at.exception and not at.error
-    runs = runner.store.list_runs()
+    runs = click_and_list_runs(at, runner)
     assert sorted((r.variant, r.seed) for r in runs) == [
         ("lenet", 7),
         ("lenet", 8),
@@ -175,7 +207,7 @@ def test_start_queues_one_run_per_variant_and_seed(runner):
         ),
     ],
 )
-def test_bad_input_shows_an_error_and_queues_nothing(runner, setup, message):
+def test_bad_input_shows_an_error_and_queues_nothing(runner, have, setup, message):
     at = open_page("pages/train.py")
     setup(at)
     at.button(key="train-start").click().run()
@@ -184,7 +216,7 @@ def test_bad_input_shows_an_error_and_queues_nothing(runner, setup, message):
     assert runner.store.list_runs() == [] and not at.success
 
 
-def test_a_preset_fills_the_form(runner):
+def test_a_preset_fills_the_form(runner, have):
     at = open_page("pages/train.py")
     at.selectbox(key="train-preset").set_value("original").run()
     assert at.multiselect(key="train-variants").value == [
@@ -195,11 +227,11 @@ def test_a_preset_fills_the_form(runner):
         "lenet_fc_bn2",
     ]
     assert at.number_input(key="train-repeats").value == 3
-    assert at.slider(key="train-epochs").value == 10
+    assert at.select_slider(key="train-epochs").value == 10
     assert at.checkbox(key="train-quick").value is False
     assert "**15 runs**" in " ".join(m.value for m in at.markdown)
     at.checkbox(key="train-preset-quick").check().run()  # the quick version
-    assert at.slider(key="train-epochs").value == 3
+    assert at.select_slider(key="train-epochs").value == 3
     assert at.number_input(key="train-repeats").value == 2
     assert at.checkbox(key="train-quick").value is True
     assert at.number_input(key="train-train-limit").value == 5000
@@ -210,9 +242,7 @@ def test_a_preset_fills_the_form(runner):
     from bn_core.constants import PROBE_EVERY_DEFAULT
 
     assert at.number_input(key="train-probe-every").value == PROBE_EVERY_DEFAULT
-    at.button(key="train-start").click().run()
-    assert not at.exception and not at.error
-    runs = runner.store.list_runs()
+    runs = click_and_list_runs(at, runner)
     assert sorted((r.variant, r.seed) for r in runs) == [
         ("lenet", 0),
         ("lenet", 1),
@@ -225,17 +255,281 @@ def test_a_preset_fills_the_form(runner):
     assert not at.get("warning") or all("Session State" not in w.value for w in at.warning)
 
 
-def test_a_sweep_preset_queues_its_whole_grid(runner):
+def test_a_sweep_preset_queues_its_whole_grid(runner, have):
     at = open_page("pages/train.py")
     assert not [b for b in at.button if b.key == "train-preset-start"]
     at.selectbox(key="train-preset").set_value("lr").run()
     assert at.select_slider(key="train-learning-rate").value is None  # the x1 point
-    at.button(key="train-preset-start").click().run()
-    assert not at.exception and not at.error
-    runs = runner.store.list_runs()
+    runs = click_and_list_runs(at, runner, "train-preset-start")
     assert len(runs) == 27 and len({r.group_id for r in runs}) == 1
     assert {r.config.learning_rate for r in runs} == {None, 5e-3, 3e-2}
     assert "Queued 27 run(s)" in at.success[0].value
+
+
+# ----------------------------------------------------------------------------- Train: the data
+
+
+def start_is_refused(at: AppTest, runner: JobRunner, message: str) -> None:
+    """Start is disabled (AppTest, like a browser, cannot click it) with ``message`` among the
+    errors beside it, and nothing was queued."""
+    assert at.button(key="train-start").disabled
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert not at.exception and not at.success
+    assert runner.store.list_runs() == []
+
+
+def test_the_default_dataset_is_one_this_machine_has(runner, have):
+    have("fashion_mnist")  # offline, no MNIST: TrainConfig's default cannot be used
+    at = open_page("pages/train.py")
+    dataset = at.selectbox(key="train-dataset")
+    assert dataset.value == "fashion_mnist"
+    assert dataset.options == ["mnist", "fashion_mnist"]
+    assert dataset.help.endswith("On this machine: fashion_mnist; not yet: mnist.")
+    assert "available locally" in " ".join(c.value for c in at.caption)
+    assert not at.warning and not at.button(key="train-start").disabled
+    assert len(click_and_list_runs(at, runner)) == 2
+
+
+def test_an_unavailable_dataset_says_what_to_do_and_start_queues_nothing(runner, have):
+    have("fashion_mnist")
+    at = open_page("pages/train.py")
+    at.selectbox(key="train-dataset").set_value("mnist").run()
+    warning = at.warning[0].value
+    assert "not on this machine" in warning and "~11 MB" in warning
+    assert "Data folder" in warning and "BN_DATA_DIR" in warning
+    assert "--data-dir" not in warning  # the page's own words, not the command line's
+    assert at.button(key="train-download").label == "Download now (~11 MB)"
+    assert at.expander[0].proto.expanded  # the data folder field is in view
+    start_is_refused(at, runner, "mnist is not on this machine: download it")
+
+
+def test_with_no_dataset_at_all_start_queues_nothing(runner, have):
+    have()
+    at = open_page("pages/train.py")
+    assert at.selectbox(key="train-dataset").value == field_spec("dataset")["default"]
+    start_is_refused(at, runner, "is not on this machine")
+
+
+def test_download_now_shows_its_progress_then_the_dataset_is_here(runner, have, monkeypatch):
+    have("fashion_mnist")
+    calls = []
+
+    def fetch(dataset, *, on_progress=None):
+        for done in (0, 4_000_000, 11_490_434):
+            on_progress(done, 11_490_434)
+        calls.append(dataset)
+        have("fashion_mnist", dataset)
+        return Path("/cache/mnist.npz")
+
+    monkeypatch.setattr(data.download, "fetch", fetch)
+    at = open_page("pages/train.py")
+    at.selectbox(key="train-dataset").set_value("mnist").run()
+    at.button(key="train-download").click().run()
+    assert calls == ["mnist"] and not at.exception
+    assert "Downloaded mnist to /cache/mnist.npz." in at.success[0].value
+    assert "available locally at /data/mnist" in " ".join(c.value for c in at.caption)
+    assert not at.warning and not [b for b in at.button if b.key == "train-download"]
+    runs = click_and_list_runs(at, runner)
+    assert {r.config.dataset for r in runs} == {"mnist"}
+
+
+def test_a_failed_download_says_why_and_queues_nothing(runner, have, monkeypatch):
+    import urllib.error
+
+    have("fashion_mnist")
+
+    def fetch(dataset, *, on_progress=None):
+        on_progress(4_000_000, 11_490_434)
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(data.download, "fetch", fetch)
+    at = open_page("pages/train.py")
+    at.selectbox(key="train-dataset").set_value("mnist").run()
+    at.button(key="train-download").click().run()
+    assert not at.exception
+    bar = at.get("progress")[0].proto
+    assert bar.text == "mnist: 4.0 of 11.5 MB downloaded" and bar.value == 34
+    error = at.error[0].value
+    assert error.startswith("The download of mnist from ") and "failed (URLError:" in error
+    assert "Connection refused" in error and "data folder" in error
+    start_is_refused(at, runner, "mnist is not on this machine")
+
+
+def test_a_data_folder_is_checked_then_given_to_the_runs(runner, have, tmp_path):
+    from tests.helpers import write_npz
+
+    have("fashion_mnist")
+    at = open_page("pages/train.py")
+    at.selectbox(key="train-dataset").set_value("mnist").run()
+    folder = at.text_input(key="train-data-dir")
+    for text, message in (
+        ("relative/folder", "the data folder must be an absolute path"),
+        (str(tmp_path / "nope"), "the data folder does not exist or is not a folder"),
+        (str(tmp_path), "the data folder holds no mnist"),
+    ):
+        folder.set_value(text).run()
+        assert any(message in e.value for e in at.error), (text, [e.value for e in at.error])
+        assert at.button(key="train-start").disabled
+    write_npz(tmp_path / "mine")
+    folder.set_value(str(tmp_path / "mine")).run()
+    assert at.selectbox(key="train-dataset").help.endswith("machine: mnist, fashion_mnist.")
+    assert f"available locally at {tmp_path / 'mine' / 'mnist.npz'}" in " ".join(
+        c.value for c in at.caption
+    )
+    runs = click_and_list_runs(at, runner)
+    assert {(r.config.dataset, r.config.data_dir) for r in runs} == {
+        ("mnist", str(tmp_path / "mine"))
+    }
+
+
+# ----------------------------------------------------------------------------- Train: numbers
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("train-seed", -5, "seed must be between 0 and 2147483647. Received: -5"),
+        ("train-val-size", 99_999, "val_size must be between 0 and 59000. Received: 99999"),
+        ("train-train-limit", 0, "train_limit must be between 1 and 60000. Received: 0"),
+        ("train-repeats", 0, "repeats must be between 1 and 10. Received: 0"),
+        ("train-repeats", 11, "repeats must be between 1 and 10. Received: 11"),
+        ("train-probe-every", -16, "probe_every must be between 0 and 100000. Received: -16"),
+    ],
+)
+def test_a_number_outside_its_limits_is_refused_not_replaced(runner, have, key, value, message):
+    at = open_page("pages/train.py")
+    at.checkbox(key="train-quick").check().run()  # enables the training-images field
+    field = at.number_input(key=key)
+    low, high = field.label.rsplit("(", 1)[1].rstrip(")").split("–")  # the label shows them
+    assert not int(low.replace(",", "")) <= value <= int(high.replace(",", ""))
+    field.set_value(value).run()
+    assert at.number_input(key=key).value == value  # kept as typed, not clamped
+    assert len([e for e in at.error if e.value == message]) == 1  # under the field
+    start_is_refused(at, runner, message)  # and again beside Start
+
+
+def test_limits_come_from_trainconfig():
+    from bn_core.views import train_form
+
+    assert train_form.limits_text("seed") == "0–2,147,483,647"
+    assert train_form.limits_text("val_size") == "0–59,000"
+    assert train_form.limits_text("repeats") == f"1–{train_form.MAX_REPEATS}"
+
+
+def test_combinations_are_refused_too(runner, have):
+    at = open_page("pages/train.py")
+    at.number_input(key="train-val-size").set_value(59_000)
+    at.select_slider(key="train-batch-size").set_value(4096).run()
+    start_is_refused(at, runner, "only 1000 training images")
+
+
+def test_epochs_and_window_offer_the_steps_people_pick(runner, have):
+    at = open_page("pages/train.py")
+    epochs, window = at.select_slider(key="train-epochs"), at.select_slider(key="train-window-size")
+    assert epochs.options == ["1", "2", "3", "5", "10", "20", "50", "100", "200"]
+    assert window.options == ["1", "2", "5", "10", "20", "50", "100", "200", "500", "1000"]
+    epochs.set_value(2)
+    window.set_value(1).run()
+    runs = click_and_list_runs(at, runner)
+    assert {(r.config.epochs, r.config.window_size) for r in runs} == {(2, 1)}
+
+
+# ----------------------------------------------------------------------------- Train: memory
+
+
+TRAIN_WIDGETS = (
+    "selectbox",
+    "multiselect",
+    "number_input",
+    "select_slider",
+    "checkbox",
+    "text_input",
+)
+
+
+def form_values(at: AppTest) -> dict:
+    """Every Train widget's value, by key."""
+    return {w.key: w.value for kind in TRAIN_WIDGETS for w in at.get(kind) if w.key}
+
+
+def test_the_form_survives_a_visit_to_another_page(runner, have):
+    at = open_page("pages/train.py")
+    at.selectbox(key="train-preset").set_value("figure1").run()
+    at.selectbox(key="train-dataset").set_value("fashion_mnist")
+    at.multiselect(key="train-variants").set_value(["lenet_bn1"])
+    at.number_input(key="train-seed").set_value(7)
+    at.select_slider(key="train-epochs").set_value(3)
+    at.select_slider(key="train-learning-rate").set_value(5e-3)
+    at.selectbox(key="train-activation").set_value("relu")
+    at.checkbox(key="train-quick").check().run()
+    at.number_input(key="train-train-limit").set_value(2000).run()
+    chosen = form_values(at)
+    at.switch_page("pages/runs.py").run()
+    assert [t.value for t in at.title] == ["Runs"]
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    back = form_values(at)
+    assert back == chosen and len(back) == 18  # every widget of the form
+    assert back["train-seed"] == 7 and back["train-preset"] == "figure1"
+    runs = click_and_list_runs(at, runner)
+    assert sorted((r.variant, r.seed, r.config.epochs, r.config.train_limit) for r in runs) == [
+        ("lenet_bn1", seed, 3, 2000)
+        for seed in (7, 8, 9)  # figure1: 3 seeds
+    ]
+
+
+# ----------------------------------------------------------------------------- empty pages
+
+
+@pytest.mark.parametrize(
+    "page, button, preset, count",
+    [
+        ("pages/network.py", "network-quick-start", "figure1", 4),
+        ("pages/window.py", "window-quick-start", "window", 6),
+        ("pages/sweep.py", "sweep-quick-start", "lr", 9),
+    ],
+)
+def test_an_empty_page_queues_its_quick_preset_in_one_click(
+    runner, have, page, button, preset, count
+):
+    from bn_core.analysis import study
+
+    have("fashion_mnist")
+    at = open_page(page)
+    assert "Quick version" in " ".join(c.value for c in at.caption)
+    runs = click_and_list_runs(at, runner, button)
+    assert [t.value for t in at.title] == ["Runs"]  # then watch them
+    want = study.preset_configs(preset, quick=True, dataset="fashion_mnist")
+    assert len(runs) == len(want) == count
+    assert sorted(json.dumps(r.config.to_dict(), sort_keys=True) for r in runs) == sorted(
+        json.dumps(c.to_dict(), sort_keys=True) for c in want
+    )
+    assert len({r.group_id for r in runs}) == 1
+    assert runner.backend.started == []
+
+
+@pytest.mark.parametrize("page", ["pages/network.py", "pages/window.py", "pages/sweep.py"])
+def test_the_quick_preset_waits_for_data(runner, have, page):
+    have()
+    at = open_page(page)
+    button = next(b for b in at.button if b.key.endswith("quick-start"))
+    assert button.disabled and "is not on this machine" in button.proto.help
+    assert runner.store.list_runs() == []
+
+
+def test_the_quick_preset_uses_the_train_forms_dataset(runner, have):
+    at = open_page("pages/train.py")
+    at.selectbox(key="train-dataset").set_value("mnist").run()
+    at.switch_page("pages/network.py").run()
+    runs = click_and_list_runs(at, runner, "network-quick-start")
+    assert {r.config.dataset for r in runs} == {"mnist"}
+
+
+def test_the_window_page_offers_no_second_study_while_runs_are_on_their_way(runner, have):
+    runner.store.create_run(TrainConfig(), "g")
+    at = open_page("pages/window.py")
+    assert "1 run(s) queued or running" in " ".join(c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == "window-quick-start"]
 
 
 # ----------------------------------------------------------------------------- Runs
@@ -424,7 +718,7 @@ def test_the_ui_process_never_imports_tensorflow(tmp_path):
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
-        from bn_core.runs.store import RunStore
+        from bn_core.runs.store import RunRecord, RunStore
         from tests.test_app import seed_group
         seed_group(RunStore())  # finished runs only: the real runner must not start anything
         at = AppTest.from_file({APP!r}, default_timeout=60).run()

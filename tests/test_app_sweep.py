@@ -5,10 +5,6 @@ links resolve."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from bn_core.config import TrainConfig
 from bn_core.runs.store import RunStore
-from tests.test_app import runner  # noqa: F401  (the fixture)
+from tests.conftest import assert_runs_without_tensorflow
+from tests.test_app import have, runner  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "sweep.py")
@@ -81,12 +78,12 @@ def test_empty_store_shows_the_default_grid(open_sweep):
     assert "No sweep in the store yet" in at.info[0].value
 
 
-def test_start_queues_the_lr_grid_as_one_sweep_group(open_sweep, runner):  # noqa: F811
+def test_start_queues_the_lr_grid_as_one_sweep_group(open_sweep, runner, have):  # noqa: F811
     at = open_sweep()
     at.multiselect(key="sweep-variants").set_value(["lenet", "lenet_fc_bn2"])
     at.number_input(key="sweep-seeds").set_value(2)
     at.checkbox(key="sweep-quick").check()
-    at.slider(key="sweep-epochs").set_value(3).run()
+    at.select_slider(key="sweep-epochs").set_value(3).run()
     assert "**12 runs**" in " ".join(m.value for m in at.markdown)
     at.button(key="sweep-start").click().run()
     assert not at.exception and not at.error
@@ -102,7 +99,7 @@ def test_start_queues_the_lr_grid_as_one_sweep_group(open_sweep, runner):  # noq
     assert runner.backend.started == []
 
 
-def test_start_queues_a_batch_size_by_lr_grid(open_sweep, runner):  # noqa: F811
+def test_start_queues_a_batch_size_by_lr_grid(open_sweep, runner, have):  # noqa: F811
     at = open_sweep()
     at.multiselect(key="sweep-variants").set_value(["lenet_fc_bn2"])
     at.radio(key="sweep-kind").set_value("both").run()
@@ -118,12 +115,61 @@ def test_start_queues_a_batch_size_by_lr_grid(open_sweep, runner):  # noqa: F811
     ]
 
 
-def test_bad_input_queues_nothing(open_sweep, runner):  # noqa: F811
+def test_bad_input_queues_nothing(open_sweep, runner, have):  # noqa: F811
     at = open_sweep()
     at.multiselect(key="sweep-variants").set_value([]).run()
     assert "pick at least one variant" in at.warning[0].value
     at.button(key="sweep-start").click().run()
     assert "pick at least one variant" in at.error[0].value
+    assert runner.store.list_runs() == []
+
+
+def test_the_sweep_starts_from_the_train_forms_last_choices(open_sweep, runner, have):  # noqa: F811
+    at = open_sweep()  # through the Train page, app.py's default
+    assert at.selectbox(key="sweep-dataset").value == "mnist"  # MNIST is here: the default
+    at.switch_page("pages/train.py").run()
+    at.selectbox(key="train-dataset").set_value("fashion_mnist")
+    at.select_slider(key="train-epochs").set_value(3)
+    at.checkbox(key="train-quick").check().run()
+    at.number_input(key="train-train-limit").set_value(2000).run()
+    at.switch_page("pages/sweep.py").run()
+    assert at.selectbox(key="sweep-dataset").value == "fashion_mnist"
+    assert at.select_slider(key="sweep-epochs").value == 3
+    assert at.checkbox(key="sweep-quick").value is True
+    assert "2,000 training images" in at.checkbox(key="sweep-quick").label
+    at.select_slider(key="sweep-epochs").set_value(5).run()  # one choice on both pages
+    at.button(key="sweep-start").click().run()
+    assert {
+        (r.config.dataset, r.config.epochs, r.config.train_limit) for r in runner.store.list_runs()
+    } == {("fashion_mnist", 5, 2000)}
+    at.switch_page("pages/train.py").run()
+    assert at.select_slider(key="train-epochs").value == 5
+
+
+def test_the_sweep_form_survives_a_visit_to_another_page(open_sweep, runner, have):  # noqa: F811
+    at = open_sweep()
+    at.multiselect(key="sweep-variants").set_value(["lenet"])
+    at.radio(key="sweep-kind").set_value("batch size").run()
+    at.multiselect(key="sweep-batch").set_value([16, 256]).run()
+    at.switch_page("pages/runs.py").run()
+    at.switch_page("pages/sweep.py").run()
+    assert at.multiselect(key="sweep-variants").value == ["lenet"]
+    assert at.radio(key="sweep-kind").value == "batch size"
+    assert at.multiselect(key="sweep-batch").value == [16, 256]
+    at.radio(key="sweep-kind").set_value("both").run()  # the lr multipliers as left
+    assert at.multiselect(key="sweep-lr").value == [1, 5, 30]
+
+
+def test_an_unavailable_dataset_is_refused(open_sweep, runner, have):  # noqa: F811
+    have("fashion_mnist")
+    at = open_sweep()
+    dataset = at.selectbox(key="sweep-dataset")
+    assert dataset.value == "fashion_mnist" and not at.warning
+    dataset.set_value("mnist").run()
+    assert "mnist is not on this machine" in at.warning[0].value
+    assert at.page_link[0].proto.page == "train"  # where the download and folder field are
+    at.button(key="sweep-start").click().run()
+    assert "mnist is not on this machine" in at.error[0].value
     assert runner.store.list_runs() == []
 
 
@@ -144,27 +190,14 @@ def test_results_chart_marks_diverged_runs(open_sweep, runner):  # noqa: F811
 
 
 def test_the_sweep_page_does_not_import_tensorflow(tmp_path):
-    script = textwrap.dedent(
+    assert_runs_without_tensorflow(
         f"""
-        import sys
         from streamlit.testing.v1 import AppTest
         from bn_core.runs.store import RunStore
         from tests.test_app_sweep import seed_sweep
         seed_sweep(RunStore())  # finished runs only: the real runner starts nothing
         at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
         assert not at.exception, [e.value for e in at.exception]
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
-        print("LOADED", loaded)
-        """
+        """,
+        tmp_path / "home",
     )
-    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home")}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "LOADED []" in done.stdout

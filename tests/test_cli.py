@@ -26,12 +26,15 @@ from bn_core import cli, data
 from bn_core.config import TrainConfig
 from bn_core.results import HISTORY_KEYS, TrainResult
 from bn_core.variants import VARIANT_NAMES, VARIANTS
+from tests.helpers import write_npz
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROG = "python -m bn_core"
 # 600 rows: 100 validation, the first 256 of the other 500 for training (8 steps of 32).
 QUICK = ["--epochs", "1", "--batch-size", "32", "--val-size", "100", "--train-limit", "256"]
 QUICK_CONFIG = dict(epochs=1, batch_size=32, val_size=100, train_limit=256)
+COMPARE_FILES = ["curves.csv", "results.json", "summary.csv", "val_accuracy.html"]  # sorted
+STUDY_FILES = ["curves.csv", "report.html", "results.json", "store", "summary.csv"]  # sorted
 RESULT_KEYS = {
     "variant",
     "status",
@@ -43,25 +46,6 @@ RESULT_KEYS = {
     "history",
     "config",
 }
-
-
-def write_npz(folder: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
-    """A learnable MNIST-shaped npz: noise, plus a bright 2-row band whose position is the class."""
-    rng = np.random.default_rng(seed)
-
-    def part(n):
-        y = rng.integers(0, 10, size=n).astype(np.uint8)
-        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(y):
-            x[i, 2 * label + 4 : 2 * label + 6, 3:25] += 180
-        return x, y
-
-    x_train, y_train = part(n_train)
-    x_test, y_test = part(n_test)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "mnist.npz"
-    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -454,12 +438,7 @@ def test_compare_end_to_end(tmp_path, dataset_dir):
     assert "lenet: completed, test accuracy" in proc.stderr
     assert "lenet_fc_bn2: completed, test accuracy" in proc.stderr
 
-    assert sorted(p.name for p in out.iterdir()) == [
-        "curves.csv",
-        "results.json",
-        "summary.csv",
-        "val_accuracy.html",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == COMPARE_FILES
     results = json.loads((out / "results.json").read_text())
     assert [r["variant"] for r in results] == ["lenet", "lenet_fc_bn2"]
     assert [r["status"] for r in results] == ["completed", "completed"]
@@ -503,12 +482,7 @@ def test_compare_json_prints_one_object(tmp_path, capsys, dataset_dir):
     )
     assert printed["summary"][0]["test_accuracy"] == printed["results"][0]["test_accuracy"]
     assert json.loads((tmp_path / "res" / "results.json").read_text()) == printed["results"]
-    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == [
-        "curves.csv",
-        "results.json",
-        "summary.csv",
-        "val_accuracy.html",
-    ]
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == COMPARE_FILES
 
 
 # ----------------------------------------------------------------------------- study
@@ -609,13 +583,7 @@ def test_study_trains_the_grid_loads_each_split_once_and_writes_everything(
     assert "run 18/18: lenet_keras_bn seed 1" in captured.err
     assert "lenet: diverged" in captured.err
     out = tmp_path / "o"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "curves.csv",
-        "report.html",
-        "results.json",
-        "store",
-        "summary.csv",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == STUDY_FILES
     results = json.loads((out / "results.json").read_text())
     assert [r["run_id"] for r in results] == list(range(1, 19))
     assert results[6]["status"] == "diverged" and results[6]["test_accuracy"] is None
@@ -656,13 +624,7 @@ def test_study_quick_end_to_end(tmp_path, capsys, study_dir):
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert "lenet_fc_bn2 epoch 3/3: loss " in captured.err  # compare's progress lines
-    assert sorted(p.name for p in out.iterdir()) == [
-        "curves.csv",
-        "report.html",
-        "results.json",
-        "store",
-        "summary.csv",
-    ]
+    assert sorted(p.name for p in out.iterdir()) == STUDY_FILES
     results = json.loads((out / "results.json").read_text())
     assert [(r["config"]["window_size"], r["status"]) for r in results] == [
         (1, "completed"),

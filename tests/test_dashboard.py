@@ -11,13 +11,17 @@ import math
 import pandas as pd
 import pytest
 
+from bn_core import data
 from bn_core.analysis import comparison as cmp
+from bn_core.analysis import study
 from bn_core.config import TrainConfig, field_spec
+from bn_core.constants import DATASETS
 from bn_core.data import DatasetError
 from bn_core.runs.store import RunRecord
 from bn_core.views import comparison as cv
+from bn_core.views import datasets, train_form
 from bn_core.views import runs as live
-from bn_core.views import train_form
+from tests import helpers
 
 
 def record(run_id=1, status="running", group="g1", **config) -> RunRecord:
@@ -44,25 +48,19 @@ def record(run_id=1, status="running", group="g1", **config) -> RunRecord:
     )
 
 
-def result(variant, seed, val_acc, test_acc=None, run_id=None, status="completed", **config):
+def result(variant, seed, val_acc, test_acc=None, **kwargs):
+    """``tests.helpers.result`` with this file's numbers: loss 1/epoch, val_loss 2.0, 2 seconds
+    and 1000 images/s an epoch, steps per epoch unknown."""
     n = len(val_acc)
-    return {
-        "run_id": run_id,
-        "variant": variant,
-        "seed": seed,
-        "status": status,
-        "test_accuracy": test_acc,
-        "test_loss": None,
-        "history": {
-            "loss": [1.0 / (i + 1) for i in range(n)],
-            "accuracy": [0.5] * n,
-            "val_loss": [2.0] * n,
-            "val_accuracy": list(val_acc),
-            "seconds": [2.0] * n,
-            "images_per_second": [1000.0] * n,
-        },
-        "config": TrainConfig(variant=variant, seed=seed, **config).to_dict(),
+    numbers = {
+        "loss": [1.0 / (i + 1) for i in range(n)],
+        "val_loss": [2.0] * n,
+        "seconds": [2.0] * n,
+        "images_per_second": [1000.0] * n,
     }
+    return helpers.result(
+        variant, seed, val_acc, test_acc, steps_per_epoch=None, history=numbers, **kwargs
+    )
 
 
 # ----------------------------------------------------------------------------- form choices
@@ -88,23 +86,145 @@ def test_epsilons_are_the_decades_within_the_limits():
     assert 1e-8 in train_form.epsilon_choices() and len(train_form.epsilon_choices()) == 12
 
 
+def test_steps_people_pick_for_epochs_and_window():
+    assert train_form.step_choices("epochs") == [1, 2, 3, 5, 10, 20, 50, 100, 200]
+    assert train_form.step_choices("window_size") == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    assert train_form.step_choices("epochs", 7, None) == [1, 2, 3, 5, 7, 10, 20, 50, 100, 200]
+    # every preset's value is among them (quick versions and swept windows too)
+    for p in study.PRESETS.values():
+        for quick in (False, True):
+            assert p.base_config(quick).epochs in train_form.step_choices("epochs")
+        assert set(p.window_sizes) <= set(train_form.step_choices("window_size"))
+
+
+def test_limits_and_field_errors_are_trainconfigs():
+    assert train_form.limits("seed") == (0, 2**31 - 1)
+    assert train_form.limits_text("val_size") == "0–59,000"
+    assert train_form.field_error("seed", 0) is None
+    assert train_form.field_error("seed", -5) == (
+        "seed must be between 0 and 2147483647. Received: -5"
+    )
+    assert train_form.field_error("val_size", 99_999) == (
+        "val_size must be between 0 and 59000. Received: 99999"
+    )
+    assert train_form.field_error("train_limit", 0) == (
+        "train_limit must be between 1 and 60000. Received: 0"
+    )
+    assert train_form.field_error("seed", None) == "seed is required. Received: None"
+    assert train_form.field_error("repeats", 10) is None
+    assert train_form.field_error("repeats", 11) == "repeats must be between 1 and 10. Received: 11"
+
+
 def test_seed_list():
     assert train_form.seed_list(7, 3) == [7, 8, 9]
     assert train_form.seed_list(0, 1) == [0]
+    assert train_form.seed_list(0, 0) == train_form.seed_list(0, 11) == []
+    assert train_form.seed_list(None, 2) == []
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+@pytest.fixture
+def here(monkeypatch):
+    """Pretend this machine holds exactly the datasets in the returned set (no data folder);
+    a data folder is still searched for real."""
+    real, present = data.locate, set(DATASETS)
+
+    def locate(dataset, data_dir=None):
+        if data_dir is not None:
+            return real(dataset, data_dir)
+        return f"/data/{dataset}" if dataset in present else None
+
+    monkeypatch.setattr(data, "locate", locate)
+    return present
 
 
 def test_dataset_status(monkeypatch, tmp_path):
-    monkeypatch.setattr(train_form, "locate", lambda d: "/data/mnist.npz")
-    assert train_form.dataset_status("mnist") == ("local", "available locally at /data/mnist.npz")
-    monkeypatch.setattr(train_form, "locate", lambda d: None)
-    kind, text = train_form.dataset_status("mnist")
+    monkeypatch.setattr(data, "locate", lambda d, data_dir=None: "/data/mnist.npz")
+    assert datasets.dataset_status("mnist") == ("local", "available locally at /data/mnist.npz")
+    monkeypatch.setattr(data, "locate", lambda d, data_dir=None: None)
+    kind, text = datasets.dataset_status("mnist")
     assert kind == "download" and "~11 MB" in text and "BN_DATA_DIR" in text
+    assert "--data-dir" not in text and "Data folder" in text  # the page's words
 
-    def broken(d):
+    def broken(d, data_dir=None):
         raise DatasetError("BN_DATA_DIR /nope does not exist")
 
-    monkeypatch.setattr(train_form, "locate", broken)
-    assert train_form.dataset_status("mnist") == ("error", "BN_DATA_DIR /nope does not exist")
+    monkeypatch.setattr(data, "locate", broken)
+    assert datasets.dataset_status("mnist") == ("error", "BN_DATA_DIR /nope does not exist")
+    assert "BN_DATA_DIR /nope does not exist" in datasets.data_problem("mnist")
+
+
+def test_the_default_dataset_is_one_this_machine_has(here):
+    assert datasets.default_dataset() == "mnist" == field_spec("dataset")["default"]
+    here.discard("mnist")
+    assert datasets.default_dataset() == "fashion_mnist"
+    assert datasets.availability_help().endswith("On this machine: fashion_mnist; not yet: mnist.")
+    here.clear()
+    assert datasets.default_dataset() == "mnist"  # shown as unavailable
+    assert datasets.availability_help().endswith(
+        "On this machine: none; not yet: mnist, fashion_mnist."
+    )
+    assert train_form.initial_form_state()["train-dataset"] == "mnist"
+
+
+def test_a_data_folder_must_hold_the_dataset_itself(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    helpers.write_npz(tmp_path / "keras" / "datasets")  # found in the Keras cache...
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("")
+    helpers.write_npz(tmp_path / "mine")
+    idx = tmp_path / "parent" / "mnist"  # IDX files in the usual subfolder (only looked at)
+    idx.mkdir(parents=True)
+    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (idx / f"{name}-ubyte.gz").write_bytes(b"")
+    assert datasets.check_folder("", "mnist") == (None, None)
+    assert datasets.check_folder("  ", "mnist") == (None, None)
+    for text, message in [
+        ("mine", "must be an absolute path"),
+        (str(tmp_path / "nope"), "does not exist or is not a folder"),
+        (str(tmp_path / "file"), "does not exist or is not a folder"),
+        (str(tmp_path / "empty"), "the data folder holds no mnist"),  # ...but not in it
+        (str(tmp_path / "mine"), "the data folder holds no fashion_mnist"),
+    ]:
+        dataset = "fashion_mnist" if "fashion" in message else "mnist"
+        folder, error = datasets.check_folder(text, dataset)
+        assert folder is None and message in error and repr(text) in error, error
+    assert datasets.check_folder(str(tmp_path / "mine"), "mnist") == (str(tmp_path / "mine"), None)
+    assert datasets.check_folder(f" {tmp_path / 'mine'}/ ", "mnist")[0] == str(tmp_path / "mine")
+    assert datasets.check_folder(str(tmp_path / "parent"), "mnist") == (
+        str(tmp_path / "parent"),
+        None,
+    )
+
+
+def test_download_reports_progress_or_why_it_failed(monkeypatch):
+    seen = []
+
+    def fetch(dataset, *, on_progress=None):
+        on_progress(5, 10)
+        return "/cache/mnist.npz"
+
+    monkeypatch.setattr(data.download, "fetch", fetch)
+    assert datasets.download("mnist", lambda d, t: seen.append((d, t))) == (
+        "/cache/mnist.npz",
+        None,
+    )
+    assert seen == [(5, 10)]
+
+    def offline(dataset, *, on_progress=None):
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(data.download, "fetch", offline)
+    monkeypatch.setenv("BN_DATA_MIRROR", "http://127.0.0.1:9/")
+    path, error = datasets.download("fashion_mnist")
+    assert path is None
+    assert error.startswith("The download of fashion_mnist from http://127.0.0.1:9/ failed")
+    assert "(TimeoutError: timed out)" in error and "apt-get install dataset-fashion-mnist" in error
+    assert datasets.progress_text("mnist", 4_000_000, 11_490_434) == (
+        "mnist: 4.0 of 11.5 MB downloaded"
+    )
 
 
 # ----------------------------------------------------------------------------- train_configs
@@ -112,7 +232,7 @@ def test_dataset_status(monkeypatch, tmp_path):
 FORM = {k: field_spec(k)["default"] for k in train_form.FORM_FIELDS}
 
 
-def test_train_configs_one_per_variant_and_seed():
+def test_train_configs_one_per_variant_and_seed(here):
     configs, errors = train_form.train_configs(FORM, ["lenet", "lenet_bn1"], [3, 4])
     assert errors == []
     assert [(c.variant, c.seed) for c in configs] == [
@@ -130,15 +250,64 @@ def test_train_configs_one_per_variant_and_seed():
         ({}, [], [0], "at least one variant"),
         ({"epochs": 0}, ["lenet"], [0], "epochs must be between 1 and 200"),
         ({}, ["lenet"], [2**31 - 1, 2**31], "seed must be between"),
+        ({"seed": -5}, ["lenet"], [-5], "seed must be between 0 and 2147483647. Received: -5"),
+        ({}, ["lenet"], list(range(11)), "repeats must be between 1 and 10. Received: 11"),
         ({"train_limit": 32, "batch_size": 64}, ["lenet"], [0], "only 32 training images"),
         ({"val_size": 59000, "batch_size": 4096}, ["lenet"], [0], "only 1000 training images"),
         ({"data_dir": "/etc"}, ["lenet"], [0], "unknown settings: data_dir"),
     ],
 )
-def test_train_configs_refuses_bad_input(changes, variants, seeds, message):
-    configs, errors = train_form.train_configs({**FORM, **changes}, variants, seeds)
+def test_train_configs_refuses_bad_input(here, changes, variants, seeds, message):
+    form = {**FORM, **{k: v for k, v in changes.items() if k != "seed"}}
+    configs, errors = train_form.train_configs(form, variants, seeds)
     assert configs == []
     assert any(message in e for e in errors), errors
+
+
+def test_train_configs_never_queue_runs_that_cannot_find_their_data(here, tmp_path):
+    here.discard("mnist")
+    configs, errors = train_form.train_configs(FORM, ["lenet"], [0])
+    assert configs == [] and errors == [
+        "mnist is not on this machine: download it or enter a data folder holding it "
+        "(Train page, under Dataset) before Start."
+    ]
+    configs, errors = train_form.train_configs(FORM, ["lenet"], [0], data_dir="/etc")
+    assert configs == [] and "the data folder holds no mnist" in errors[0]
+    helpers.write_npz(tmp_path)
+    configs, errors = train_form.train_configs(FORM, ["lenet"], [0], data_dir=str(tmp_path))
+    assert errors == [] and configs[0].data_dir == str(tmp_path)
+    fashion = {**FORM, "dataset": "fashion_mnist"}
+    assert train_form.train_configs(fashion, ["lenet"], [0])[1] == []
+    grid, errors = train_form.preset_grid("lr", True, "mnist")
+    assert grid == [] and "mnist is not on this machine" in errors[0]
+    grid, errors = train_form.preset_grid("lr", True, "mnist", str(tmp_path))
+    assert errors == [] and len(grid) == 9 and {c.data_dir for c in grid} == {str(tmp_path)}
+
+
+def test_quick_start_runs_the_quick_preset_on_data_this_machine_has(here):
+    start = train_form.quick_start("figure1", {"train-dataset": "mnist"})
+    assert start.problem is None and start.configs == study.preset_configs("figure1", True)
+    assert "4 runs on mnist, 3 epochs on 5,000 training images" in start.caption
+    assert start.label == "Queue the quick “Paper Figure 1” preset"
+    here.discard("mnist")  # the form's dataset is gone: fall back to one that is here
+    start = train_form.quick_start("figure1", {"train-dataset": "mnist"})
+    assert {c.dataset for c in start.configs} == {"fashion_mnist"} and start.problem is None
+    here.clear()
+    start = train_form.quick_start("window", {})
+    assert start.configs == [] and "is not on this machine" in start.problem
+
+
+def test_the_sweep_form_starts_from_the_train_forms_choices(here):
+    state = train_form.sweep_form_state({})
+    assert state["sweep-dataset"] == "mnist" and state["sweep-epochs"] == 10
+    assert state["sweep-variants"] == list(study.ROBUSTNESS_VARIANTS)
+    train = {"train-dataset": "fashion_mnist", "train-epochs": 3, "train-quick": True}
+    state = train_form.sweep_form_state(train)
+    assert (state["sweep-dataset"], state["sweep-epochs"], state["sweep-quick"]) == (
+        "fashion_mnist",
+        3,
+        True,
+    )
 
 
 # ----------------------------------------------------------------------------- runs
@@ -234,6 +403,39 @@ def test_progress_of_queued_and_finished_runs():
     assert failed["fraction"] == pytest.approx(50 / 400) and "failed after 0/4" in failed["text"]
 
 
+def test_progress_names_the_stage_while_a_run_waits_for_its_first_point():
+    starting = live.progress_info(record(status="starting"), [], [])
+    assert starting["text"] == "starting Python/TensorFlow" and starting["fraction"] == 0.0
+    for stage in ("starting Python/TensorFlow", "loading data", "compiling"):
+        info = live.progress_info(dataclasses.replace(record(), stage=stage), [], [])
+        assert info["text"] == stage and info["eta_seconds"] is None
+    # A store older than the stage column, or a worker that has not written one yet.
+    assert live.progress_info(record(), [], [])["text"] == "starting Python/TensorFlow"
+    # Once batches come, the progress line is about them, whatever the stage says.
+    run = dataclasses.replace(record(epochs=2), stage="training")
+    info = live.progress_info(run, [batch(32, 0.0), batch(64, 8.0)], [])
+    assert info["text"] == "epoch 1/2 · batch 64/100 · 256 img/s · ETA 34 s"
+
+
+def test_progress_shows_the_stage_not_eta_0_once_every_step_is_done():
+    # 1 epoch x 100 steps, all done: the test set is being evaluated.
+    run = dataclasses.replace(record(epochs=1), stage="evaluating on the test set")
+    rows, epochs = [batch(32, 100.0), batch(100, 108.5)], [{"epoch": 1, "images_per_second": 900.0}]
+    info = live.progress_info(run, rows, epochs)
+    assert info["fraction"] == 1.0 and info["eta_seconds"] is None
+    assert info["text"] == "epoch 1/1 · batch 100/100 · 900 img/s · evaluating on the test set"
+    saving = live.progress_info(dataclasses.replace(run, stage="saving the model"), rows, epochs)
+    assert saving["text"].endswith(" · saving the model") and "ETA" not in saving["text"]
+    # Mid-run validation keeps its ETA: the step rate already includes validation pauses.
+    run = dataclasses.replace(record(epochs=2), stage="validating")
+    info = live.progress_info(run, [batch(32, 0.0), batch(100, 17.0)], [])
+    assert info["eta_seconds"] == pytest.approx(100 / 4) and info["text"].endswith("ETA 25 s")
+    # A run asked to stop has no ETA either: it is cancelling.
+    stopping = dataclasses.replace(run, stage="training", cancel_requested=True)
+    info = live.progress_info(stopping, [batch(32, 0.0), batch(64, 8.0)], [])
+    assert info["eta_seconds"] is None and info["text"].endswith(" · cancelling")
+
+
 def test_live_figure_has_batch_line_and_epoch_markers():
     batches = [batch(50, 0.0), batch(100, 1.0)]
     epochs = [{"epoch": 1, "loss": 0.9, "accuracy": 0.6, "val_loss": 0.8, "val_accuracy": 0.7}]
@@ -266,13 +468,17 @@ def test_group_curves_mean_and_sample_std():
     assert cmp.group_curves([]).empty
 
 
-def test_band_figure_draws_a_band_only_for_several_seeds():
-    results = [
-        result("lenet", 0, [0.8, 0.9]),
-        result("lenet", 1, [0.9, 0.94]),
-        result("lenet_bn1", 0, [0.95, 0.96]),
+def two_lenets_one_bn1() -> list[dict]:
+    """Runs 1-2: lenet seeds 0 and 1; run 3: lenet_bn1 seed 0. Two epochs each."""
+    return [
+        result("lenet", 0, [0.8, 0.9], run_id=1),
+        result("lenet", 1, [0.9, 0.94], run_id=2),
+        result("lenet_bn1", 0, [0.95, 0.96], run_id=3),
     ]
-    fig = cv.band_figure(cmp.group_curves(results), "val_accuracy")
+
+
+def test_band_figure_draws_a_band_only_for_several_seeds():
+    fig = cv.band_figure(cmp.group_curves(two_lenets_one_bn1()), "val_accuracy")
     names = [t.name for t in fig.data]
     assert names == [
         "lenet -1 std",
@@ -286,12 +492,7 @@ def test_band_figure_draws_a_band_only_for_several_seeds():
 
 
 def test_band_figure_overlays_each_seed_on_request():
-    results = [
-        result("lenet", 0, [0.8, 0.9], run_id=1),
-        result("lenet", 1, [0.9, 0.94], run_id=2),
-        result("lenet_bn1", 0, [0.95, 0.96], run_id=3),
-    ]
-    curves = cmp.run_curves(results)
+    curves = cmp.run_curves(two_lenets_one_bn1())
     fig = cv.band_figure(cmp.group_curves(curves), "val_accuracy", curves=curves)
     names = [t.name for t in fig.data]
     # A single seed is its own mean line: no thin duplicate of it.
@@ -315,12 +516,7 @@ def test_seeds_text():
 
 
 def test_small_multiples_one_panel_per_variant():
-    results = [
-        result("lenet", 0, [0.8, 0.9], run_id=1),
-        result("lenet", 1, [0.9, 0.94], run_id=2),
-        result("lenet_bn1", 0, [0.95, 0.96], run_id=3),
-    ]
-    fig = cv.small_multiples(cmp.run_curves(results))
+    fig = cv.small_multiples(cmp.run_curves(two_lenets_one_bn1()))
     assert [a.text for a in fig.layout.annotations] == ["lenet (2 seeds)", "lenet_bn1 (1 seed)"]
     # lenet: two seeds and a mean; lenet_bn1: one seed, no mean line
     assert [t.xaxis for t in fig.data] == ["x", "x", "x", "x2"]

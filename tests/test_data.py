@@ -14,9 +14,6 @@ import hashlib
 import http.server
 import os
 import socket
-import subprocess
-import sys
-import textwrap
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +23,7 @@ import pytest
 
 from bn_core import data
 from bn_core.data import DatasetError, download, search
+from tests.conftest import assert_runs_without_tensorflow
 
 REAL_FASHION = "/usr/share/datasets/fashion-mnist"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -754,9 +752,9 @@ def test_mirror_url(monkeypatch):
 
 def test_data_package_never_imports_tensorflow(tmp_path):
     # Every module under bn_core/data, and the download path run to its end (a refused port).
-    code = textwrap.dedent(
+    assert_runs_without_tensorflow(
         """
-        import importlib, pkgutil, sys
+        import importlib, pkgutil
         import bn_core.data as d
         for m in pkgutil.walk_packages(d.__path__, "bn_core.data."):
             importlib.import_module(m.name)
@@ -766,44 +764,22 @@ def test_data_package_never_imports_tensorflow(tmp_path):
             assert "download (failed: URLError" in str(e), e
         else:
             raise SystemExit("expected a DatasetError: nothing to load, no mirror")
-        bad = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_keras")]
-        assert not bad, bad
-        """
+        """,
+        env={
+            "HOME": str(tmp_path),
+            "KERAS_HOME": str(tmp_path / "keras"),
+            "BN_DATA_MIRROR": f"http://127.0.0.1:{closed_port()}/",
+            "BN_DATA_DIR": None,
+        },
     )
-    env = {
-        **os.environ,
-        "HOME": str(tmp_path),
-        "KERAS_HOME": str(tmp_path / "keras"),
-        "BN_DATA_MIRROR": f"http://127.0.0.1:{closed_port()}/",
-    }
-    env.pop("BN_DATA_DIR", None)
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def test_import_and_local_load_do_not_load_tensorflow(tmp_path):
     write_npz(tmp_path / "mnist.npz", make_arrays())
-    code = (
-        "import sys; from bn_core import data; "
-        f"data.load('mnist', {str(tmp_path)!r}, val_size=5, allow_download=False); "
-        "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; "
-        "assert not bad, bad"
+    assert_runs_without_tensorflow(
+        "from bn_core import data\n"
+        f"data.load('mnist', {str(tmp_path)!r}, val_size=5, allow_download=False)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.skipif(

@@ -15,40 +15,9 @@ from bn_core.constants import PROBE_EVERY_DEFAULT
 from bn_core.variants import VARIANT_NAMES
 from bn_core.views import comparison as cv
 from bn_core.views.sweep import sweep_figure
+from tests.helpers import result
 
 STUDY_FIVE = ["lenet", "lenet_bn1", "lenet_bn2", "lenet_fc_bn1", "lenet_fc_bn2"]
-
-
-def result(
-    variant,
-    seed,
-    val_acc,
-    test_acc=None,
-    *,
-    run_id=None,
-    status="completed",
-    steps_per_epoch=100,
-    **config,
-):
-    n = len(val_acc)
-    return {
-        "run_id": run_id,
-        "variant": variant,
-        "seed": seed,
-        "status": status,
-        "test_accuracy": test_acc,
-        "test_loss": None,
-        "steps_per_epoch": steps_per_epoch,
-        "history": {
-            "loss": [1.0] * n,
-            "accuracy": [0.5] * n,
-            "val_loss": [1.0] * n,
-            "val_accuracy": list(val_acc),
-            "seconds": [1.0] * n,
-            "images_per_second": [100.0] * n,
-        },
-        "config": TrainConfig(variant=variant, seed=seed, **config).to_dict(),
-    }
 
 
 # ----------------------------------------------------------------------------- presets
