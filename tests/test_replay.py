@@ -30,6 +30,8 @@ from bn_core.nn.training import EngineOptions, train
 from bn_core.runs import replays
 from bn_core.runs.replay_job import main
 from bn_core.runs.store import RunStore
+from tests.conftest import f32_atol, f64_atol
+from tests.helpers import write_npz
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,6 +55,7 @@ def test_population_for_window_is_algorithm2_over_the_last_w(w):
         expected_mean += means[j] / w
         expected_var += counts[j] / (counts[j] - 1) * variances[j] / w
     mean, var = population_for_window(means, variances, counts, w)
+    # numpy float64 on both sides (no TensorFlow), w <= 7 terms: a few roundings of 1e-16.
     np.testing.assert_allclose(mean, expected_mean, rtol=1e-12)
     np.testing.assert_allclose(var, expected_var, rtol=1e-12)
 
@@ -70,6 +73,7 @@ def test_ema_population_is_the_keras_recursion():
         moving_mean = 0.99 * moving_mean + 0.01 * mu
         moving_var = 0.99 * moving_var + 0.01 * var
     mean, var = ema_population(means, variances, 0.99)
+    # numpy float64 on both sides (no TensorFlow): 30 steps of a few roundings of 1e-16.
     np.testing.assert_allclose(mean, moving_mean, rtol=1e-12)
     np.testing.assert_allclose(var, moving_var, rtol=1e-12)
     with pytest.raises(ValueError, match="momentum must be in"):
@@ -82,14 +86,25 @@ def test_ema_of_our_recorded_batches_equals_keras_moving_statistics():
     ours = BatchNorm(history_size=12, dtype="float64")
     ref = keras.layers.BatchNormalization(momentum=0.99, dtype="float64")
     rng = np.random.default_rng(3)
-    for step in range(12):
-        x = rng.normal(2.0, 3.0, size=(16 - step % 3, 5, 5, 3))  # (N, H, W, C), N varies
+    batches = [rng.normal(2.0, 3.0, size=(16 - s % 3, 5, 5, 3)) for s in range(12)]  # N varies
+    for x in batches:
         ours(x, training=True)
         ref(x, training=True)
     means, variances, _ = ours.recorded_batches()
     mean, var = ema_population(means, variances, 0.99)
-    np.testing.assert_allclose(mean, ref.moving_mean.numpy(), rtol=1e-10)
-    np.testing.assert_allclose(var, ref.moving_variance.numpy(), rtol=1e-10)
+    # float64 in both layers, in other orders: batch moments over m = N*5*5 <= 400 values, then
+    # 12 EMA steps. The mean's terms are of size mean|x|; the variance's are squares of one
+    # sign (the batch variances, or the start value 1, bound them).
+    cols = [x.reshape(-1, 3) for x in batches]  # (N, 5, 5, 3) -> (N*25, 3)
+    length = max(len(c) for c in cols) + len(batches)
+    mean_size = max(np.abs(c).mean(axis=0).max() for c in cols)
+    var_size = max(1.0, *(c.var(axis=0).max() for c in cols))
+    np.testing.assert_allclose(
+        mean, ref.moving_mean.numpy(), rtol=0, atol=f64_atol(mean_size, length)
+    )
+    np.testing.assert_allclose(
+        var, ref.moving_variance.numpy(), rtol=0, atol=f64_atol(var_size, length)
+    )
 
 
 # ----------------------------------------------------------------------------- a tiny model
@@ -99,7 +114,8 @@ def test_ema_of_our_recorded_batches_equals_keras_moving_statistics():
 def tiny():
     """Dense(5) -> BatchNorm(window 2, history 5) -> sigmoid -> Dense(3), trained 7 SGD steps
     on batches of varying size. Returns the model, the BN layer, the pre-BN activations of
-    every step (computed in numpy from the kernel *before* the step), and a test set."""
+    every step as (z, size) (numpy float64, from the kernel *before* the step: z = x @ kernel
+    and size = |x| @ |kernel|), and a test set."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6,))
     z = keras.layers.Dense(5, use_bias=False, name="lin")(inputs)
@@ -114,7 +130,9 @@ def tiny():
         x = rng.normal(size=(24 - 3 * (step % 3), 6)).astype("float32")
         y = (x[:, 0] > 0).astype("int32") + (x[:, 1] > 1).astype("int32")
         kernel = model.get_layer("lin").kernel.numpy().astype(np.float64)
-        activations.append(x.astype(np.float64) @ kernel)  # (N, 6) @ (6, 5) -> (N, 5)
+        z = x.astype(np.float64) @ kernel  # (N, 6) @ (6, 5) -> (N, 5)
+        size = np.abs(x.astype(np.float64)) @ np.abs(kernel)  # z if none of its terms cancelled
+        activations.append((z, size))
         with tf.GradientTape() as tape:
             loss = loss_fn(y, model(x, training=True))
         grads = tape.gradient(loss, model.trainable_weights)
@@ -128,28 +146,54 @@ def _numpy_population(batches):
     """Algorithm 2 from the activations themselves: mean of the batch means, mean of the
     unbiased batch variances (np.var with ddof=1)."""
     return (
-        np.mean([b.mean(axis=0) for b in batches], axis=0),
-        np.mean([b.var(axis=0, ddof=1) for b in batches], axis=0),
+        np.mean([z.mean(axis=0) for z, _ in batches], axis=0),
+        np.mean([z.var(axis=0, ddof=1) for z, _ in batches], axis=0),
     )
+
+
+FAN_IN = 6  # the Dense layer "lin" before the BN of `tiny`
+
+
+def _recorded_atols(batches) -> tuple[float, float]:
+    """(mean, variance) tolerances of Algorithm 2 over statistics TF recorded in float32,
+    against numpy's float64 of the same batches. Per batch, TF summed FAN_IN products into
+    each z (of size `size` if none cancelled), then n values z for the mean and n squares
+    (z - mu)^2 for the variance, which z's own error moves by up to 2 |z - mu| size. The
+    average over batches is no worse than its worst batch."""
+    mean_atol = var_atol = 0.0
+    for z, size in batches:
+        n = len(z)
+        centred = np.abs(z - z.mean(axis=0))
+        var_size = ((centred + size) ** 2).sum(axis=0).max() / (n - 1)  # unbiased, as Var[x]
+        mean_atol = max(mean_atol, f32_atol(size.mean(axis=0).max(), FAN_IN + n))
+        var_atol = max(var_atol, f32_atol(var_size, FAN_IN + n))
+    return mean_atol, var_atol
 
 
 def test_whole_history_equals_algorithm2_over_the_same_training_batches(tiny):
     model, layer, activations, _, _ = tiny
     means, variances, counts = layer.recorded_batches()
-    assert len(means) == 5 and counts.tolist() == [len(b) for b in activations[-5:]]
+    assert len(means) == 5 and counts.tolist() == [len(z) for z, _ in activations[-5:]]
     mean, var = population_for_window(means, variances, counts, len(means))
     want_mean, want_var = _numpy_population(activations[-5:])  # the history keeps the last 5
-    np.testing.assert_allclose(mean, want_mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(var, want_var, rtol=1e-5)
+    mean_atol, var_atol = _recorded_atols(activations[-5:])
+    np.testing.assert_allclose(mean, want_mean, rtol=0, atol=mean_atol)
+    np.testing.assert_allclose(var, want_var, rtol=0, atol=var_atol)
 
 
 def test_window_of_the_trained_size_is_the_layers_own_inference(tiny):
     model, layer, activations, x_test, _ = tiny
-    mean, var = population_for_window(*layer.recorded_batches(), layer.window_size)
+    means, variances, counts = layer.recorded_batches()
+    w = layer.window_size
+    mean, var = population_for_window(means, variances, counts, w)
     own_mean, own_var = (np.asarray(t) for t in layer.population_moments())
-    np.testing.assert_allclose(mean, own_mean, rtol=1e-6)
-    np.testing.assert_allclose(var, own_var, rtol=1e-6)
-    np.testing.assert_allclose(mean, _numpy_population(activations[-2:])[0], rtol=1e-5, atol=1e-6)
+    # The same float32 records, averaged over the window's w batches by numpy in float64 and
+    # by the layer in float32: terms of size mean |mu_j|, and unbiased variances of one sign.
+    mean_size = np.abs(means[-w:]).mean(axis=0).max()
+    np.testing.assert_allclose(mean, own_mean, rtol=0, atol=f32_atol(mean_size, w))
+    np.testing.assert_allclose(var, own_var, rtol=0, atol=f32_atol(var.max(), w))
+    want_mean = _numpy_population(activations[-w:])[0]
+    np.testing.assert_allclose(mean, want_mean, rtol=0, atol=_recorded_atols(activations[-w:])[0])
 
 
 def test_replay_clips_windows_and_restores_the_layer(tiny):
@@ -214,28 +258,12 @@ def test_models_without_history_are_refused(variant, history, message):
 # ----------------------------------------------------------------------------- a stored run
 
 
-def _write_npz(folder: Path, seed: int = 0) -> None:
-    """A learnable MNIST-shaped npz: noise plus a bright band whose row is the class."""
-    rng = np.random.default_rng(seed)
-
-    def part(n):
-        y = rng.integers(0, 10, size=n).astype(np.uint8)
-        x = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
-        for i, label in enumerate(y):
-            x[i, 2 * label + 4 : 2 * label + 6, 3:25] += 180
-        return x, y
-
-    (x_train, y_train), (x_test, y_test) = part(400), part(200)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / "mnist.npz", x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-
-
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
     """A completed lenet_fc_bn2 run (2 epochs of 8 batches, window 5) in a fresh store, its
     model saved where the worker saves it. Returns (home, run id, TrainResult)."""
     root = tmp_path_factory.mktemp("replay")
-    _write_npz(root / "data")
+    write_npz(root / "data", n_train=400, n_test=200)
     store = RunStore(root / "home")
     config = TrainConfig(
         variant="lenet_fc_bn2",
@@ -269,7 +297,20 @@ def test_replay_reproduces_the_trained_models_test_accuracy_at_its_own_window(st
     test = data.load("mnist", result.config.data_dir, val_size=100)
     rows = replay(model, test.x_test, test.y_test, windows=(5,), ema_momentum=None)
     assert rows[0]["test_accuracy"] == result.test_accuracy
-    assert rows[0]["test_loss"] == pytest.approx(result.test_loss, rel=1e-5)
+    # Keras measured the mean cross-entropy in float32; replay measures it in float64 from
+    # logits whose BN sites each re-estimated their population from the window's batches in
+    # another order: a relative error over sites * window terms, carried to the logits (up to
+    # max|z|). |d loss_i / d z| <= 2 (1 - p_y) <= 2 loss_i, so the mean loss moves by at most
+    # 2 * loss times that; Keras' log-sum-exp over the classes and mean over the images add theirs.
+    logits = model.predict(test.x_test, verbose=0)  # (n, classes), the model's own window
+    z, loss = float(np.abs(logits).max()), result.test_loss
+    sites = len(history_layers(model))
+    atol = (
+        2 * loss * f32_atol(z, sites * result.config.window_size)
+        + f32_atol(z, logits.shape[1])
+        + f32_atol(loss, len(logits))
+    )
+    assert rows[0]["test_loss"] == pytest.approx(loss, rel=0, abs=atol)
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -293,7 +334,7 @@ def test_command_line_writes_a_valid_replay_file(stored):
     payload = replays.load_replay(path, run_id)
     assert payload["trained_window"] == 5 and payload["recorded_batches"] == 8
     assert payload["trained_test_accuracy"] == result.test_accuracy
-    assert payload["ema_start_weight"] == pytest.approx(0.99**8)
+    assert payload["ema_start_weight"] == pytest.approx(0.99**8)  # float64 both, no TF
     rows = {r["choice"]: r for r in payload["windows"]}
     assert list(rows) == ["1", "2", "5", "10", "50", "200", "epoch", "EMA"]
     assert rows["5"]["test_accuracy"] == result.test_accuracy
