@@ -5,6 +5,8 @@ A page's URL is its file name (pages/runs.py -> /runs), the name Streamlit's pag
 mode also gives it: that mode serves a fresh server's first request, and pages/_ui.py's
 use_navigation hands the page over to this file."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages._ui import (
@@ -19,7 +21,10 @@ from pages._ui import (
     get_runner,
 )
 
-st.set_page_config(page_title="BN Lab", page_icon=":material/science:", layout="wide")
+# The favicon is a file of the app (sent inline as a data: URL): a ":material/...:" page icon
+# makes the browser fetch it from fonts.gstatic.com, and no request may leave the machine.
+ICON = Path(__file__).parent / "pages" / "assets" / "icon.svg"
+st.set_page_config(page_title="BN Lab", page_icon=ICON, layout="wide")
 st.session_state[FRAMED] = True
 
 get_runner()  # the process-wide scheduler: queued runs start whichever page is open

@@ -12,6 +12,13 @@ from pages._ui import TRAIN_PAGE, get_store, png_config, run_picker, use_navigat
 
 use_navigation()
 
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def report_html(results: list[dict]) -> str:
+    """The report of ``results``, built once per selection: the same bytes on every rerun."""
+    return build_report(results, title="BN Lab comparison")
+
+
 store = get_store()
 st.title("Compare")
 
@@ -62,16 +69,6 @@ for column, (name, table) in zip((csv_left, csv_right), CSV_DOWNLOADS.items(), s
         key=f"download-{name}",
         icon=":material/download:",
     )
-report_col.download_button(
-    "Report (HTML)",
-    lambda: build_report(results, title="BN Lab comparison"),
-    file_name="bn-lab-report.html",
-    mime="text/html",
-    key="download-report",
-    on_click="ignore",
-    icon=":material/download:",
-    help="every table and chart in one file that works offline",
-)
 
 
 def chart(fig, name: str) -> None:
@@ -98,3 +95,19 @@ for pair in (cmp.COMPARE_METRICS[:2], cmp.COMPARE_METRICS[2:]):
 
 st.subheader(f"{METRIC_TITLES['val_accuracy']} per variant")
 chart(cv.small_multiples(curves, "val_accuracy"), "val_accuracy_per_variant")
+
+# Last, once the charts are drawn, into its column at the top. Built here rather than on click:
+# a click on a deferred download (data=callable) names a callable that the server forgets as
+# soon as a rerun ends without re-creating the button (two quick widget changes: the first
+# rerun is cut short), so the button still on screen answered MediaFileStorageError. A file
+# stays served until two reruns in a row leave it out, and the cache keeps its URL the same.
+report_col.download_button(
+    "Report (HTML)",
+    report_html(results),
+    file_name="bn-lab-report.html",
+    mime="text/html",
+    key="download-report",
+    on_click="ignore",
+    icon=":material/download:",
+    help="every table and chart in one file that works offline",
+)

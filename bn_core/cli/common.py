@@ -1,18 +1,22 @@
 """What every command module shares: the parser class, the TrainConfig flags, exit codes,
-output folders and Ctrl-C handling."""
+output folders, Ctrl-C handling, and the log file that takes native libraries' chatter."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import os
 import signal
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from bn_core.config import ConfigError, TrainConfig, field_spec, format_number
+from bn_core.runs.store import default_home
 from bn_core.variants import VARIANT_NAMES, VARIANTS
 
 # The name people typed: the console script, or the module form (kept for existing scripts).
@@ -135,3 +139,69 @@ class CtrlC:
 
     def __exit__(self, *exc) -> None:
         signal.signal(signal.SIGINT, self._previous)
+
+
+def _open_log():
+    """The CLI's log, opened for appending: ``$BN_LAB_HOME/logs/cli.log`` (default
+    ``./.bn_lab/logs/cli.log``), else a file in the temp folder; None when neither opens."""
+    for path in (
+        default_home() / "logs" / "cli.log",
+        Path(tempfile.gettempdir()) / f"bn-lab-cli-{os.getuid()}.log",
+    ):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return open(path, "ab")
+        except OSError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def native_output_to_log() -> Iterator[Path | None]:
+    """Send what native code writes to file descriptor 2 to the CLI's log while the block runs;
+    Python's ``sys.stderr`` (our messages, tracebacks, tqdm) keeps the terminal. Yields the log's
+    path, or None when ``sys.stderr`` is not descriptor 2 (a test capturing output) or the log
+    cannot be opened: then nothing changes.
+
+    TensorFlow's C++ start-up lines (absl's "All log messages before absl::InitializeLog()",
+    oneDNN's "custom operations are on") are written straight to descriptor 2, whatever
+    TF_CPP_MIN_LOG_LEVEL says, so only moving the descriptor keeps them off the terminal.
+    """
+    log = _open_log() if _is_descriptor_2(sys.stderr) else None
+    if log is None:
+        yield None
+        return
+    python_stderr = sys.stderr
+    python_stderr.flush()
+    terminal = os.dup(2)
+    # Line-buffered, like the interpreter's own stderr: each message shows as it is printed.
+    sys.stderr = open(
+        terminal, "w", buffering=1, encoding=python_stderr.encoding, errors=python_stderr.errors
+    )
+    os.dup2(log.fileno(), 2)
+    try:
+        yield Path(log.name)
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        sys.stderr.close()  # closes the duplicate descriptor too
+        sys.stderr = python_stderr
+        log.close()
+
+
+def _is_descriptor_2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+
+
+def quiet_native_output(handler: Callable[[argparse.Namespace], int]):
+    """Decorator for a command handler that imports TensorFlow: see ``native_output_to_log``."""
+
+    @functools.wraps(handler)
+    def wrapper(args: argparse.Namespace) -> int:
+        with native_output_to_log():
+            return handler(args)
+
+    return wrapper

@@ -19,7 +19,8 @@ def build_parser() -> Parser:
         description="BN Lab: train LeNet-5 with and without Batch Normalization.",
         epilog="Exit codes: 0 completed; 1 dataset missing/corrupt or run failed; 2 bad flags "
         "or values; 3 diverged; 130 cancelled (Ctrl-C: the first one stops cleanly, keeping "
-        "what was measured).",
+        "what was measured). TensorFlow's own start-up messages go to "
+        "$BN_LAB_HOME/logs/cli.log (default ./.bn_lab/logs/cli.log).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:

@@ -3,6 +3,10 @@ inference statistics re-estimated from its last W recorded batches, without retr
 
 from __future__ import annotations
 
+import argparse
+
+from bn_core.cli.common import quiet_native_output
+
 
 def register(commands, formatter) -> None:
     replay = commands.add_parser(
@@ -11,10 +15,11 @@ def register(commands, formatter) -> None:
         formatter_class=formatter,
     )
     replay.add_argument("run_id", type=int, metavar="RUN_ID", help="the run's id (see `runs`)")
-    replay.set_defaults(handler=lambda args: _replay(args.run_id))
+    replay.set_defaults(handler=_replay)
 
 
-def _replay(run_id: int) -> int:
+@quiet_native_output
+def _replay(args: argparse.Namespace) -> int:
     from bn_core.runs import replay_job
 
-    return replay_job.main([str(run_id)])
+    return replay_job.main([str(args.run_id)])

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bn_core import data
-from bn_core.cli.common import CtrlC, check_data_dir, prepare_out
+from bn_core.cli.common import CtrlC, check_data_dir, prepare_out, quiet_native_output
 from bn_core.config import TrainConfig, field_spec
 from bn_core.runs import artifacts
 
@@ -78,6 +78,7 @@ def study_configs(args: argparse.Namespace) -> list[TrainConfig]:
     )
 
 
+@quiet_native_output
 def _study(args: argparse.Namespace) -> int:
     configs = study_configs(args)
     check_data_dir(args.data_dir)

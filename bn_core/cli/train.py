@@ -15,6 +15,7 @@ from bn_core.cli.common import (
     config_from_args,
     parse_variants,
     prepare_out,
+    quiet_native_output,
     worst_exit,
 )
 from bn_core.config import TrainConfig
@@ -47,11 +48,13 @@ def register(commands, formatter) -> None:
     compare.set_defaults(handler=_compare)
 
 
+@quiet_native_output
 def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     return cmd_train(config, prepare_out(args.out), args.json)
 
 
+@quiet_native_output
 def _compare(args: argparse.Namespace) -> int:
     variants = parse_variants(args.variants)
     config = config_from_args(args, variant=variants[0])
@@ -82,7 +85,6 @@ def cmd_compare(config: TrainConfig, variants: list[str], out: Path, as_json: bo
     from bn_core import data
     from bn_core.analysis.summary import curves_frame, format_table, summary_table
     from bn_core.cli import progress
-    from bn_core.nn.training import train
     from bn_core.views.charts import metric_figure
 
     splits = data.load(
@@ -92,6 +94,8 @@ def cmd_compare(config: TrainConfig, variants: list[str], out: Path, as_json: bo
         train_limit=config.train_limit,
         seed=config.seed,
     )
+    from bn_core.nn.training import train  # after the data: a bad dataset answers at once
+
     results = []
     with CtrlC() as stop:
         for name in variants:
