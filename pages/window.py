@@ -7,7 +7,14 @@ import streamlit as st
 from bn_core.runs import replays
 from bn_core.views import replay as rv
 from bn_core.views import runs as live
-from pages._ui import get_store, png_config, run_picker, use_navigation
+from pages._ui import (
+    RUNS_PAGE,
+    get_store,
+    png_config,
+    quick_start_button,
+    run_picker,
+    use_navigation,
+)
 
 use_navigation()
 
@@ -54,7 +61,12 @@ if not runs:
         "No finished runs yet: train a variant with our BN (e.g. lenet_fc_bn2) on the Train page.",
         icon=":material/info:",
     )
-    st.stop()
+    waiting = [r for r in store.list_runs() if r.active]
+    if waiting:  # no second click while the first study is on its way
+        st.caption(f"{len(waiting)} run(s) queued or running: they appear here when they finish.")
+        st.page_link(RUNS_PAGE, label="Watch them on the Runs page", icon=":material/monitoring:")
+        st.stop()
+    quick_start_button("window", key="window-quick-start")
 
 problems = {r.id: replays.replay_problem(r, store.model_path(r.id).is_file()) for r in runs}
 labels = {r.id: live.run_label(r) for r in runs}
@@ -111,9 +123,14 @@ if to_replay:
 
 @st.fragment(run_every=1.0 if pending else None)
 def wait_for_replays() -> None:
-    """While a replay runs: look for its file once a second; a full rerun shows it."""
+    """While a replay runs: its stage and progress bar, and a look for its file, once a
+    second; a full rerun shows the result."""
     if pending and poll():
         st.rerun()
+    for run_id in pending:
+        path = replays.replay_progress_path(store.home, run_id)
+        fraction, stage = replays.read_progress(path) or (0.0, "starting Python")
+        st.progress(fraction, text=f"Replay of #{run_id}: {stage}")
 
 
 wait_for_replays()

@@ -179,6 +179,30 @@ def test_replay_button_starts_the_subprocess_and_polls_for_its_file(store, launc
     assert at.table[0].value.shape == (8, 2)
 
 
+def progress_bars(at: AppTest) -> list[tuple[int, str]]:
+    return [(bar.proto.value, bar.proto.text) for bar in at.get("progress")]
+
+
+def test_a_running_replay_shows_its_stage_and_a_progress_bar(store, launches):
+    ids = seed_store(store)
+    fresh = ids["fresh"]
+    at = open_page()
+    at.button(key=f"window-replay-{fresh}").click().run()
+    assert progress_bars(at) == [(0, f"Replay of #{fresh}: starting Python")]  # nothing written
+    path = replays.replay_progress_path(store.home, fresh)
+    replays.write_progress(path, "loading the model (TensorFlow)")
+    at.run()
+    assert progress_bars(at) == [(0, f"Replay of #{fresh}: loading the model (TensorFlow)")]
+    replays.write_progress(path, "replaying choice 3 of 8", 2, 8)
+    at.run()
+    assert progress_bars(at) == [(25, f"Replay of #{fresh}: replaying choice 3 of 8")]
+    assert any("Replaying" in i.value for i in at.info)
+    replays.write_replay(replays.replay_path(store.home, fresh), make_payload(fresh))
+    at.run()
+    assert not at.exception and progress_bars(at) == []  # done: the chart instead
+    assert len(chart_traces(at)) == 4
+
+
 def test_a_failed_replay_shows_its_log_line_and_can_be_retried(store, monkeypatch):
     ids = seed_store(store)
 
@@ -245,11 +269,81 @@ def test_the_page_never_imports_tensorflow(tmp_path):
 
 def test_start_replay_runs_the_module_and_logs_its_one_line_error(tmp_path):
     RunStore(tmp_path / "home")
+    stale = replays.replay_progress_path(tmp_path / "home", 42)
+    replays.write_progress(stale, "replaying choice 2 of 8", 1, 8)  # a replay killed earlier
     process = replays.start_replay(42, tmp_path / "home")
+    assert not stale.exists()
     assert process.wait(timeout=60) == 1
     line = replays.last_log_line(replays.replay_log_path(tmp_path / "home", 42))
     assert line.startswith("replay: run 42 does not exist in the store at "), line
     assert replays.last_log_line(tmp_path / "missing.log").startswith("the replay process ended")
+
+
+def test_progress_file_round_trip_and_files_that_are_not_one(tmp_path):
+    path = replays.replay_progress_path(tmp_path, 3)
+    assert path == tmp_path / "logs" / "replay-3.progress.json"
+    assert replays.read_progress(path) is None
+    replays.write_progress(path, "replaying choice 3 of 8", 2, 8)
+    assert replays.read_progress(path) == (0.25, "replaying choice 3 of 8")
+    replays.write_progress(path, "writing the result", 8, 8)
+    assert replays.read_progress(path) == (1.0, "writing the result")
+    replays.write_progress(path, "loading the test set")
+    assert replays.read_progress(path) == (0.0, "loading the test set")
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # written atomically
+    for text in ("{", "[1]", '{"stage": 3, "done": 0, "total": 1}', '{"stage": "x"}', "\x80"):
+        path.write_bytes(text.encode("latin-1"))
+        assert replays.read_progress(path) is None, text
+
+
+def test_the_replay_job_reports_each_stage_then_removes_its_progress_file(store, monkeypatch):
+    """bn_core.runs.replay_job with its TensorFlow half stubbed: what the progress file says
+    at each step, one replay call per choice, and the rows in the order of one call."""
+    from bn_core.runs import replay_job
+
+    run_id = seed_store(store)["fresh"]  # lenet_bn2, cancelled, with a model file
+    path = replays.replay_progress_path(store.home, run_id)
+    seen = []
+
+    class Layer:
+        history_size = 117
+
+        def recorded_batches(self):
+            return [0.0] * 117, [1.0] * 117, [64] * 117
+
+    def load_model(model_path):
+        seen.append(("load_model", replays.read_progress(path)))
+        return "model"
+
+    def load_raw(dataset, data_dir):
+        seen.append(("load_raw", replays.read_progress(path)))
+        return "raw"
+
+    def prepare(raw, val_size, train_limit):
+        return type("Test", (), {"x_test": [0], "y_test": [0]})
+
+    def replay(model, x_test, y_test, windows, ema_momentum=None):
+        seen.append((tuple(windows), ema_momentum, replays.read_progress(path)))
+        return make_payload(run_id)["windows"][len(seen) - 3 : len(seen) - 2]
+
+    monkeypatch.setattr(replay_job, "load_model", load_model)
+    monkeypatch.setattr(replay_job, "history_layers", lambda model: [Layer()])
+    monkeypatch.setattr(replay_job.data, "load_raw", load_raw)
+    monkeypatch.setattr(replay_job.data, "prepare", prepare)
+    monkeypatch.setattr(replay_job, "replay", replay)
+    written = replay_job.replay_run(run_id, store)
+
+    assert seen[:2] == [
+        ("load_model", (0.0, "loading the model (TensorFlow)")),
+        ("load_raw", (0.0, "loading the test set")),
+    ]
+    windows = [(1,), (2,), (5,), (10,), (50,), (200,), ("epoch",), ()]
+    assert [(w, ema) for w, ema, _ in seen[2:]] == [(w, None) for w in windows[:-1]] + [((), 0.99)]
+    assert [p for _, _, p in seen[2:]] == [
+        (i / 8, f"replaying choice {i + 1} of 8") for i in range(8)
+    ]
+    assert not path.exists()  # removed at the end
+    payload = replays.load_replay(written, run_id)
+    assert [row["choice"] for row in payload["windows"]] == CHOICES
 
 
 def test_write_then_load_round_trips_and_refuses_non_finite_numbers(tmp_path):

@@ -73,13 +73,15 @@ def isolated(tmp_path, monkeypatch):
 
 
 def run_cli(args: list[str], tmp_path: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    """``python -m bn_core ARGS`` from the repo root, with HOME/KERAS_HOME in tmp_path."""
+    """``python -m bn_core ARGS`` from the repo root, with HOME/KERAS_HOME and BN_LAB_HOME (the
+    CLI's log of TensorFlow's native output) in tmp_path."""
     env = dict(os.environ)
     env.pop("BN_DATA_DIR", None)
     home = tmp_path / "sub_home"
     home.mkdir(exist_ok=True)
     env["HOME"] = str(home)
     env["KERAS_HOME"] = str(home / ".keras")
+    env.setdefault("BN_LAB_HOME", str(tmp_path / "lab_home"))
     return subprocess.run(
         [sys.executable, "-m", "bn_core", *args],
         cwd=REPO_ROOT,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from bn_core.runs import runner as jobs
 from bn_core.runs.backends.local import worker_process
 from bn_core.runs.runner import JobRunner, LocalProcessBackend, default_concurrency
 from bn_core.runs.store import RunRecord, RunStore
-from bn_core.runs.worker import run_worker
+from bn_core.runs.worker import record_event, run_worker, use_xla_cache, xla_cache_folder
 from tests.conftest import assert_runs_without_tensorflow
 
 DEADLINE = 120.0  # seconds; generous, the machine is shared and small
@@ -299,6 +300,7 @@ def test_queue_order_and_concurrency_limit(store, reaper, mnist_dir):
         assert [e["epoch"] for e in epochs] == [1]
         assert epochs[0]["val_accuracy"] is not None
         assert len(store.batch_metrics([run.id])) >= 1
+        assert run.stage == "saving the model"  # the last stage a completed run goes through
     # Started in queue order, each only after the previous one had finished.
     started = [r.started_at for r in runs]
     assert started == sorted(started) and len(set(started)) == 3
@@ -622,6 +624,7 @@ def test_worker_failure_is_a_one_line_error_naming_the_file(store, reaper, tmp_p
     assert run.status == "failed", describe()
     assert run.error and "\n" not in run.error
     assert str(bad / "mnist.npz") in run.error, run.error
+    assert run.stage == "loading data"  # where it failed
     assert run.finished_at is not None and run.test_accuracy is None
     assert store.batch_metrics([run_id]) == [] and store.epoch_metrics([run_id]) == []
 
@@ -641,6 +644,189 @@ def test_a_reused_pid_is_never_signalled(store, reaper, knows_store):
     runner.tick()
     assert store.get(run_id).status == "interrupted"
     assert stranger.poll() is None  # not killed
+
+
+# -- stages and the standby worker --------------------------------------------------------------
+
+
+def test_stage_events_go_into_the_store(store):
+    run_id = store.create_run(TrainConfig(), "g")
+    record_event(store, run_id, {"type": "stage", "stage": "compiling"})
+    assert store.get(run_id).stage == "compiling"
+    record_event(store, run_id, {"type": "stage", "stage": "evaluating on the test set"})
+    assert store.get(run_id).stage == "evaluating on the test set"
+    assert store.get(run_id).status == "queued"  # a stage never changes the status
+
+
+class PreparingBackend(SleeperBackend):
+    """A SleeperBackend that counts the runner's calls of the optional prepare and close."""
+
+    def __init__(self):
+        super().__init__()
+        self.prepared: list[int] = []  # len(started) at each prepare
+        self.closed = 0
+
+    def prepare(self, store: RunStore) -> None:
+        self.prepared.append(len(self.started))
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_the_runner_prepares_the_backend_only_while_nothing_is_active(store, reaper, mnist_dir):
+    backend = PreparingBackend()
+    runner = reaper.runner(backend, max_concurrent=1)
+    runner.tick()
+    assert backend.prepared == [0]  # idle: get ready
+    first, second = runner.submit([quick_config(mnist_dir)] * 2)
+    runner.tick()
+    assert backend.started == [first] and backend.prepared == [0]  # it started a run instead
+    store.transition(first, ("starting",), "running", started_at=time.time())
+    runner.tick()
+    assert backend.prepared == [0]  # a run is active: never compete with it
+    store.transition(first, ("running",), "completed", finished_at=time.time())
+    runner.tick()
+    assert backend.started == [first, second] and backend.prepared == [0]  # the queue first
+    store.transition(second, ("starting",), "completed", finished_at=time.time())
+    runner.tick()
+    assert backend.prepared == [0, 2]
+    runner.stop()
+    assert backend.closed == 1
+
+
+def test_a_standby_worker_takes_the_next_run_and_a_new_one_waits_after_it(store, reaper, mnist_dir):
+    runner = reaper.runner(max_concurrent=1)
+    backend = runner.backend
+    runner.tick()  # idle: a standby worker starts importing TensorFlow
+    standby = backend.standby_pid
+    assert standby is not None and worker_process(standby) is not None
+    assert psutil.Process(standby).cmdline()[-3:] == ["-m", "bn_core.runs.worker", "--standby"]
+    runner.tick()
+    assert backend.standby_pid == standby  # one at a time
+
+    (run_id,) = runner.submit([quick_config(mnist_dir)])
+    runner.tick()
+    describe = describer(store, run_id)
+    assert store.get(run_id).pid == standby and backend.standby_pid is None
+    stages = []
+
+    def finished():
+        run = store.get(run_id)
+        if run.stage and run.stage not in stages:
+            stages.append(run.stage)
+        return run if not run.active else None
+
+    run = wait_for(finished, "the standby's run to end", interval=0.02, tick=runner.tick)
+    assert run.status == "completed", describe()
+    assert run.pid == standby and run.test_accuracy is not None
+    assert len(store.batch_metrics([run_id])) >= 1 and len(store.epoch_metrics([run_id])) == 1
+    order = ["starting Python/TensorFlow", "loading data", "compiling", "training"]
+    order += ["validating", "evaluating on the test set", "saving the model"]
+    assert stages == [s for s in order if s in stages] and stages[-1] == "saving the model"
+    assert f"run {run_id}: completed" in log_tail(store, run_id)  # its output went to its log
+    wait_for(lambda: is_gone(standby), "the standby worker to exit after its one run")
+
+    runner.tick()  # idle again: a fresh standby, never the old process
+    fresh = backend.standby_pid
+    assert fresh is not None and fresh != standby
+    runner.stop()  # the server goes: so does the standby that had no run
+    assert backend.standby_pid is None and is_gone(fresh)
+
+
+def test_a_standby_worker_killed_mid_epoch_is_interrupted_and_keeps_its_metrics(
+    store, reaper, mnist_dir
+):
+    runner = reaper.runner(max_concurrent=1, stale_after=60)
+    runner.tick()
+    standby = runner.backend.standby_pid
+    (run_id,) = runner.submit([long_config(mnist_dir)])
+    runner.start()
+    describe = describer(store, run_id)
+    wait_for(
+        lambda: len(store.epoch_metrics([run_id])) >= 1, "first epoch metrics", describe=describe
+    )
+    run = store.get(run_id)
+    assert run.pid == standby and run.status == "running"
+    # A later server (no child of its own) recognises it as this run's worker...
+    assert worker_process(standby, run) is not None and LocalProcessBackend(store).alive(standby)
+    # ... but not as the worker of a run that began before the process existed.
+    assert worker_process(standby, dataclasses.replace(run, started_at=run.started_at - 60)) is None
+    batches, epochs = store.batch_metrics([run_id]), store.epoch_metrics([run_id])
+
+    os.kill(standby, signal.SIGKILL)
+    run = wait_finished(store, run_id, "the runner to notice the dead worker", describe=describe)
+    assert run.status == "interrupted"
+    assert "worker process exited" in run.error, run.error
+    after_batches, after_epochs = store.batch_metrics([run_id]), store.epoch_metrics([run_id])
+    assert all(row in after_batches for row in batches)
+    assert all(row in after_epochs for row in epochs) and len(after_epochs) >= 1
+
+
+def test_a_standby_worker_without_a_run_exits_when_its_input_ends(store, reaper):
+    run_id = store.create_run(TrainConfig(), "g")
+    env = {**os.environ, "BN_LAB_HOME": str(store.home)}
+    for given in (b"", b"not a run id\n"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bn_core.runs.worker", "--standby"],
+            stdin=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
+        reaper.popens.append(proc)
+        proc.communicate(given, timeout=DEADLINE)
+        assert proc.returncode == 0
+    assert store.get(run_id).status == "queued" and store.get(run_id).pid is None
+
+
+def test_no_standby_worker_when_turned_off(store, monkeypatch):
+    assert LocalProcessBackend().standby is True
+    backend = LocalProcessBackend(standby=False)
+    backend.prepare(store)
+    assert backend.standby_pid is None
+    backend.close()  # nothing to close: no error
+    monkeypatch.setenv("BN_LAB_STANDBY", "0")
+    assert LocalProcessBackend().standby is False
+    assert LocalProcessBackend(standby=True).standby is True  # an explicit choice wins
+
+
+def test_a_standby_lookalike_counts_only_for_a_run_it_began_before(store, reaper):
+    proc = reaper.popen(lookalike_standby())
+    wait_for(lambda: worker_process(proc.pid) is not None, "the lookalike to start", timeout=60)
+    run_id = store.create_run(TrainConfig(), "g")
+    assert worker_process(proc.pid, store.get(run_id)) is None  # no started_at: cannot tell
+    run = record_running(store, proc, run_id)
+    assert worker_process(proc.pid, run) is not None
+    earlier = dataclasses.replace(run, started_at=run.started_at - 60)
+    assert worker_process(proc.pid, earlier) is None  # created after that run began
+
+
+def lookalike_standby() -> list[str]:
+    """A command line like a standby worker's that only sleeps."""
+    code = "import time; time.sleep(600)"
+    return [sys.executable, "-c", code, "-m", "bn_core.runs.worker", "--standby"]
+
+
+def test_workers_share_an_xla_cache_per_machine(tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_XLA_FLAGS", raising=False)
+    monkeypatch.delenv("BN_LAB_XLA_CACHE", raising=False)
+    folder = xla_cache_folder(tmp_path)
+    assert folder == xla_cache_folder(tmp_path) and folder.parent == tmp_path / "xla-cache"
+    assert folder.name.startswith(platform.machine())
+    use_xla_cache(tmp_path)
+    assert os.environ["TF_XLA_FLAGS"] == f"--tf_xla_persistent_cache_directory={folder}"
+    assert folder.is_dir()
+    use_xla_cache(tmp_path / "other")  # a cache already set is left alone
+    assert os.environ["TF_XLA_FLAGS"] == f"--tf_xla_persistent_cache_directory={folder}"
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_auto_jit=2")
+    use_xla_cache(tmp_path)
+    assert os.environ["TF_XLA_FLAGS"].split() == [
+        "--tf_xla_auto_jit=2",
+        f"--tf_xla_persistent_cache_directory={folder}",
+    ]
+    monkeypatch.setenv("TF_XLA_FLAGS", "")
+    monkeypatch.setenv("BN_LAB_XLA_CACHE", "0")
+    use_xla_cache(tmp_path)
+    assert os.environ["TF_XLA_FLAGS"] == ""
 
 
 # -- which processes count as workers (bn_core.runs.backends.local) -----------------------------

@@ -204,6 +204,33 @@ def test_update_sets_columns_without_touching_status(store):
     assert untouched.pid is None and untouched.heartbeat is None
 
 
+def test_stage_is_none_until_a_worker_writes_one(store):
+    run_id = store.create_run(TrainConfig(), "g")
+    assert store.get(run_id).stage is None
+    store.update(run_id, stage="compiling")
+    assert store.get(run_id).stage == "compiling" and store.get(run_id).status == "queued"
+    assert [r.stage for r in store.list_runs()] == ["compiling"]
+
+
+def test_a_store_made_before_the_stage_column_gets_it_and_keeps_its_runs(tmp_path):
+    home = tmp_path / "old"
+    old = RunStore(home)
+    run_id = old.create_run(TrainConfig(seed=3), "g")
+    old.add_batch(run_id, batch(1))
+    with schema.connect(old.path) as db:  # the runs table as stores made it before the column
+        db.execute("ALTER TABLE runs DROP COLUMN stage")
+        assert "stage" not in {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+
+    store = RunStore(home)  # opening it adds what is missing
+    run = store.get(run_id)
+    assert (run.seed, run.stage) == (3, None)
+    assert len(store.batch_metrics([run_id])) == 1
+    store.update(run_id, stage="loading data")
+    assert store.get(run_id).stage == "loading data"
+    RunStore(home)  # and opening it again changes nothing
+    assert store.get(run_id).stage == "loading data"
+
+
 def test_cancel_flag(store):
     run_id = store.create_run(TrainConfig(), "g")
     other = store.create_run(TrainConfig(), "g")

@@ -22,6 +22,7 @@ from bn_core.nn import training
 from bn_core.nn.training import EngineOptions, train
 from bn_core.results import HISTORY_KEYS, STATUSES, TrainResult, finite
 from tests.conftest import make_splits
+from tests.helpers import Recorder, write_npz
 
 # relu learns the toy problem in 2-3 epochs for every seed tried (0-3: test accuracy 1.0);
 # the default sigmoid LeNet without BN stays near chance for many epochs on it.
@@ -30,17 +31,14 @@ STEPS_PER_EPOCH = 256 // 8
 METRIC_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")  # HISTORY_KEYS minus timings
 
 
-class Recorder:
-    """An ``on_event`` sink that keeps every event."""
+def kinds(rec: Recorder) -> list[str]:
+    """The event types of a run, stage events left out (``sequence`` shows them)."""
+    return [e["type"] for e in rec.events if e["type"] != "stage"]
 
-    def __init__(self):
-        self.events: list[dict] = []
 
-    def __call__(self, event):
-        self.events.append(event)
-
-    def of_type(self, kind):
-        return [e for e in self.events if e["type"] == kind]
+def sequence(rec: Recorder) -> list[str]:
+    """Every event's type, a stage event as the stage it names."""
+    return [e["stage"] if e["type"] == "stage" else e["type"] for e in rec.events]
 
 
 def assert_json_safe(events):
@@ -101,7 +99,11 @@ def test_run_learns_the_toy_problem(run, tiny_splits):
 def test_event_stream_order_and_schema(run):
     result, rec = run
     config = TrainConfig(**FAST)
-    assert [e["type"] for e in rec.events] == ["start"] + ["batch", "epoch"] * 3 + ["end"]
+    assert kinds(rec) == ["start"] + ["batch", "epoch"] * 3 + ["end"]
+    epoch = ["training", "batch", "validating", "epoch"]
+    assert sequence(rec) == ["start", "compiling", *epoch * 3, "evaluating on the test set", "end"]
+    assert all(set(e) == {"type", "stage"} for e in rec.of_type("stage"))
+    assert {e["stage"] for e in rec.of_type("stage")} < set(training.STAGES)
 
     start = rec.events[0]
     assert start == {
@@ -168,7 +170,13 @@ def test_batch_events_come_every_steps_per_execution(cancelled_mid_epoch):
     assert [b["batch"] for b in batches] == [4, 8, 4]
     assert [b["epoch"] for b in batches] == [1, 1, 2]
     assert [b["epoch_progress"] for b in batches] == [0.5, 1.0, 1.5]
-    assert [e["type"] for e in rec.events] == ["start", "batch", "batch", "epoch", "batch", "end"]
+    assert kinds(rec) == ["start", "batch", "batch", "epoch", "batch", "end"]
+    assert [e["stage"] for e in rec.of_type("stage")] == [
+        "compiling",
+        "training",
+        "validating",
+        "training",
+    ]
     assert rec.events[0]["steps_per_epoch"] == 8
     assert rec.events[0]["total_steps"] == 24
     assert_json_safe(rec.events)
@@ -247,7 +255,8 @@ def test_cancel_after_an_epoch_keeps_the_completed_epochs(cancelled_after_epoch)
     assert result.test_loss is None and result.test_accuracy is None
     assert result.steps == 2 * STEPS_PER_EPOCH
     assert result.model is not None
-    assert [e["type"] for e in rec.events] == ["start"] + ["batch", "epoch"] * 2 + ["end"]
+    assert kinds(rec) == ["start"] + ["batch", "epoch"] * 2 + ["end"]
+    assert "evaluating on the test set" not in sequence(rec)  # cancelled: no test set
     end = rec.events[-1]
     assert end["status"] == "cancelled"
     assert end["test_accuracy"] is None and end["test_loss"] is None
@@ -346,7 +355,8 @@ def test_a_crash_inside_fit_becomes_failed_with_a_one_line_error(tiny_splits, mo
     assert result.error == "RuntimeError: boom in train_step"
     assert all(result.history[k] == [] for k in HISTORY_KEYS)
     assert result.test_accuracy is None and result.test_loss is None
-    assert [e["type"] for e in rec.events] == ["start", "end"]
+    assert kinds(rec) == ["start", "end"]
+    assert sequence(rec) == ["start", "compiling", "end"]  # it failed while compiling
     assert rec.events[-1]["status"] == "failed"
     assert rec.events[-1]["error"] == "RuntimeError: boom in train_step"
     assert_json_safe(rec.events)
@@ -375,6 +385,81 @@ def test_invalid_config_raises_before_anything_runs(monkeypatch):
         "window_size must be between 1 and 1000. Received: 0"
     )
     assert rec.events == []
+
+
+def test_loading_data_is_the_first_stage_when_the_engine_loads_the_data(monkeypatch):
+    rec = Recorder()
+
+    def load(*args, **kwargs):
+        assert rec.events == [{"type": "stage", "stage": "loading data"}]  # said before loading
+        raise DatasetError("no data here")
+
+    monkeypatch.setattr(training.data_lib, "load", load)
+    with pytest.raises(DatasetError, match="no data here"):
+        train(TrainConfig(**FAST), rec)
+    assert sequence(rec) == ["loading data"]
+
+
+def test_the_train_step_creates_no_variable_so_it_is_traced_once(tiny_splits, monkeypatch):
+    """A variable created while ``fit`` traces the step (Adam's slots, the accuracy's
+    counters) makes TensorFlow trace the whole step a second time: the engine creates them
+    all before ``fit``, which shortens the wait for the first batch event. (The old engine
+    created 30 variables in here; the scope is entered inside ``_fit`` because building the
+    model clears Keras' session, and with it any scope entered earlier.)"""
+    import tensorflow as tf
+
+    created = []
+
+    def creator(next_creator, **kwargs):
+        created.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    real_fit = training._fit
+
+    def fit(*args):
+        with tf.variable_creator_scope(creator):
+            return real_fit(*args)
+
+    monkeypatch.setattr(training, "_fit", fit)
+    result = train(TrainConfig(**{**FAST, "epochs": 1}), splits=tiny_splits)
+    assert result.status == "completed"
+    assert created == []
+
+
+def test_a_preloaded_dataset_splits_the_same_and_is_read_again_once_changed(tmp_path, monkeypatch):
+    """``training.preload`` (a standby worker's): the next run splits the copy it read, as if
+    it had read the file itself; a changed file, or a run with its own folder, reads anew."""
+    path = write_npz(tmp_path / "data", seed=1)
+    monkeypatch.setenv("BN_DATA_DIR", str(path.parent))
+    reads = []
+    real_load = training.data_lib.load
+    monkeypatch.setattr(
+        training.data_lib, "load", lambda *a, **k: reads.append(a) or real_load(*a, **k)
+    )
+    config = TrainConfig(val_size=10, train_limit=20, seed=3)
+
+    def assert_same(a: Splits, b: Splits) -> None:
+        for field in dataclasses.fields(Splits):
+            np.testing.assert_array_equal(getattr(a, field.name), getattr(b, field.name))
+
+    training.preload("mnist")
+    splits = training._load(config)
+    assert reads == []  # split from the preloaded copy
+    assert_same(splits, real_load("mnist", val_size=10, train_limit=20, seed=3))
+    training._load(config)
+    assert len(reads) == 1  # a copy serves one run: the next one reads the file
+    training.preload("mnist")
+    write_npz(tmp_path / "data", seed=2)  # the file changes after it was read
+    assert_same(training._load(config), real_load("mnist", val_size=10, train_limit=20, seed=3))
+    assert len(reads) == 2
+    training.preload("mnist")
+    training._load(dataclasses.replace(config, data_dir=str(path.parent)))
+    assert len(reads) == 3  # a run with its own data folder never takes the preloaded copy
+    training._load(config)
+    assert len(reads) == 4  # nor is the copy kept for later
+    monkeypatch.setenv("BN_DATA_DIR", str(tmp_path / "missing"))
+    training.preload("mnist")  # nothing there: no copy, no error (the run will say why)
+    assert training._preloaded == {}
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,23 @@ pipeline and Keras' ``fit`` (XLA-compiled, several steps per call), and reports:
 - a ``TrainResult`` at the end, with a status of ``completed``, ``cancelled``,
   ``diverged`` or ``failed`` and everything measured up to that point.
 
+``stage`` events name what a run waits for (``STAGES``; "compiling" lasts until the first
+batch event). Adam's slots and the accuracy's counters are made before ``fit``: a variable
+created while ``fit`` traces the train step makes TensorFlow trace it twice (bench/RESULTS.md).
+
 Bad input (an invalid config, a missing dataset) raises ``ConfigError``/``DatasetError``
-before anything starts; a failure during training becomes ``status="failed"``.
+before anything starts; a failure during training becomes ``status="failed"``. (Over 300
+lines: the run, its event stream and the callback that makes it belong together.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -32,7 +39,10 @@ from bn_core.results import HISTORY_KEYS, TrainResult, finite
 tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns about it each time
 
 # "probe" and "mode_gap" come only when config.probe_every > 0 (see bn_core.nn.probes).
-EVENT_TYPES = ("start", "batch", "epoch", "probe", "mode_gap", "end")
+EVENT_TYPES = ("stage", "start", "batch", "epoch", "probe", "mode_gap", "end")
+# What a ``stage`` event names, in a completed run's order (training/validating once an epoch).
+STAGES = ("loading data", "compiling", "training", "validating", "evaluating on the test set")
+LOADING, COMPILING, TRAINING, VALIDATING, EVALUATING = STAGES
 # A cross-entropy over 10 classes starts near ln(10) = 2.3; a running mean above this means
 # the logits have exploded (e.g. SGD with a huge learning rate) even when no NaN appeared yet.
 EXPLODED_LOSS = 1e4
@@ -75,14 +85,17 @@ def train(
 
     ``on_event`` receives ``start``, ``batch`` (every ``steps_per_execution`` steps: running
     epoch means of loss and accuracy, as Keras reports them), ``epoch`` and ``end`` events;
-    with ``config.probe_every`` > 0 also ``probe`` and ``mode_gap`` (``bn_core.nn.probes``).
+    with ``config.probe_every`` > 0 also ``probe`` and ``mode_gap`` (``bn_core.nn.probes``);
+    ``stage`` events as each of ``STAGES`` begins (``loading data`` only without ``splits``).
     ``should_stop`` is polled with each batch event and after each epoch; when it returns
     True the run ends as ``cancelled``, keeping the completed epochs. ``splits`` lets a caller
     reuse already-loaded data (it must come from the same dataset settings).
     """
     config.validate()
     emit = on_event or (lambda event: None)
-    splits = splits if splits is not None else _load(config)
+    if splits is None:
+        emit(_stage(LOADING))
+        splits = _load(config)
     steps_per_epoch = len(splits.x_train) // config.batch_size
     if steps_per_epoch < 1:
         raise data_lib.DatasetError(
@@ -91,10 +104,11 @@ def train(
         )
 
     started = time.perf_counter()
+    emit(_start_event(config, splits, steps_per_epoch))
+    emit(_stage(COMPILING))
     model = _compiled_model(config, steps_per_epoch, options)
     result = TrainResult(status="completed", config=config, model=model)
     stream = _Stream(config, steps_per_epoch, emit, should_stop, result)
-    emit(_start_event(config, splits, steps_per_epoch))
     callbacks = [stream]
     if config.probe_every > 0:
         # First, so that an epoch's mode gap is emitted even when the stream then ends the run.
@@ -103,6 +117,7 @@ def train(
         )
     result.status, result.error = _fit(model, config, splits, callbacks)
     if result.status == "completed":
+        emit(_stage(EVALUATING))
         loss, acc = model.evaluate(_eval_dataset(splits.x_test, splits.y_test), verbose=0)
         result.test_loss, result.test_accuracy = float(loss), float(acc)
     result.steps = stream.steps_done
@@ -111,18 +126,39 @@ def train(
     return result
 
 
+def _stage(name: str) -> Event:
+    return {"type": "stage", "stage": name}
+
+
+def preload(dataset: str) -> None:
+    """Read ``dataset``'s files now if they are on this machine (a standby worker does while
+    it waits for its run): the next run of it, on the same unchanged files, skips reading."""
+    with contextlib.suppress(data_lib.DatasetError):  # if so, the run will say what is wrong
+        if (hit := data_lib.locate(dataset)) is not None:
+            _preloaded[dataset] = (_stamp(hit), data_lib.load_raw(dataset, allow_download=False))
+
+
+def _stamp(hit: str) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of the file or the folder's files ``hit`` names: changes if they do."""
+    paths = sorted(Path(hit).iterdir()) if Path(hit).is_dir() else [Path(hit)]
+    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file()]
+
+
+_preloaded: dict[str, tuple[list, data_lib.RawData]] = {}  # dataset -> (its _stamp, its data)
+
+
 def _load(config: TrainConfig) -> data_lib.Splits:
-    return data_lib.load(
-        config.dataset,
-        config.data_dir,
-        val_size=config.val_size,
-        train_limit=config.train_limit,
-        seed=config.seed,
-    )
+    split = {"val_size": config.val_size, "train_limit": config.train_limit, "seed": config.seed}
+    stamp, raw = _preloaded.pop(config.dataset, (None, None))  # used once: free it after
+    hit = data_lib.locate(config.dataset) if raw is not None and not config.data_dir else None
+    if hit is not None and _stamp(hit) == stamp:
+        return data_lib.prepare(raw, **split)
+    return data_lib.load(config.dataset, config.data_dir, **split)
 
 
 def _compiled_model(config: TrainConfig, steps_per_epoch: int, options: EngineOptions):
-    """A fresh, seeded model of ``config.variant``, compiled with its optimizer and loss."""
+    """A fresh, seeded model of ``config.variant``, compiled with its optimizer and loss, its
+    optimizer and metric variables already built (none is created inside the traced step)."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)  # weights, dropout-free ops, Python/NumPy RNGs
     model = build_model(
@@ -133,13 +169,16 @@ def _compiled_model(config: TrainConfig, steps_per_epoch: int, options: EngineOp
         # One epoch of BN batch statistics, so the window can be replayed after training.
         history_size=steps_per_epoch,
     )
+    optimizer = _OPTIMIZERS[config.optimizer](learning_rate=config.effective_learning_rate)
     model.compile(
-        optimizer=_OPTIMIZERS[config.optimizer](learning_rate=config.effective_learning_rate),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),  # model gives logits
-        metrics=["accuracy"],
+        # What "accuracy" becomes for integer labels, as an object: its variables exist now.
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=options.jit_compile,
         steps_per_execution=options.steps_per_execution,
     )
+    optimizer.build(model.trainable_variables)  # its slots (Adam's m and v), zeros, made here
     return model
 
 
@@ -214,11 +253,18 @@ class _Stream(keras.callbacks.Callback):
         self.config, self.steps_per_epoch = config, steps_per_epoch
         self.emit, self.should_stop, self.result = emit, should_stop or (lambda: False), result
         self.epoch, self.steps_done, self.epoch_start, self.train_seconds = 0, 0, 0.0, None
+        self.stage = COMPILING
+
+    def _enter(self, stage: str) -> None:
+        self.stage = stage
+        self.emit(_stage(stage))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start, self.train_seconds = epoch, time.perf_counter(), None
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.stage != TRAINING:  # the first event of an epoch: compiling/validating is over
+            self._enter(TRAINING)
         # Keras reports begin + steps_per_execution - 1, even when the epoch ended sooner.
         batch = min(batch, self.steps_per_epoch - 1)
         loss, acc = float(logs["loss"]), float(logs["accuracy"])
@@ -242,6 +288,7 @@ class _Stream(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         # Validation starts: the training part of the epoch is over.
         self.train_seconds = time.perf_counter() - self.epoch_start
+        self._enter(VALIDATING)
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = self.train_seconds or (time.perf_counter() - self.epoch_start)

@@ -134,6 +134,12 @@ class RunLifecycle:
             (self.home / "replays" / f"run-{int(run_id)}.json").unlink(missing_ok=True)
         return deleted
 
+    def log_path(self, run_id: int) -> Path:
+        """Where run ``run_id``'s worker writes its output (the folder exists)."""
+        logs = self.home / "logs"
+        logs.mkdir(exist_ok=True)
+        return logs / f"run-{int(run_id)}.log"
+
     def model_path(self, run_id: int) -> Path:
         """Where the worker saves run ``run_id``'s trained model (it may not exist)."""
         return self.home / "models" / f"run-{int(run_id)}.keras"

@@ -3,6 +3,11 @@
 Run statuses: ``queued`` -> ``starting`` -> ``running`` -> one of ``completed``,
 ``cancelled``, ``diverged``, ``failed`` (a run's own end) or ``interrupted`` (its process
 vanished: killed, crashed, or the machine restarted).
+
+A running run's ``stage`` says what it is doing, in words a progress line shows as they are:
+``STARTING`` (written by the worker as it claims the run), then the engine's stages
+(``bn_core.nn.training.STAGES``: loading data, compiling, training, ...), then the worker's
+``saving the model``. None for runs that never ran, and in stores older than the column.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ FINISHED = ("completed", "cancelled", "diverged", "failed", "interrupted")
 STATUSES = ACTIVE + FINISHED
 BATCH_FIELDS = ("step", "epoch", "batch", "epoch_progress", "loss", "accuracy", "t")
 EPOCH_FIELDS = ("epoch", "step", *HISTORY_KEYS, "t")  # one row per epoch of a run's history
+STARTING = "starting Python/TensorFlow"  # a worker's first stage: a process, imports, the store
 
 
 def default_home() -> Path:
@@ -50,6 +56,7 @@ class RunRecord:
     total_steps: int | None
     test_loss: float | None
     test_accuracy: float | None
+    stage: str | None = None
 
     @property
     def active(self) -> bool:

@@ -18,6 +18,10 @@ A replay file, ``$BN_LAB_HOME/replays/run-ID.json``::
 ``kind`` is ``window`` (the last W recorded batches), ``epoch`` (every recorded batch: one
 epoch) or ``ema`` (Keras' moving average over them); ``window`` is the number of batches
 actually used, and ``clipped`` says a requested W was larger than the history.
+
+While a replay runs, its job keeps ``$BN_LAB_HOME/logs/replay-ID.progress.json`` beside its
+log (``{"stage": "replaying choice 3 of 8", "done": 2, "total": 8}``, rewritten atomically
+at each stage, removed at the end) for the page's progress bar (``read_progress``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +83,29 @@ def replay_path(home: str | os.PathLike, run_id: int) -> Path:
 
 def replay_log_path(home: str | os.PathLike, run_id: int) -> Path:
     return Path(home) / "logs" / f"replay-{int(run_id)}.log"
+
+
+def replay_progress_path(home: str | os.PathLike, run_id: int) -> Path:
+    return Path(home) / "logs" / f"replay-{int(run_id)}.progress.json"
+
+
+def write_progress(path: Path, stage: str, done: int = 0, total: int = 0) -> None:
+    """Say what a replay is doing: ``stage`` in words, ``done`` of ``total`` choices."""
+    progress = {"stage": stage, "done": int(done), "total": int(total), "t": time.time()}
+    artifacts.write_text(path, json.dumps(progress))
+
+
+def read_progress(path: Path) -> tuple[float, str] | None:
+    """(fraction done, stage) of a running replay, or None when it wrote none (yet) or the
+    file is not one: a progress bar must never fail the page."""
+    try:
+        progress = json.loads(path.read_text(encoding="utf-8"))
+        stage, done, total = progress["stage"], progress["done"], progress["total"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if not (isinstance(stage, str) and _is_int(done) and _is_int(total)):
+        return None
+    return (min(max(done / total, 0.0), 1.0) if total > 0 else 0.0), stage
 
 
 def write_replay(path: Path, payload: dict[str, Any]) -> None:
@@ -173,6 +201,7 @@ def start_replay(run_id: int, home: str | os.PathLike) -> subprocess.Popen:
     home = Path(home).resolve()
     log_path = replay_log_path(home, run_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    replay_progress_path(home, run_id).unlink(missing_ok=True)  # an earlier replay's, if killed
     env = {**os.environ, "BN_LAB_HOME": str(home)}
     with open(log_path, "wb") as log:
         return subprocess.Popen(

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS runs (
     steps_per_epoch INTEGER,
     total_steps INTEGER,
     test_loss REAL,
-    test_accuracy REAL
+    test_accuracy REAL,
+    stage TEXT                                -- what a running run is doing (records.py)
 );
 CREATE TABLE IF NOT EXISTS batch_metrics (
     run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -76,12 +77,25 @@ CREATE TABLE IF NOT EXISTS mode_gap (
 """
 
 
+# Columns added to ``runs`` after stores were first made: name -> SQL type. ``create_tables``
+# adds those an existing store lacks (CREATE TABLE IF NOT EXISTS leaves its table as it was).
+ADDED_RUN_COLUMNS = {"stage": "TEXT"}
+
+
 def create_tables(path: Path) -> None:
-    """Create the file at ``path`` with every table, or add the tables it lacks; switch it to
-    WAL mode (a property of the file, kept once set)."""
+    """Create the file at ``path`` with every table, or add the tables and columns it lacks;
+    switch it to WAL mode (a property of the file, kept once set)."""
     with connect(path) as db:
         db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
         db.executescript(SCHEMA)
+        have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+        for name, kind in ADDED_RUN_COLUMNS.items():
+            if name not in have:
+                try:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
 
 
 @contextmanager

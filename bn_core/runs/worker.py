@@ -2,30 +2,61 @@
 
 The worker reads the run's config from the store (``$BN_LAB_HOME``), trains it, and writes
 every event back: batch and epoch metrics (and probes, when the config asks for them) as
-they come, a heartbeat, and the final status.
+they come, the run's stage (``runs.stage``: starting, then the engine's stages, then saving
+the model), a heartbeat, and the final status.
 It stops cooperatively when the run's cancel flag is set or on SIGTERM, keeping what was
 measured. Anything that goes wrong ends the run as ``failed`` with a one-line message.
+
+``python -m bn_core.runs.worker --standby`` is the same worker started ahead of its run (by
+``backends.local``): it imports TensorFlow and the engine and reads the datasets found on
+this machine (the run still splits its own, by its seed), then waits for one run id on its
+standard input, trains that run as above and exits. One run per process, so nothing of a run
+outlives it; if its input closes first (the server went away) it exits without a run.
+
+Workers share XLA's persistent compilation cache (``$BN_LAB_HOME/xla-cache/<machine>``, about
+1 MB per distinct model and batch shape; safe to delete; ``BN_LAB_XLA_CACHE=0`` turns it off):
+a run with the same variant and shapes as an earlier one loads its compiled steps instead of
+compiling them again (the same program, so the same numbers). XLA checks each loaded entry
+against the program it was asked to compile; the folder is per CPU model and TensorFlow
+version, since machine code compiled for one CPU may not run on another. TensorFlow logs an
+"Error parsing text-format" line for each entry it loads (it tries the text format first).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.metadata
 import os
+import platform
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
+from typing import TextIO
 
+from bn_core.constants import DATASETS
 from bn_core.runs import artifacts
+from bn_core.runs.records import STARTING
 from bn_core.runs.store import RunStore
 
 HEARTBEAT_SECONDS = 1.0  # also how often the cancel flag is read
+SAVING = "saving the model"
+STANDBY = "--standby"
 
 
 def run_worker(run_id: int, store: RunStore) -> str:
     """Train run ``run_id``; returns its final status (or "skipped" if it was not ours)."""
     now = time.time()
     if not store.transition(
-        run_id, ("queued", "starting"), "running", pid=os.getpid(), started_at=now, heartbeat=now
+        run_id,
+        ("queued", "starting"),
+        "running",
+        pid=os.getpid(),
+        started_at=now,
+        heartbeat=now,
+        stage=STARTING,
     ):
         return "skipped"  # cancelled before it started, or another worker has it
     stop = threading.Event()
@@ -36,7 +67,7 @@ def run_worker(run_id: int, store: RunStore) -> str:
 
     status, fields = "failed", {}
     try:
-        from bn_core.nn.training import train  # TensorFlow loads here, in the worker only
+        from bn_core.nn.training import train  # TensorFlow loads here (or has: --standby)
 
         run = store.get(run_id)
         result = train(
@@ -45,6 +76,7 @@ def run_worker(run_id: int, store: RunStore) -> str:
             should_stop=stop.is_set,
         )
         if result.model is not None and result.status in ("completed", "cancelled"):
+            store.update(run_id, stage=SAVING)
             artifacts.save_model(result.model, store.model_path(run_id))  # for replay studies
         status = result.status
         fields = {
@@ -65,7 +97,9 @@ def record_event(store: RunStore, run_id: int, event: dict) -> None:
     """Write one training event of run ``run_id`` into the store (``end`` is handled by the
     caller, with the final status)."""
     kind = event["type"]
-    if kind == "start":
+    if kind == "stage":
+        store.update(run_id, stage=event["stage"])
+    elif kind == "start":
         store.update(
             run_id,
             steps_per_epoch=event["steps_per_epoch"],
@@ -89,12 +123,85 @@ def _heartbeat(store: RunStore, run_id: int, stop: threading.Event, done: thread
             stop.set()
 
 
+def standby(store: RunStore, lines: TextIO | None = None) -> str:
+    """Import the engine while waiting for one line on ``lines`` (default stdin): a run id,
+    whose run it then trains; returns the run's final status, or "no run" if the input ends
+    or holds no run id.
+
+    The import (and ``nn.training.preload`` of the datasets found here) runs in a thread,
+    so a run handed over early is claimed at once, its heartbeats flowing while the import
+    finishes (``run_worker``'s own import of the engine waits for it), just as a worker
+    started for the run claims it before importing.
+    """
+    loading = threading.Thread(target=_import_engine, daemon=True)
+    loading.start()
+    line = (lines or sys.stdin).readline().strip()
+    if not (line.isdecimal() and line.isascii()):
+        loading.join()  # leave no import half done behind at exit
+        return "no run"
+    run_id = int(line)
+    _log_to(store.log_path(run_id))
+    status = run_worker(run_id, store)
+    print(f"run {run_id}: {status}", file=sys.stderr)
+    return status
+
+
+def _import_engine() -> None:
+    """TensorFlow and the engine, then the datasets this machine has (read, not yet split)."""
+    from bn_core.nn import training  # TensorFlow loads here, before any run is given
+
+    for dataset in DATASETS:
+        training.preload(dataset)
+
+
+def _log_to(path) -> None:
+    """Send this process's stdout and stderr (TensorFlow's native output too) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+
+
+def xla_cache_folder(home: Path) -> Path:
+    """``home/xla-cache/<CPU architecture>-<TensorFlow version>-<hash of the CPU's features>``."""
+    flags = platform.processor()
+    with contextlib.suppress(OSError):  # Linux: what the CPU can do, e.g. avx512f
+        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), flags)
+    version = "unknown"
+    for dist in ("tensorflow", "tensorflow-cpu"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            version = importlib.metadata.version(dist)
+            break
+    digest = hashlib.sha256(flags.encode()).hexdigest()[:12]
+    return home / "xla-cache" / f"{platform.machine()}-tf{version}-{digest}"
+
+
+def use_xla_cache(home: Path) -> None:
+    """Point XLA's persistent cache at ``xla_cache_folder(home)``; call it before TensorFlow
+    compiles anything. Leaves a cache the environment already sets alone."""
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if os.environ.get("BN_LAB_XLA_CACHE", "1") == "0" or "persistent_cache_directory" in flags:
+        return
+    folder = xla_cache_folder(home.resolve())
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args == [STANDBY]:
+        store = RunStore()
+        use_xla_cache(store.home)
+        standby(store)
+        return 0
     if len(args) != 1 or not args[0].isdigit():
-        print("usage: python -m bn_core.runs.worker RUN_ID", file=sys.stderr)
+        print(f"usage: python -m bn_core.runs.worker RUN_ID (or {STANDBY})", file=sys.stderr)
         return 2
-    status = run_worker(int(args[0]), RunStore())
+    store = RunStore()
+    use_xla_cache(store.home)
+    status = run_worker(int(args[0]), store)
     print(f"run {args[0]}: {status}", file=sys.stderr)
     return 0
 

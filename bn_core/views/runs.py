@@ -1,5 +1,5 @@
 """The Runs page's data shaping: run labels and captions, runs grouped by submission, live
-progress (epoch, batch, images/s, ETA) and the live loss/accuracy figure of one run.
+progress (stage, epoch, batch, images/s, ETA) and the live loss/accuracy figure of one run.
 
 No Streamlit and no TensorFlow here: plain run records and metric rows in, values and plotly
 figures out, unit-tested without a browser.
@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from bn_core.config import TrainConfig
+from bn_core.runs.records import STARTING
 from bn_core.runs.store import RunRecord
 from bn_core.views.charts import METRIC_TITLES
 from bn_core.views.train_form import format_learning_rate
@@ -84,8 +85,14 @@ def progress_info(
 
     ``fraction`` = steps done / total steps (1.0 once completed). ``images_per_second`` is
     the last finished epoch's throughput, else (mid first epoch) the rate between the first
-    and last batch events. ``eta_seconds`` (running runs only) extrapolates the step rate
-    between the first and last batch events, validation pauses included.
+    and last batch events. ``eta_seconds`` (running runs with training steps left, not being
+    cancelled) extrapolates the step rate between the first and last batch events,
+    validation pauses included.
+
+    ``text`` names what a run waits for when there is no ETA to give: ``queued``, the run's
+    stage (``run.stage``: starting Python/TensorFlow, loading data, compiling) before its
+    first batch event, and after its last step the stage it is in instead of "ETA 0 s"
+    (validating, evaluating on the test set, saving the model).
 
     Steps are counted as (epoch - 1) * steps_per_epoch + batch with the batch capped at
     steps_per_epoch: the event that closes an epoch may report the end of a whole
@@ -114,13 +121,13 @@ def progress_info(
         if images_per_second is None:
             images_per_second = step_rate * config.batch_size
     eta = None
-    if run.status == "running" and total and step_rate:
-        eta = max(total - step, 0) / step_rate
+    if run.status == "running" and total and step_rate and step < total:
+        eta = None if run.cancel_requested else (total - step) / step_rate
 
     if run.status == "queued":
         text = "queued"
     elif run.status == "starting" or (run.status == "running" and not batches):
-        text = "starting: loading data and compiling"
+        text = run.stage or STARTING
     else:
         parts = []
         if run.active and last is not None:
@@ -133,6 +140,10 @@ def progress_info(
             parts.append(f"{images_per_second:,.0f} img/s")
         if eta is not None:
             parts.append(f"ETA {format_duration(eta)}")
+        elif run.active and run.cancel_requested:
+            parts.append("cancelling")
+        elif run.active and run.stage:
+            parts.append(run.stage)
         text = " · ".join(parts)
     return {
         "fraction": fraction,

@@ -1,7 +1,9 @@
 """Where runs execute: the ``Backend`` protocol the job runner schedules onto.
 
 ``bn_core.runs.backends.local`` runs each job as a local process; a distributed backend (Ray,
-say) goes beside it and implements the same four methods.
+say) goes beside it and implements the same four methods. Two more are optional, and the
+runner calls them when a backend has them: ``prepare(store)`` when no run is active (get
+ready for the next one: ``local`` starts a standby worker) and ``close()`` when it stops.
 """
 
 from __future__ import annotations

@@ -1,5 +1,15 @@
 """Runs as local processes: ``python -m bn_core.runs.worker RUN_ID``, one per run.
 
+A worker spends seconds importing TensorFlow before it trains. So that a run the user
+starts does not wait for that, the backend keeps one standby worker ready while nothing runs
+(``prepare``, which the runner calls when it is idle): ``python -m bn_core.runs.worker
+--standby`` imports TensorFlow, then waits for a run id on its standard input; ``start`` hands
+it the next run and it becomes that run's worker, one run per process as ever. A new standby
+is only started once no run is active again, so it never competes with a run for the cores;
+without one (or with ``standby=False``, or ``BN_LAB_STANDBY=0``) ``start`` starts a worker for
+the run as before. The standby's input is a pipe from the server: when the server goes away,
+a standby that has no run yet reads the end of it and exits.
+
 Each worker gets its own process session, so Ctrl-C in a terminal or a UI reload does not
 reach it, and outlives the server that started it. A later server adopts it by its pid, read
 from the store; since a pid may belong to another process by then, a pid only counts as a
@@ -14,6 +24,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 
@@ -21,9 +32,15 @@ from bn_core.runs.records import RunRecord
 from bn_core.runs.store import RunStore
 
 WORKER_MODULE = "bn_core.runs.worker"
+STANDBY = "--standby"  # bn_core.runs.worker.STANDBY (not imported: the worker imports a lot)
 # psutil's create_time is the boot time (whole seconds on Linux) plus clock ticks, so it can be
 # up to a second off time.time(): the worker's own started_at is compared with this much room.
 CLOCK_SLACK = 2.0
+
+
+def standby_default() -> bool:
+    """Keep a standby worker unless ``$BN_LAB_STANDBY`` is 0 (or false/no/off)."""
+    return os.environ.get("BN_LAB_STANDBY", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 class LocalProcessBackend:
@@ -31,29 +48,85 @@ class LocalProcessBackend:
 
     ``store`` (else the one ``start`` was last given) tells which run recorded a pid, so a
     process can be checked against that run (see ``worker_process``); without one, any
-    bn_core worker's command line is enough.
+    bn_core worker's command line is enough. ``standby`` (default: ``standby_default()``)
+    lets ``prepare`` keep a standby worker ready.
     """
 
-    def __init__(self, store: RunStore | None = None):
+    def __init__(self, store: RunStore | None = None, *, standby: bool | None = None):
         self._children: dict[int, subprocess.Popen] = {}
         self._store = store
+        self.standby = standby_default() if standby is None else standby
+        self._standby: tuple[subprocess.Popen, Path] | None = None  # (process, its store home)
 
     def start(self, run_id: int, store: RunStore) -> int:
         self._store = store
+        child = self._hand_over(run_id, store)
+        if child is None:
+            child = self._spawn(str(run_id), store, store.log_path(run_id), subprocess.DEVNULL)
+        self._children[child.pid] = child
+        return child.pid
+
+    @property
+    def standby_pid(self) -> int | None:
+        """The standby worker's pid while it waits for a run; None when there is none."""
+        return self._standby[0].pid if self._standby is not None else None
+
+    def prepare(self, store: RunStore) -> None:
+        """Have a standby worker ready for ``store`` (start one if there is none)."""
+        if not self.standby:
+            return
+        if self._standby is not None:
+            process, home = self._standby
+            if process.poll() is None and home == store.home.resolve():
+                return
+            self.close()
         logs = store.home / "logs"
         logs.mkdir(exist_ok=True)
+        process = self._spawn(STANDBY, store, logs / "standby.log", subprocess.PIPE)
+        self._standby = (process, store.home.resolve())
+
+    def close(self) -> None:
+        """End the standby worker, if any (runs it already took are not affected)."""
+        if self._standby is None:
+            return
+        process, _ = self._standby
+        self._standby = None
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        process.kill()  # no run yet: nothing to lose, and it may still be importing
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+
+    def _hand_over(self, run_id: int, store: RunStore) -> subprocess.Popen | None:
+        """The standby worker, told to run ``run_id``; None if there is none ready for it."""
+        if self._standby is None:
+            return None
+        process, home = self._standby
+        if process.poll() is not None or home != store.home.resolve():
+            self.close()
+            return None
+        self._standby = None
+        try:
+            process.stdin.write(f"{int(run_id)}\n".encode())
+            process.stdin.close()
+        except OSError:  # it died in between: the pipe is broken
+            process.kill()
+            process.wait()
+            return None
+        return process
+
+    def _spawn(self, arg: str, store: RunStore, log_path: Path, stdin: int) -> subprocess.Popen:
+        """``python -m bn_core.runs.worker ARG`` in its own session, output to ``log_path``."""
         env = {**os.environ, "BN_LAB_HOME": str(store.home.resolve())}
-        with open(logs / f"run-{run_id}.log", "ab") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(run_id)],
-                stdin=subprocess.DEVNULL,
+        with open(log_path, "wb" if arg == STANDBY else "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, arg],
+                stdin=stdin,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # Ctrl-C in a terminal or a UI reload does not reach it
             )
-        self._children[child.pid] = child
-        return child.pid
 
     def alive(self, pid: int) -> bool:
         child = self._children.get(pid)
@@ -98,8 +171,10 @@ def worker_process(pid: int, run: RunRecord | None = None) -> psutil.Process | N
     """The process ``pid`` if it is a live bn_core worker (of ``run``, if given), else None.
 
     Live: it exists and is not a zombie. A worker: its command line holds ``-m
-    bn_core.runs.worker RUN_ID``. Of ``run``: RUN_ID is ``run.id``, and the process was created
-    before the worker wrote ``run.started_at`` (one created later only reuses the pid).
+    bn_core.runs.worker RUN_ID`` (or ``--standby``). Of ``run``: RUN_ID is ``run.id``, and the
+    process was created before the worker wrote ``run.started_at`` (one created later only
+    reuses the pid). A standby worker learnt its run id later, so for it only the time can
+    tell: it counts once the run has a ``started_at``, which its worker writes.
     Processes that cannot be inspected (another user's) are not ours.
     """
     try:
@@ -114,7 +189,10 @@ def worker_process(pid: int, run: RunRecord | None = None) -> psutil.Process | N
     if worker_args is None:
         return None
     if run is not None:
-        if worker_args[:1] != [str(run.id)]:
+        if worker_args[:1] == [STANDBY]:
+            if run.started_at is None:
+                return None
+        elif worker_args[:1] != [str(run.id)]:
             return None
         if run.started_at is not None and created > run.started_at + CLOCK_SLACK:
             return None
