@@ -93,7 +93,8 @@ def test_run_learns_the_toy_problem(run, tiny_splits):
     logits = result.model.predict(tiny_splits.x_test, verbose=0)
     assert logits.shape == (64, 10)
     accuracy = float(np.mean(np.argmax(logits, axis=1) == tiny_splits.y_test))
-    assert accuracy == pytest.approx(result.test_accuracy, abs=1e-6)
+    # Both are a count of hits over 64 images: k/64 is exact in float32 and float64 alike.
+    assert accuracy == result.test_accuracy
 
 
 def test_event_stream_order_and_schema(run):
