@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -104,28 +106,15 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
     raise TimeoutError(f"{url} did not become healthy in {timeout} s")
 
 
-@pytest.fixture()
-def server(tmp_path):
-    assert os.path.exists(CHROMIUM), "install Debian's chromium (scripts/test.sh does)"
+@contextmanager
+def dashboard(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free loopback port with ``env``, its output in
+    ``log_path``; yields its URL once healthy, and stops it afterwards."""
     port = _free_port()
-    home = tmp_path / "bn_lab"
-    env = {**os.environ, "BN_LAB_HOME": str(home), "BN_LAB_MAX_CONCURRENT": "1"}
-    env.pop("BN_DATA_DIR", None)
-    log = open(tmp_path / "streamlit.log", "wb")
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
+        + ["--server.headless", "true", "--browser.gatherUsageStats", "false"],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -135,7 +124,7 @@ def server(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
-        yield url, RunStore(home)
+        yield url
     finally:
         proc.terminate()
         try:
@@ -143,6 +132,18 @@ def server(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture()
+def server(tmp_path):
+    assert os.path.exists(CHROMIUM), "install Debian's chromium (scripts/test.sh does)"
+    home = tmp_path / "bn_lab"
+    env = {**os.environ, "BN_LAB_HOME": str(home), "BN_LAB_MAX_CONCURRENT": "1"}
+    env.pop("BN_DATA_DIR", None)
+    try:
+        with dashboard(env, tmp_path / "streamlit.log") as url:
+            yield url, RunStore(home)
+    finally:
         for run in RunStore(home).list_runs():  # never leave a worker behind
             if run.pid and run.active:
                 try:

@@ -10,8 +10,6 @@ store: nothing may be queued. Nothing trains here. Screenshots go to ``artifacts
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from bn_core.runs.store import RunStore
 from tests.helpers import write_npz
-from tests.test_e2e_browser import CHROMIUM, CHROMIUM_FLAGS, _free_port, _wait_healthy
+from tests.test_e2e_browser import CHROMIUM, CHROMIUM_FLAGS, dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts" / "train-form"
@@ -35,7 +33,7 @@ def server(tmp_path_factory) -> Iterator[tuple[str, RunStore, Path]]:
     tmp = tmp_path_factory.mktemp("train-form")
     fashion = write_npz(tmp / "data").rename(tmp / "data" / "fashion_mnist.npz")
     mnist_folder = write_npz(tmp / "mnist-here").parent
-    home, port = tmp / "bn_lab", _free_port()
+    home = tmp / "bn_lab"
     env = {
         **os.environ,
         "HOME": str(tmp / "home"),
@@ -45,27 +43,8 @@ def server(tmp_path_factory) -> Iterator[tuple[str, RunStore, Path]]:
         "BN_LAB_HOME": str(home),
         "BN_LAB_MAX_CONCURRENT": "1",
     }
-    log = open(tmp / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-        + ["--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with dashboard(env, tmp / "streamlit.log") as url:
         yield url, RunStore(home), mnist_folder
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture
