@@ -1,6 +1,6 @@
 # BN Lab: the dashboard and the CLI in one image.
 #   docker build -t bn-lab .
-#   docker run --rm -p 8501:8501 -v bn-lab-runs:/data/runs bn-lab
+#   docker run --rm -p 127.0.0.1:8501:8501 -v bn-lab-runs:/data/runs bn-lab   (this machine only)
 # The base is a build argument so an offline mirror can stand in for the official image.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from bn_core.runs.errors import StoreError
+from pages._auth import logged_in, require_login
 from pages._ui import (
     ABOUT_PAGE,
     COMPARE_PAGE,
@@ -27,8 +29,6 @@ ICON = Path(__file__).parent / "pages" / "assets" / "icon.svg"
 st.set_page_config(page_title="BN Lab", page_icon=ICON, layout="wide")
 st.session_state[FRAMED] = True
 
-get_runner()  # the process-wide scheduler: queued runs start whichever page is open
-
 pages = [
     st.Page(TRAIN_PAGE, title="Train", icon=":material/play_circle:", default=True),
     st.Page(RUNS_PAGE, title="Runs", icon=":material/monitoring:"),
@@ -40,6 +40,16 @@ pages = [
 ]
 # .streamlit/config.toml turns the sidebar menu off so that the pages-directory mode never
 # shows its menu of file names; that switch hides st.navigation's menu too, so turn it back on.
-# The mode is over for good once st.navigation (next line) has run.
+# The mode is over for good once st.navigation (below) has run.
 st.set_option("client.showSidebarNavigation", True)
-st.navigation(pages).run()
+# The gate (BN_LAB_PASSWORD, secrets.toml): until this session has logged in, the menu is
+# hidden and require_login draws only the login form and stops the script, so no page runs and
+# no run starts. st.navigation still comes first: the page asked for (/runs) is the one shown
+# once the login passes.
+page = st.navigation(pages, position="sidebar" if logged_in() else "hidden")
+require_login()
+get_runner()  # the process-wide scheduler: queued runs start whichever page is open
+try:
+    page.run()
+except StoreError as exc:  # the store failed mid-page (an I/O error, say): one line, no traceback
+    st.error(str(exc), icon=":material/error:")

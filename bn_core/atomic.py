@@ -3,18 +3,26 @@ the package because every room writes files: data downloads, run artifacts, repl
 
 ``atomic_path`` hands out a temporary name in the target's own folder (so the final
 ``os.replace`` is a rename on one filesystem, atomic on POSIX and Windows) and either renames
-it over the target or removes it, whatever happened in between.
+it over the target or removes it, whatever happened in between. Only a process killed in
+between (SIGKILL, a power cut) leaves its temporary file behind: the name carries the
+writer's pid, and ``remove_partials`` deletes those whose writer is gone.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 TMP_SUFFIX = ".tmp"
+# .{target name}.{writer's pid}.{random}.tmp{suffix}, as atomic_path names them.
+_PARTIAL = re.compile(r"^\..+\.(\d+)\.[^.]+" + re.escape(TMP_SUFFIX) + r"(\.\w+)?$")
 
 
 @contextmanager
@@ -27,7 +35,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX + suffix
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX + suffix
     )
     os.close(fd)
     tmp = Path(name)
@@ -37,3 +45,27 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_partials(folder: str | os.PathLike, min_age: float = 60.0) -> list[Path]:
+    """Delete the temporary files ``atomic_path`` left in ``folder`` when its writer was killed:
+    those whose writer's pid no longer exists and that are older than ``min_age`` seconds
+    (a pid the OS has reused keeps a file until that process ends too). Returns them."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = _PARTIAL.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            old = now - entry.stat(follow_symlinks=False).st_mtime > min_age
+        except OSError:
+            continue
+        if old and not psutil.pid_exists(int(match.group(1))):
+            Path(entry.path).unlink(missing_ok=True)
+            removed.append(Path(entry.path))
+    return removed

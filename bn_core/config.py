@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bn_core.constants import DATASETS
+from bn_core.constants import DATASETS, TRAIN_ROWS
 from bn_core.variants import VARIANT_NAMES
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
@@ -20,6 +20,12 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop")
 DEFAULT_LEARNING_RATES: dict[str, float] = {"adam": 1e-3, "sgd": 1e-2, "rmsprop": 1e-3}
 ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu")
 OUTPUT_SIZE = 10  # both datasets have ten classes; the model's output layer width
+# The smallest k > 0 of probe_every. The engine calls back every 32 steps (its default
+# steps_per_execution), so a smaller k would give no more probes, only a false promise; and
+# with finer executions it would let the store grow by a probe (~820 bytes: 14 rows, measured)
+# every few steps. At k = 32 a default run (10 epochs of 51,000 images at batch 64: 7,960
+# steps) stores ~250 probes, about 0.2 MB.
+PROBE_EVERY_MIN = 32
 
 
 class ConfigError(ValueError):
@@ -65,13 +71,14 @@ class TrainConfig:
     train_limit: int | None = _param(
         None,
         "use only this many training images, for quick runs (default: all)",
-        min=1,
+        min=2,  # the smallest batch: one image can never fill a batch
         max=60000,
     )
     probe_every: int = _param(
         0,
         "every k training steps, record BN-site activation percentiles and gradient norms "
-        "on a fixed validation batch (0: off)",
+        f"on a fixed validation batch (0: off; else at least {PROBE_EVERY_MIN}: each probe "
+        "stores ~820 bytes, ~0.2 MB for a default 10-epoch run at k=32)",
         min=0,
         max=100000,
     )
@@ -79,7 +86,16 @@ class TrainConfig:
     # -- validation -------------------------------------------------------------------------
 
     def errors(self) -> list[str]:
-        """Every problem with this config, each a one-line message; empty when valid."""
+        """Every problem with this config, each a one-line message; empty when valid: each
+        field's own (``field_errors``), then those of fields together (a batch larger than
+        the training images left)."""
+        problems = self.field_errors()
+        if not problems:
+            problems += self._batch_errors()
+        return problems
+
+    def field_errors(self) -> list[str]:
+        """Each field's own problems (type, limits, choices), each a one-line message."""
         problems = []
         for f in dataclasses.fields(self):
             value, meta = getattr(self, f.name), f.metadata
@@ -107,7 +123,26 @@ class TrainConfig:
                     f"{f.name} must be between {format_number(meta['min'])} and "
                     f"{format_number(meta['max'])}. Received: {value!r}"
                 )
+            elif f.name == "probe_every" and 0 < value < PROBE_EVERY_MIN:
+                problems.append(
+                    f"probe_every must be 0 (off) or at least {PROBE_EVERY_MIN}: training "
+                    f"reports every {PROBE_EVERY_MIN} steps, a smaller k gives no more probes. "
+                    f"Received: {value!r}"
+                )
         return problems
+
+    def _batch_errors(self) -> list[str]:
+        """An epoch needs one whole batch: the engine drops the incomplete last one."""
+        images = training_images(self.val_size, self.train_limit)
+        if self.batch_size <= images:
+            return []
+        cut = f", cut to train_limit {self.train_limit}" if images == self.train_limit else ""
+        fix = "raise train_limit" if cut else "val_size"
+        return [
+            f"batch_size must be at most the {images} training images left ({TRAIN_ROWS} "
+            f"minus val_size {self.val_size}{cut}): lower batch_size or {fix}. "
+            f"Received: {self.batch_size}"
+        ]
 
     def validate(self) -> TrainConfig:
         """Return self, or raise ConfigError with every problem on one line."""
@@ -143,6 +178,13 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+def training_images(val_size: int, train_limit: int | None, rows: int = TRAIN_ROWS) -> int:
+    """The training images ``bn_core.data.prepare`` keeps of ``rows``: the rows after the
+    validation split, cut to ``train_limit`` (all of them when it is None or larger)."""
+    left = max(rows - val_size, 0)
+    return left if train_limit is None else min(train_limit, left)
 
 
 def field_spec(name: str) -> dict[str, Any]:

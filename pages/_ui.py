@@ -7,10 +7,15 @@ from pathlib import Path
 
 import streamlit as st
 
+from bn_core.config import ConfigError
+from bn_core.runs.errors import StoreError, describe
+from bn_core.runs.health import ensure_sound
+from bn_core.runs.records import damage_note
 from bn_core.runs.runner import JobRunner
 from bn_core.runs.store import RunRecord, RunStore, default_home
 from bn_core.views import train_form
 from bn_core.views.runs import STATUS_COLORS, run_label
+from pages._auth import require_login
 
 TRAIN_PAGE = "pages/train.py"
 RUNS_PAGE = "pages/runs.py"
@@ -34,6 +39,9 @@ def use_navigation() -> None:
     the URL to the same page; the rerun then runs app.py, whose pages have the same URLs (their
     file names). Once per session, so a page run as the main script (AppTest) never loops."""
     if st.session_state.get(FRAMED):
+        # app.py's gate has run first in this run (and drawn the sidebar's Log out); checking
+        # again here means a page script never runs ungated, even without app.py in front.
+        require_login(logout=False)
         return
     st.session_state[FRAMED] = True
     here = Path(__file__).resolve().parent  # absolute: also right when a page is the main script
@@ -49,13 +57,47 @@ def _stop(runner: JobRunner) -> None:
 
 @st.cache_resource(show_spinner=False, on_release=_stop)
 def _runner_for(home: str) -> JobRunner:
-    """One scheduler per server process and store (never per session)."""
-    return JobRunner(RunStore(home)).start()
+    """One scheduler per server process and store (never per session). The store's pages are
+    checked once here (``health.ensure_sound``: 30-80 ms per 100k metric rows); a read-only
+    store gets a runner that is never started: it could schedule nothing."""
+    store = RunStore(home)
+    ensure_sound(store.path)
+    runner = JobRunner(store)
+    return runner if store.read_only else runner.start()
 
 
 def get_runner() -> JobRunner:
-    """The started JobRunner of the store at $BN_LAB_HOME (default ./.bn_lab)."""
-    return _runner_for(str(default_home().resolve()))
+    """The JobRunner of the store at $BN_LAB_HOME (default ./.bn_lab), started unless the
+    store is read-only. A store that cannot be used at all (damaged, from a newer BN Lab, in
+    an unusable folder) shows its one-line error instead and stops the script: app.py calls
+    this before any page, so every page shows that error and nothing else. Not cached while
+    it fails: the next rerun tries again, so fixing the file is enough."""
+    try:
+        return _runner_for(str(default_home().resolve()))
+    except StoreError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+
+
+def read_only_reason(store: RunStore) -> str | None:
+    """Why no run can start on ``store`` (it cannot be written), or None when one can."""
+    return describe("readonly", store.path, "it cannot be written") if store.read_only else None
+
+
+def store_banner() -> str | None:
+    """Call near the top of a page: one st.warning when the run store is in trouble (it is
+    read-only; the runner cannot write it: a full disk, I/O errors; runs skipped as damaged),
+    nothing when all is well. Viewing goes on. Returns ``read_only_reason``: Start is off."""
+    runner = get_runner()
+    frozen = read_only_reason(runner.store)
+    notes = [note for note in (frozen, runner.problem) if note]
+    try:
+        notes += [damage_note(run_id, why) for run_id, why in runner.store.damaged_runs()]
+    except StoreError as exc:  # it cannot even be read now: say that instead
+        notes.append(str(exc))
+    if notes:
+        st.warning("\n\n".join(dict.fromkeys(notes)), icon=":material/warning:")
+    return frozen
 
 
 def get_store() -> RunStore:
@@ -91,15 +133,20 @@ def quick_start_button(preset: str, key: str, group_id: str | None = None) -> No
     is), then opens the Runs page. Stops the page script."""
     start = train_form.quick_start(preset, st.session_state)
     st.caption(start.caption)
+    problem = read_only_reason(get_runner().store) or start.problem
     if st.button(
         start.label,
         key=key,
         type="primary",
         icon=":material/rocket_launch:",
-        disabled=start.problem is not None,
-        help=start.problem,
+        disabled=problem is not None,
+        help=problem,
     ):
-        get_runner().submit(start.configs, group_id=group_id)
+        try:
+            get_runner().submit(start.configs, group_id=group_id)
+        except (StoreError, ConfigError) as exc:  # a full disk or queue: one line, page usable
+            st.error(str(exc), icon=":material/error:")
+            st.stop()
         st.switch_page(RUNS_PAGE)
     st.stop()
 
@@ -109,6 +156,10 @@ def png_config(filename: str) -> dict:
     return {**PNG, "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2}}
 
 
-def status_badge(run: RunRecord) -> None:
+def status_badge(run: RunRecord, no_learning: bool = False) -> None:
+    """The run's status; with ``no_learning`` (``views.runs.no_learning_note``) a second,
+    orange "no learning" badge: the run finished, at chance accuracy."""
     label = "cancelling" if run.active and run.cancel_requested else run.status
     st.badge(label, color=STATUS_COLORS.get(run.status, "gray"))
+    if no_learning:
+        st.badge("no learning", icon=":material/warning:", color="orange")

@@ -5,11 +5,12 @@ import streamlit as st
 
 from bn_core.config import field_spec
 from bn_core.variants import SITES, VARIANTS
-from pages._ui import use_navigation
+from pages._ui import store_banner, use_navigation
 
 use_navigation()
 
 st.title("About BN Lab")
+store_banner()  # read-only, a full disk, damaged runs: said once
 st.markdown(
     """
 Batch Normalization (Ioffe & Szegedy, 2015) normalizes each feature of a layer's pre-activation

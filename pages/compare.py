@@ -8,7 +8,7 @@ from bn_core.analysis import comparison as cmp
 from bn_core.views import comparison as cv
 from bn_core.views.charts import METRIC_TITLES
 from bn_core.views.report import build_report
-from pages._ui import TRAIN_PAGE, get_store, png_config, run_picker, use_navigation
+from pages._ui import TRAIN_PAGE, get_store, png_config, run_picker, store_banner, use_navigation
 
 use_navigation()
 
@@ -21,6 +21,7 @@ def report_html(results: list[dict]) -> str:
 
 store = get_store()
 st.title("Compare")
+store_banner()  # read-only, a full disk, damaged runs: said once
 
 runs = store.list_runs()
 if not runs:

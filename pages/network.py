@@ -18,6 +18,7 @@ from pages._ui import (
     png_config,
     quick_start_button,
     run_picker,
+    store_banner,
     use_navigation,
 )
 
@@ -25,6 +26,7 @@ use_navigation()
 
 store = get_store()
 st.title("Inside the network")
+store_banner()  # read-only, a full disk, damaged runs: said once
 st.caption(
     "What the paper's Figure 1 shows: without BN the distribution of a sigmoid's input drifts "
     "while the network trains (internal covariate shift); with BN it stays put. Probes are "

@@ -3,9 +3,19 @@
 
 import streamlit as st
 
+from bn_core.config import ConfigError
+from bn_core.runs.errors import StoreError
+from bn_core.runs.lifecycle import RESUMABLE
 from bn_core.runs.store import ACTIVE, RunRecord
 from bn_core.views import runs as live
-from pages._ui import TRAIN_PAGE, get_runner, png_config, status_badge, use_navigation
+from pages._ui import (
+    TRAIN_PAGE,
+    get_runner,
+    png_config,
+    status_badge,
+    store_banner,
+    use_navigation,
+)
 
 use_navigation()
 
@@ -13,6 +23,11 @@ runner = get_runner()
 store = runner.store
 
 st.title("Runs")
+read_only = store_banner()  # Cancel and Delete are off while the store cannot be written
+if failed := st.session_state.pop("runs-store-error", None):  # a click's write that failed
+    st.error(failed, icon=":material/error:")
+if resumed := st.session_state.pop("runs-resumed", None):
+    st.success(resumed, icon=":material/play_arrow:")
 top_left, top_right = st.columns([3, 1], vertical_alignment="bottom")
 with top_left:
     st.caption(
@@ -27,12 +42,31 @@ with top_right:
 polling = bool(store.list_runs(ACTIVE))
 
 
+def act(action, run_id: int) -> None:
+    """A Cancel or Delete click: a store that cannot take the write (a full disk) is said
+    once above the runs (the callback runs before the page), never raised."""
+    try:
+        action(run_id)
+    except StoreError as exc:
+        st.session_state["runs-store-error"] = str(exc)
+
+
+def resume(run_id: int) -> None:
+    """A Resume click: what will happen (from its checkpoint, or over) is said once above
+    the runs; a run that cannot be resumed, or a full queue, likewise."""
+    try:
+        st.session_state["runs-resumed"] = runner.resume(run_id)
+    except (ConfigError, StoreError) as exc:
+        st.session_state["runs-store-error"] = str(exc)
+
+
 def render_run(run: RunRecord, batches: list[dict], epochs: list[dict]) -> None:
     with st.container(border=True, key=f"run-{run.id}"):
         head, bar, actions = st.columns([3, 6, 1.5], vertical_alignment="center")
         with head:
             st.markdown(f"**#{run.id} {run.variant}** · seed {run.seed}")
-            status_badge(run)
+            stuck = live.no_learning_note(run, epochs)
+            status_badge(run, no_learning=stuck is not None)
         info = live.progress_info(run, batches, epochs)
         with bar:
             st.progress(info["fraction"], text=info["text"])
@@ -42,17 +76,32 @@ def render_run(run: RunRecord, batches: list[dict], epochs: list[dict]) -> None:
                 st.button(
                     "Cancel",
                     key=f"cancel-{run.id}",
-                    on_click=runner.cancel,
-                    args=(run.id,),
-                    disabled=run.cancel_requested,
+                    on_click=act,
+                    args=(runner.cancel, run.id),
+                    disabled=run.cancel_requested or read_only is not None,
+                    help=read_only,
                     icon=":material/stop_circle:",
                 )
             else:
+                if run.status in RESUMABLE:
+                    st.button(
+                        "Resume",
+                        key=f"resume-{run.id}",
+                        on_click=resume,
+                        args=(run.id,),
+                        disabled=read_only is not None,
+                        help=read_only
+                        or "Continue from its last completed epoch (its checkpoint), in this "
+                        "same run; without a checkpoint it starts over.",
+                        icon=":material/play_arrow:",
+                    )
                 st.button(
                     "Delete",
                     key=f"delete-{run.id}",
-                    on_click=store.delete,
-                    args=(run.id,),
+                    on_click=act,
+                    args=(store.delete, run.id),
+                    disabled=read_only is not None,
+                    help=read_only,
                     icon=":material/delete:",
                 )
         if run.status in live.ERROR_STATUSES:
@@ -64,6 +113,8 @@ def render_run(run: RunRecord, batches: list[dict], epochs: list[dict]) -> None:
             st.info(f"{note[0].upper()}{note[1:]}.", icon=":material/info:")
         elif run.status == "completed" and run.test_accuracy is not None:
             st.caption(f"Test accuracy **{run.test_accuracy:.4f}** · test loss {run.test_loss:.4f}")
+        if stuck:
+            st.warning(stuck, icon=":material/warning:")
         if batches or epochs:
             left, right = st.columns(2)
             for column, metric in ((left, "loss"), (right, "accuracy")):

@@ -11,6 +11,8 @@ import streamlit as st
 from bn_core.analysis import comparison as cmp
 from bn_core.analysis import study
 from bn_core.config import ConfigError, TrainConfig, field_spec
+from bn_core.runs import caps
+from bn_core.runs.errors import StoreError
 from bn_core.variants import VARIANT_NAMES
 from bn_core.views import datasets, train_form
 from bn_core.views import runs as live
@@ -23,6 +25,7 @@ from pages._ui import (
     get_store,
     png_config,
     quick_start_button,
+    store_banner,
     use_navigation,
 )
 
@@ -44,6 +47,7 @@ st.caption(
     "and quick mode are the Train form's (a change here changes them there); every other "
     "setting is TrainConfig's default. Diverged runs are kept and marked, never drawn as zero."
 )
+read_only = store_banner()  # why nothing can start (the store cannot be written), or None
 left, right = st.columns(2, gap="large")
 with left:
     variants = st.multiselect("Variants", VARIANT_NAMES, key="sweep-variants", **KEEP)
@@ -106,17 +110,32 @@ try:
 except ConfigError as e:
     configs, error = [], "; ".join([str(e), *data_problems])
 points = len(multipliers) * max(len(batch_sizes), 1)
+queued_now = get_store().count_runs(("queued",))
 st.write(
     f"**{len(configs)} runs**: {len(variants)} variant(s) × {points} point(s) × {repeats} "
     f"seed(s), {epochs} epoch(s) each."
 )
+st.caption(caps.submit_note(len(configs), queued_now))
 if error:
     st.warning(error, icon=":material/warning:")
-if st.button("Start", type="primary", icon=":material/play_arrow:", key="sweep-start"):
-    if error:
-        st.error(error, icon=":material/error:")
-    else:
+if cap_problem := caps.submit_problem(len(configs), queued_now):  # the button is off
+    st.error(cap_problem, icon=":material/error:")
+start = st.button(
+    "Start",
+    type="primary",
+    icon=":material/play_arrow:",
+    key="sweep-start",
+    disabled=cap_problem is not None or read_only is not None,
+    help=read_only,
+)
+if start and error:
+    st.error(error, icon=":material/error:")
+elif start and cap_problem is None and read_only is None:
+    try:
         ids = get_runner().submit(configs, group_id=study.sweep_group_id())
+    except (ConfigError, StoreError) as e:  # the queue filled up, or the disk, since drawn
+        st.error(str(e), icon=":material/error:")
+    else:
         st.success(f"Queued {len(ids)} run(s): #{ids[0]}–#{ids[-1]}.", icon=":material/check:")
         st.page_link(RUNS_PAGE, label="Watch them on the Runs page", icon=":material/monitoring:")
 
@@ -133,6 +152,9 @@ labels = {g: f"{g} ({len(runs)} runs)" for g, runs in groups}
 group = st.selectbox("Sweep", list(labels), format_func=labels.get, key="sweep-group")
 table = study.sweep_table(cmp.store_results(store, dict(groups)[group]))
 st.plotly_chart(sweep_figure(table), key="sweep-chart", config=png_config("sweep"))
-st.caption("Per point: runs, completed (in the mean), diverged and other (running, failed, ...).")
+st.caption(
+    "Per point: runs, completed (in the mean), diverged, other (running, failed, ...) and "
+    "no learning (ended at chance accuracy; ○ on the chart, in the mean when completed)."
+)
 points = study.sweep_points(table).round(4).astype(object)
 st.table(points.where(points.notna(), "–").set_index("variant"))

@@ -11,11 +11,13 @@ selectbox's on_change callback, before the widgets exist.
 import streamlit as st
 
 from bn_core.analysis import study
-from bn_core.config import ConfigError, field_spec
+from bn_core.config import PROBE_EVERY_MIN, ConfigError, field_spec
+from bn_core.runs import caps
+from bn_core.runs.errors import StoreError
 from bn_core.variants import VARIANT_NAMES, VARIANTS
 from bn_core.views import train_form
 from pages._form import KEEP, choice, dataset_field, number, steps
-from pages._ui import RUNS_PAGE, get_runner, use_navigation
+from pages._ui import RUNS_PAGE, get_runner, get_store, store_banner, use_navigation
 
 use_navigation()
 for key, value in train_form.initial_form_state().items():
@@ -35,6 +37,7 @@ st.caption(
     "Queue LeNet-5 variants with the same settings. Runs train in background worker processes; "
     "watch them on the Runs page and compare them on the Compare page."
 )
+read_only = store_banner()  # why nothing can start (the store cannot be written), or None
 preset_col, quick_col = st.columns([3, 1], vertical_alignment="bottom")
 preset = preset_col.selectbox(
     "Preset",
@@ -79,7 +82,7 @@ with left:
             1,
             help="runs per variant, with seeds seed, seed+1, ... (for mean ± std on Compare)",
         )
-    probe_every = number("Probe every k steps, 0: off", "probe_every", 16)
+    probe_every = number("Probe every k steps, 0: off", "probe_every", PROBE_EVERY_MIN)
 
 with right:
     st.subheader("Training")
@@ -141,7 +144,7 @@ configs, errors = train_form.train_configs(form, variants, seeds, folder_text)
 def queue(configs) -> None:
     try:
         ids = get_runner().submit(configs)
-    except ConfigError as e:  # configs were checked above; this is the last line of defence
+    except (ConfigError, StoreError) as e:  # configs were checked above; a full disk was not
         st.error(str(e), icon=":material/error:")
     else:
         st.success(f"Queued {len(ids)} run(s): #{ids[0]}–#{ids[-1]}.", icon=":material/check:")
@@ -150,32 +153,46 @@ def queue(configs) -> None:
 
 st.divider()
 n_runs = len(variants) * len(seeds)
+queued_now = get_store().count_runs(("queued",))
 st.write(
     f"**{n_runs} run{'s' * (n_runs != 1)}**: {len(variants)} variant(s) × {len(seeds)} seed(s) "
     f"({', '.join(map(str, seeds)) or 'none'})."
 )
+st.caption(caps.submit_note(n_runs, queued_now))
+cap_problem = caps.submit_problem(n_runs, queued_now)  # before the click: the button is off
 if errors:
     st.error(
         "Start queues nothing until this is fixed:\n\n" + "\n".join(f"- {e}" for e in errors),
         icon=":material/error:",
     )
+elif cap_problem:
+    st.error(cap_problem, icon=":material/error:")
+blocked = bool(errors or cap_problem or read_only)
 if st.button(
-    "Start", type="primary", icon=":material/play_arrow:", key="train-start", disabled=bool(errors)
+    "Start",
+    type="primary",
+    icon=":material/play_arrow:",
+    key="train-start",
+    disabled=blocked,
+    help=read_only,
 ):
-    if not errors:  # a disabled button cannot be clicked; a stale click queues nothing either
+    if not blocked:  # a disabled button cannot be clicked; a stale click queues nothing either
         queue(configs)
 if preset is not None and study.PRESETS[preset].sweeps:
     quick_preset = st.session_state["train-preset-quick"]
     grid, grid_errors = train_form.preset_grid(preset, quick_preset, dataset, folder_text)
     size = len(study.preset_configs(preset, quick_preset))
     st.caption(f"This preset is a sweep: the form holds one point of its grid of {size} runs.")
+    grid_problem = read_only or (
+        grid_errors[0] if grid_errors else caps.submit_problem(size, queued_now)
+    )
     if (
         st.button(
             f"Queue the whole preset ({size} runs)",
             key="train-preset-start",
-            disabled=bool(grid_errors),
-            help=grid_errors[0] if grid_errors else None,
+            disabled=grid_problem is not None,
+            help=grid_problem,
         )
-        and not grid_errors
+        and grid_problem is None
     ):
         queue(grid)

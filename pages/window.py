@@ -1,6 +1,8 @@
 """Window size: replay a finished run's BN inference statistics over other windows (no
-retraining) and compare test accuracy. TensorFlow loads only in the replay subprocess this
-page starts (``python -m bn_core.nn.replay RUN_ID``); the page reads the JSON it writes."""
+retraining) and compare test accuracy. A replay is a job of the job runner (``JobRunner.replay``):
+it waits in the runner's queue with the training runs, under the same limit, and runs as
+``python -m bn_core.runs.replay_job RUN_ID`` (TensorFlow loads only there). The page shows each
+job's state from the store (``replay_jobs``) and reads the JSON it writes."""
 
 import streamlit as st
 
@@ -9,17 +11,20 @@ from bn_core.views import replay as rv
 from bn_core.views import runs as live
 from pages._ui import (
     RUNS_PAGE,
-    get_store,
+    get_runner,
     png_config,
     quick_start_button,
     run_picker,
+    store_banner,
     use_navigation,
 )
 
 use_navigation()
 
-store = get_store()
+runner = get_runner()
+store = runner.store
 st.title("Window size")
+store_banner()  # read-only, a full disk, damaged runs: said once
 st.caption(
     "After training, each of our BN layers holds the statistics of the last epoch's batches. "
     "A replay re-estimates every layer's E[x] and Var[x] from the last W of them (Algorithm 2 "
@@ -29,32 +34,12 @@ st.caption(
     "recorded batches. Each batch's statistics were measured with the weights of its own "
     "training step, so a long window also averages over a network that has since changed."
 )
-# Replays started from this session: run id -> process (anything with .poll()), and the
-# one-line errors of those that ended without a result.
-pending: dict = st.session_state.setdefault("window-pending", {})
-failed: dict = st.session_state.setdefault("window-failed", {})
-
-
-def poll() -> bool:
-    """Move ended replays out of ``pending``; True if any ended."""
-    ended = False
-    for run_id, process in list(pending.items()):
-        if replays.replay_path(store.home, run_id).exists() or process.poll() is not None:
-            del pending[run_id]
-            ended = True
-            if not replays.replay_path(store.home, run_id).exists():
-                failed[run_id] = replays.last_log_line(replays.replay_log_path(store.home, run_id))
-    return ended
 
 
 def start(run_ids: list[int]) -> None:
-    for run_id in run_ids:
-        if run_id not in pending:
-            failed.pop(run_id, None)
-            pending[run_id] = replays.start_replay(run_id, store.home)
+    runner.replay(run_ids)
 
 
-poll()
 runs = [r for r in store.list_runs() if not r.active]
 if not runs:
     st.info(
@@ -81,6 +66,8 @@ if not chosen:
     st.info("Select one or more finished runs.", icon=":material/info:")
     st.stop()
 
+jobs = store.replay_jobs([r.id for r in chosen])
+waiting = {i: job for i, job in jobs.items() if job.status in ("queued", "running")}
 payloads, to_replay = [], []
 for run in chosen:
     if problems[run.id]:
@@ -93,11 +80,10 @@ for run in chosen:
         payload = None
     if payload is not None:
         payloads.append(payload)
-    elif run.id in pending:
-        st.info(f"Replaying {labels[run.id]} …", icon=":material/hourglass:")
-    else:
-        if run.id in failed:
-            st.error(f"Replay of run #{run.id} failed: {failed[run.id]}", icon=":material/error:")
+    elif run.id not in waiting:  # never asked for, failed, or its file was removed
+        job = jobs.get(run.id)
+        if job is not None and job.status == "failed":
+            st.error(f"Replay of run #{run.id} failed: {job.error}", icon=":material/error:")
         to_replay.append(run.id)
 
 if to_replay:
@@ -121,13 +107,18 @@ if to_replay:
         )
 
 
-@st.fragment(run_every=1.0 if pending else None)
+@st.fragment(run_every=1.0 if waiting else None)
 def wait_for_replays() -> None:
-    """While a replay runs: its stage and progress bar, and a look for its file, once a
-    second; a full rerun shows the result."""
-    if pending and poll():
+    """Once a second while a replay waits or runs: its place in the queue, or its stage and
+    progress bar; a full rerun when one starts or ends shows the result (or its error)."""
+    now = store.replay_jobs(list(waiting))
+    if any(i not in now or now[i].status != job.status for i, job in waiting.items()):
         st.rerun()
-    for run_id in pending:
+    for run_id, job in now.items():
+        if job.status == "queued":
+            place = "next in line" if not job.ahead else f"{job.ahead} job(s) ahead of it"
+            st.info(f"Replay of {labels[run_id]} queued: {place}", icon=":material/schedule:")
+            continue
         path = replays.replay_progress_path(store.home, run_id)
         fraction, stage = replays.read_progress(path) or (0.0, "starting Python")
         st.progress(fraction, text=f"Replay of #{run_id}: {stage}")

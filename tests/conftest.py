@@ -17,7 +17,14 @@ from bn_core.data import Splits
 # The test files whose assertions compare TensorFlow's float32 numbers with a reference (numpy,
 # Keras' own BatchNormalization, a second run): oneDNN sums in another order on another CPU
 # (AVX2 or SSE4.1 instead of AVX-512), so CI also runs these with ONEDNN_MAX_CPU_ISA=AVX2.
-NUMERIC_MODULES = ("test_layers", "test_models", "test_probes", "test_replay", "test_training")
+NUMERIC_MODULES = (
+    "test_checkpoint",
+    "test_layers",
+    "test_models",
+    "test_probes",
+    "test_replay",
+    "test_training",
+)
 
 
 def pytest_collection_modifyitems(items):

@@ -1,6 +1,7 @@
 """The Window size page (pages/window.py) driven headless with AppTest, and the TF-free helpers
-behind it (bn_core.views.replay). Replays are pre-written JSON files or a stub launcher:
-nothing trains and TensorFlow is never needed here."""
+behind it (bn_core.views.replay). Replays are pre-written JSON files; the page queues replay
+jobs on a runner that never starts them, and the tests move the jobs on through the store as
+the runner and the replay process would: nothing trains and TensorFlow is never needed here."""
 
 from __future__ import annotations
 
@@ -88,14 +89,6 @@ def seed_store(store: RunStore) -> dict[str, int]:
     return ids
 
 
-class FakeProcess:
-    def __init__(self, code=None):
-        self.code = code
-
-    def poll(self):
-        return self.code
-
-
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     home = tmp_path / "home"
@@ -105,19 +98,6 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setattr(_ui, "get_runner", lambda: fake)
     yield fake.store
     st.cache_resource.clear()
-
-
-@pytest.fixture
-def launches(monkeypatch):
-    """Replace the replay subprocess: record (run_id, home); the test decides the outcome."""
-    calls = []
-
-    def start(run_id, home):
-        calls.append((run_id, Path(home)))
-        return FakeProcess()
-
-    monkeypatch.setattr(replays, "start_replay", start)
-    return calls
 
 
 def open_page() -> AppTest:
@@ -138,7 +118,7 @@ def test_empty_store_says_what_to_do(store):
     assert "No finished runs yet" in at.info[0].value and not at.get("plotly_chart")
 
 
-def test_default_selection_chart_and_table(store, launches):
+def test_default_selection_chart_and_table(store):
     ids = seed_store(store)
     at = open_page()
     # The latest group's replayable runs; the Keras, plain, failed and running ones are not.
@@ -157,37 +137,50 @@ def test_default_selection_chart_and_table(store, launches):
     column = table.iloc[:, 0]
     assert column["5"] == "0.8200 ★" and column["200"] == "0.8500 (W = 117)"
     assert any("0.99^117" in c.value for c in at.caption)
-    assert launches == []
+    assert store.replay_jobs() == {}  # nothing asked for
 
 
-def test_replay_button_starts_the_subprocess_and_polls_for_its_file(store, launches):
-    ids = seed_store(store)
-    at = open_page()
-    at.button(key=f"window-replay-{ids['fresh']}").click().run()
-    assert launches == [(ids["fresh"], store.home)]
-    assert any("Replaying" in i.value for i in at.info)
-    assert not at.button  # no second start while one is pending
-    at.run()
-    assert len(launches) == 1 and any("Replaying" in i.value for i in at.info)
-    replays.write_replay(
-        replays.replay_path(store.home, ids["fresh"]), make_payload(ids["fresh"], 10)
-    )
-    at.run()
-    assert not at.exception and not any("Replaying" in i.value for i in at.info)
-    stars = [t for t in chart_traces(at) if t["name"].endswith("trained window")]
-    assert sorted(t["x"][0] for t in stars) == ["10", "5"]
-    assert at.table[0].value.shape == (8, 2)
+def infos(at: AppTest) -> list[str]:
+    return [i.value for i in at.info]
 
 
 def progress_bars(at: AppTest) -> list[tuple[int, str]]:
     return [(bar.proto.value, bar.proto.text) for bar in at.get("progress")]
 
 
-def test_a_running_replay_shows_its_stage_and_a_progress_bar(store, launches):
+def test_replay_button_queues_a_job_that_waits_its_turn_then_shows_its_result(store):
+    ids = seed_store(store)
+    fresh = ids["fresh"]
+    earlier = store.create_run(TrainConfig(), "other")  # a training run queued before it
+    at = open_page()
+    at.button(key=f"window-replay-{fresh}").click().run()
+    assert {i: j.status for i, j in store.replay_jobs().items()} == {fresh: "queued"}
+    [line] = [i for i in infos(at) if "queued" in i]
+    assert line.startswith(f"Replay of #{fresh} ") and line.endswith("queued: 1 job(s) ahead of it")
+    assert not at.button and progress_bars(at) == []  # no second start while it waits
+    store.transition(earlier, ("queued",), "cancelled")
+    at.run()
+    assert any(i.endswith("queued: next in line") for i in infos(at)), infos(at)
+    assert store.claim_replay(5, "runner") == fresh  # the runner starts it
+    at.run()
+    assert progress_bars(at) == [(0, f"Replay of #{fresh}: starting Python")]
+    assert not any("queued" in i for i in infos(at)) and not at.button
+    replays.write_replay(replays.replay_path(store.home, fresh), make_payload(fresh, 10))
+    assert store.finish_replay(fresh, "done")
+    at.run()
+    assert not at.exception and progress_bars(at) == [] and not infos(at)
+    stars = [t for t in chart_traces(at) if t["name"].endswith("trained window")]
+    assert sorted(t["x"][0] for t in stars) == ["10", "5"]
+    assert at.table[0].value.shape == (8, 2)
+
+
+def test_a_running_replay_shows_its_stage_and_a_progress_bar(store):
     ids = seed_store(store)
     fresh = ids["fresh"]
     at = open_page()
     at.button(key=f"window-replay-{fresh}").click().run()
+    store.claim_replay(5, "runner")
+    at.run()
     assert progress_bars(at) == [(0, f"Replay of #{fresh}: starting Python")]  # nothing written
     path = replays.replay_progress_path(store.home, fresh)
     replays.write_progress(path, "loading the model (TensorFlow)")
@@ -196,34 +189,32 @@ def test_a_running_replay_shows_its_stage_and_a_progress_bar(store, launches):
     replays.write_progress(path, "replaying choice 3 of 8", 2, 8)
     at.run()
     assert progress_bars(at) == [(25, f"Replay of #{fresh}: replaying choice 3 of 8")]
-    assert any("Replaying" in i.value for i in at.info)
     replays.write_replay(replays.replay_path(store.home, fresh), make_payload(fresh))
+    store.finish_replay(fresh, "done")
     at.run()
     assert not at.exception and progress_bars(at) == []  # done: the chart instead
     assert len(chart_traces(at)) == 4
 
 
-def test_a_failed_replay_shows_its_log_line_and_can_be_retried(store, monkeypatch):
+def test_a_failed_replay_shows_its_error_and_can_be_queued_again(store):
     ids = seed_store(store)
-
-    def start(run_id, home):
-        log = replays.replay_log_path(home, run_id)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("some warning\nreplay: mnist not found: tried ...\n")
-        return FakeProcess(code=1)
-
-    monkeypatch.setattr(replays, "start_replay", start)
+    fresh = ids["fresh"]
     at = open_page()
-    at.button(key=f"window-replay-{ids['fresh']}").click().run()
-    at.run()  # the next poll sees the process gone without a file
-    assert any(
-        f"Replay of run #{ids['fresh']} failed: replay: mnist not found" in e.value
-        for e in at.error
-    ), [e.value for e in at.error]
-    assert f"window-replay-{ids['fresh']}" in {b.key for b in at.button}
+    at.button(key=f"window-replay-{fresh}").click().run()
+    store.claim_replay(5, "runner")
+    store.finish_replay(fresh, "failed", "mnist not found: tried ...")
+    at.run()
+    assert [e.value for e in at.error] == [
+        f"Replay of run #{fresh} failed: mnist not found: tried ..."
+    ]
+    assert progress_bars(at) == [] and not any("queued" in i for i in infos(at))
+    at.button(key=f"window-replay-{fresh}").click().run()
+    job = store.replay_jobs([fresh])[fresh]
+    assert (job.status, job.error) == ("queued", None)
+    assert not at.error and any(i.endswith("queued: next in line") for i in infos(at))
 
 
-def test_unreplayable_and_corrupt_runs_get_clear_messages(store, launches):
+def test_unreplayable_and_corrupt_runs_get_clear_messages(store):
     ids = seed_store(store)
     replays.replay_path(store.home, ids["replayed"]).write_text("{not json")
     at = open_page()
@@ -237,14 +228,20 @@ def test_unreplayable_and_corrupt_runs_get_clear_messages(store, launches):
     assert not at.get("plotly_chart")
 
 
-def test_replay_all_starts_every_missing_replay(store, launches):
+def test_replay_all_queues_every_missing_replay_in_one_line(store):
     ids = seed_store(store)
     other = store.create_run(TrainConfig(variant="lenet_bn1"), "new")
     store.transition(other, ("queued",), "completed")
     store.model_path(other).write_bytes(b"model")
     at = open_page()
     at.button(key="window-replay-all").click().run()
-    assert sorted(run_id for run_id, _ in launches) == sorted([ids["fresh"], other])
+    jobs = store.replay_jobs()
+    assert sorted(jobs) == sorted([ids["fresh"], other])
+    assert [jobs[i].ahead for i in sorted(jobs)] == [0, 1]
+    places = {int(i.split()[2][1:]): i.split(" queued: ")[1] for i in infos(at) if "queued" in i}
+    first, second = sorted(jobs)
+    assert places == {first: "next in line", second: "1 job(s) ahead of it"}
+    assert not at.button
 
 
 def test_the_page_never_imports_tensorflow(tmp_path):
@@ -265,18 +262,6 @@ def test_the_page_never_imports_tensorflow(tmp_path):
 
 
 # ----------------------------------------------------------------------------- replay_view
-
-
-def test_start_replay_runs_the_module_and_logs_its_one_line_error(tmp_path):
-    RunStore(tmp_path / "home")
-    stale = replays.replay_progress_path(tmp_path / "home", 42)
-    replays.write_progress(stale, "replaying choice 2 of 8", 1, 8)  # a replay killed earlier
-    process = replays.start_replay(42, tmp_path / "home")
-    assert not stale.exists()
-    assert process.wait(timeout=60) == 1
-    line = replays.last_log_line(replays.replay_log_path(tmp_path / "home", 42))
-    assert line.startswith("replay: run 42 does not exist in the store at "), line
-    assert replays.last_log_line(tmp_path / "missing.log").startswith("the replay process ended")
 
 
 def test_progress_file_round_trip_and_files_that_are_not_one(tmp_path):

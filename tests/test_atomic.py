@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import stat
 
 import pytest
 
-from bn_core.atomic import atomic_path
+from bn_core.atomic import atomic_path, remove_partials
 from bn_core.runs import artifacts
 
 
@@ -43,3 +44,34 @@ def test_artifacts_write_text_and_save_model_go_through_it(tmp_path):
 
     artifacts.save_model(Model(), tmp_path / "m.keras")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "m.keras"]
+
+
+def _killed_mid_write(target) -> None:
+    """A writer SIGKILLed inside atomic_path: what a kill during a model save leaves."""
+    import os
+    import signal
+
+    with atomic_path(target, suffix=".keras") as tmp:
+        tmp.write_bytes(b"half a model")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_remove_partials_deletes_only_files_of_dead_writers(tmp_path):
+    import multiprocessing
+
+    target = tmp_path / "models" / "run-7.keras"
+    child = multiprocessing.get_context("spawn").Process(target=_killed_mid_write, args=(target,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -9
+    (left,) = [p for p in target.parent.iterdir()]  # the partial file stayed behind
+    assert left.name.startswith(".run-7.keras.") and not target.exists()
+    mine = target.parent / f".run-8.keras.{os.getpid()}.abc123.tmp.keras"  # a live writer's
+    mine.write_bytes(b"being written")
+    other = target.parent / "notes.tmp"  # not ours
+    other.write_text("keep")
+
+    assert remove_partials(target.parent, min_age=3600) == []  # too recent: maybe still renaming
+    assert remove_partials(target.parent, min_age=0) == [left]
+    assert sorted(p.name for p in target.parent.iterdir()) == sorted([mine.name, other.name])
+    assert remove_partials(tmp_path / "missing") == []

@@ -105,12 +105,13 @@ def test_valid_non_default_values_pass():
         ("window_size", 1, 1000),
         ("seed", 0, 2**31 - 1),
         ("val_size", 0, 59000),
-        ("train_limit", 1, 60000),
+        ("train_limit", 2, 60000),
     ],
 )
 def test_limits_are_inclusive(field, low, high):
-    assert TrainConfig(**{field: low}).errors() == []
-    assert TrainConfig(**{field: high}).errors() == []
+    # Each field's own limits; a batch larger than the training images is tested apart.
+    assert TrainConfig(**{field: low}).field_errors() == []
+    assert TrainConfig(**{field: high}).field_errors() == []
 
 
 # ----------------------------------------------------------------------------- messages
@@ -135,8 +136,8 @@ def test_window_size_message_exact_format():
         ("window_size", 1001, "window_size must be between 1 and 1000. Received: 1001"),
         ("val_size", -1, "val_size must be between 0 and 59000. Received: -1"),
         ("val_size", 59001, "val_size must be between 0 and 59000. Received: 59001"),
-        ("train_limit", 0, "train_limit must be between 1 and 60000. Received: 0"),
-        ("train_limit", 60001, "train_limit must be between 1 and 60000. Received: 60001"),
+        ("train_limit", 1, "train_limit must be between 2 and 60000. Received: 1"),
+        ("train_limit", 60001, "train_limit must be between 2 and 60000. Received: 60001"),
         ("seed", -1, "seed must be between 0 and "),
     ],
 )

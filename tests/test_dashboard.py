@@ -108,8 +108,11 @@ def test_limits_and_field_errors_are_trainconfigs():
         "val_size must be between 0 and 59000. Received: 99999"
     )
     assert train_form.field_error("train_limit", 0) == (
-        "train_limit must be between 1 and 60000. Received: 0"
+        "train_limit must be between 2 and 60000. Received: 0"
     )
+    # A field's own limits only: 32 images are too few for the default batch of 64, which
+    # the form reports beside Start (train_configs), not under a field the user did not touch.
+    assert train_form.field_error("train_limit", 32) is None
     assert train_form.field_error("seed", None) == "seed is required. Received: None"
     assert train_form.field_error("repeats", 10) is None
     assert train_form.field_error("repeats", 11) == "repeats must be between 1 and 10. Received: 11"
@@ -137,11 +140,18 @@ def here(monkeypatch):
         return f"/data/{dataset}" if dataset in present else None
 
     monkeypatch.setattr(data, "locate", locate)
+    real_problem = data.search.header_problem  # the made-up /data/... folders are sound
+    monkeypatch.setattr(
+        data.search,
+        "header_problem",
+        lambda hit: None if str(hit).startswith("/data/") else real_problem(hit),
+    )
     return present
 
 
 def test_dataset_status(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "locate", lambda d, data_dir=None: "/data/mnist.npz")
+    monkeypatch.setattr(data.search, "header_problem", lambda hit: None)  # a sound file
     assert datasets.dataset_status("mnist") == ("local", "available locally at /data/mnist.npz")
     monkeypatch.setattr(data, "locate", lambda d, data_dir=None: None)
     kind, text = datasets.dataset_status("mnist")
@@ -252,8 +262,8 @@ def test_train_configs_one_per_variant_and_seed(here):
         ({}, ["lenet"], [2**31 - 1, 2**31], "seed must be between"),
         ({"seed": -5}, ["lenet"], [-5], "seed must be between 0 and 2147483647. Received: -5"),
         ({}, ["lenet"], list(range(11)), "repeats must be between 1 and 10. Received: 11"),
-        ({"train_limit": 32, "batch_size": 64}, ["lenet"], [0], "only 32 training images"),
-        ({"val_size": 59000, "batch_size": 4096}, ["lenet"], [0], "only 1000 training images"),
+        ({"train_limit": 32, "batch_size": 64}, ["lenet"], [0], "at most the 32 training"),
+        ({"val_size": 59000, "batch_size": 4096}, ["lenet"], [0], "at most the 1000 training"),
         ({"data_dir": "/etc"}, ["lenet"], [0], "unknown settings: data_dir"),
     ],
 )

@@ -2,7 +2,7 @@
 
 Models are LeNet-5 on the tiny synthetic splits of conftest.py. The training runs use
 steps_per_execution=8 so that Keras calls back every 8 steps and several probes fire in
-2 epochs of 32 steps.
+4 epochs of 32 steps (k = 36: TrainConfig refuses a k below PROBE_EVERY_MIN = 32).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from bn_core.variants import SITES
 from tests.conftest import f32_atol, f32_rtol, make_splits
 from tests.helpers import Recorder
 
-RUN = dict(batch_size=8, epochs=2, activation="relu")  # 32 steps per epoch
+RUN = dict(batch_size=8, epochs=4, activation="relu")  # 32 steps per epoch
+K = 36  # probe_every of the probed runs: not a multiple of the 8-step callbacks
 OPTIONS = EngineOptions(steps_per_execution=8)
 METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 PROBE_TABLES = ("probe_steps", "probe_percentiles", "grad_norms", "mode_gap")
@@ -249,7 +250,7 @@ def runs(tiny_splits):
     """For both BN implementations: the same config trained with probes off and on."""
     out = {}
     for variant in ("lenet_fc_bn2", "lenet_keras_bn"):
-        for every in (0, 12):
+        for every in (0, K):
             rec = Recorder()
             config = TrainConfig(**RUN, variant=variant, probe_every=every)
             result = train(config, rec, splits=tiny_splits, options=OPTIONS)
@@ -260,8 +261,8 @@ def runs(tiny_splits):
 
 @pytest.mark.parametrize("variant", ["lenet_fc_bn2", "lenet_keras_bn"])
 def test_probes_do_not_change_training(runs, variant):
-    (off, off_events), (on, on_events) = runs[variant, 0], runs[variant, 12]
-    assert not off_events.of_type("probe") and len(on_events.of_type("probe")) == 6
+    (off, off_events), (on, on_events) = runs[variant, 0], runs[variant, K]
+    assert not off_events.of_type("probe") and len(on_events.of_type("probe")) == 4
     for key in METRICS:
         assert on.history[key] == off.history[key], key
     assert on.test_loss == off.test_loss and on.test_accuracy == off.test_accuracy
@@ -274,17 +275,17 @@ def test_probes_do_not_change_training(runs, variant):
 
 
 def test_probes_fire_at_the_first_boundary_at_or_after_each_multiple(runs):
-    _, rec = runs["lenet_fc_bn2", 12]
-    # Callbacks every 8 steps (8, 16, ..., 64); multiples of 12: 12, 24, 36, 48, 60.
+    _, rec = runs["lenet_fc_bn2", K]
+    # Callbacks every 8 steps (8, 16, ..., 128); multiples of 36: 36, 72, 108.
     found = rec.of_type("probe")
-    assert [p["step"] for p in found] == [0, 16, 24, 40, 48, 64]
-    assert [p["epoch_progress"] for p in found] == [0.0, 0.5, 0.75, 1.25, 1.5, 2.0]
+    assert [p["step"] for p in found] == [0, 40, 72, 112]
+    assert [p["epoch_progress"] for p in found] == [0.0, 1.25, 2.25, 3.5]
     accuracy = [p["probe_accuracy"] for p in found]
     assert accuracy[-1] > accuracy[0] + 0.3  # the toy problem is learnt (chance is 0.1)
 
 
 def test_probe_and_mode_gap_events_schema(runs):
-    _, rec = runs["lenet_keras_bn", 12]
+    _, rec = runs["lenet_keras_bn", K]
     assert {"probe", "mode_gap"} <= set(EVENT_TYPES)
     for event in rec.of_type("probe"):
         assert set(event) == {
@@ -308,13 +309,13 @@ def test_probe_and_mode_gap_events_schema(runs):
 
 @pytest.mark.parametrize("variant", ["lenet_fc_bn2", "lenet_keras_bn"])
 def test_one_mode_gap_event_per_epoch(runs, tiny_splits, variant):
-    result, rec = runs[variant, 12]
+    result, rec = runs[variant, K]
     gaps = rec.of_type("mode_gap")
-    assert [g["epoch"] for g in gaps] == [1, 2]
+    assert [g["epoch"] for g in gaps] == [1, 2, 3, 4]
     # Each comes before its epoch's event, and (64 validation images, whole batches of 8)
     # its inference accuracy is the one Keras' validation pass measured.
     kinds = [e["type"] for e in rec.events if e["type"] in ("mode_gap", "epoch")]
-    assert kinds == ["mode_gap", "epoch"] * 2
+    assert kinds == ["mode_gap", "epoch"] * 4
     for gap, epoch in zip(gaps, rec.of_type("epoch"), strict=True):
         # Both are a count / 64, exact in float32: a different count is off by 1/64.
         assert gap["val_accuracy_inference"] == epoch["val_accuracy"]
@@ -415,6 +416,7 @@ def test_an_older_store_gains_the_probe_tables(tmp_path):
     with contextlib.closing(sqlite3.connect(store.path)) as db:  # a store from before probes
         for table in PROBE_TABLES:
             db.execute(f"DROP TABLE {table}")
+        db.execute("PRAGMA user_version = 0")  # stores had no schema version then
         db.commit()
     reopened = RunStore(tmp_path)
     reopened.add_probe(run_id, _probe_event(0))

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -29,6 +30,7 @@ from bn_core.nn.replay import (
 from bn_core.nn.training import EngineOptions, train
 from bn_core.runs import replays
 from bn_core.runs.replay_job import main
+from bn_core.runs.runner import JobRunner, LocalProcessBackend
 from bn_core.runs.store import RunStore
 from tests.conftest import f32_atol, f64_atol
 from tests.helpers import write_npz
@@ -342,6 +344,37 @@ def test_command_line_writes_a_valid_replay_file(stored):
     assert rows["200"]["window"] == rows["epoch"]["window"] == 8
     assert not list(path.parent.glob(".*tmp"))  # the temporary file was renamed away
     json.loads(path.read_text())  # strict JSON
+
+
+def test_a_replay_queued_on_the_job_runner_runs_in_its_own_process(stored):
+    """The Window page's path: JobRunner.replay queues, the runner starts ``python -m
+    bn_core.runs.replay_job`` on the local backend, the process holds the job and ends it."""
+    home, run_id, result = stored
+    store = RunStore(home)
+    path = replays.replay_path(home, run_id)
+    path.unlink(missing_ok=True)  # written by the command line test, if it ran first
+    backend = LocalProcessBackend(store, standby=False)
+    runner = JobRunner(store, backend, max_concurrent=1, poll_interval=0.2)
+    assert runner.replay([run_id]) == [run_id]
+    runner.start()
+    try:
+        end = time.monotonic() + 300
+        while store.replay_jobs([run_id])[run_id].status in ("queued", "running"):
+            assert time.monotonic() < end, replays.replay_log_path(home, run_id).read_text()
+            time.sleep(0.2)
+    finally:
+        runner.stop()
+        for child in backend._children.values():
+            child.kill()
+            child.wait(timeout=30)
+    job = store.replay_jobs([run_id])[run_id]
+    log = replays.replay_log_path(home, run_id)
+    assert job.status == "done", log.read_text()[-2000:]
+    assert job.error is None and job.pid not in (None, os.getpid())
+    assert job.created_at < job.started_at < job.finished_at
+    rows = {r["choice"]: r for r in replays.load_replay(path, run_id)["windows"]}
+    assert rows["5"]["test_accuracy"] == result.test_accuracy
+    assert replays.last_log_line(log) == f"run {run_id}: replay written to {path}"
 
 
 def _seed_error_runs(home: Path) -> dict[str, int]:

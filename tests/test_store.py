@@ -219,6 +219,7 @@ def test_a_store_made_before_the_stage_column_gets_it_and_keeps_its_runs(tmp_pat
     old.add_batch(run_id, batch(1))
     with schema.connect(old.path) as db:  # the runs table as stores made it before the column
         db.execute("ALTER TABLE runs DROP COLUMN stage")
+        db.execute("PRAGMA user_version = 0")  # stores had no version then
         assert "stage" not in {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
 
     store = RunStore(home)  # opening it adds what is missing

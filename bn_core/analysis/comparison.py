@@ -16,7 +16,13 @@ from typing import Any
 import pandas as pd
 
 from bn_core.analysis.stats import compare_variants
-from bn_core.analysis.summary import BASELINE, curves_frame, first_epoch_reaching, summary_table
+from bn_core.analysis.summary import (
+    BASELINE,
+    curves_frame,
+    first_epoch_reaching,
+    learned_nothing,
+    summary_table,
+)
 from bn_core.config import TrainConfig
 from bn_core.results import HISTORY_KEYS
 from bn_core.variants import VARIANT_NAMES
@@ -135,6 +141,7 @@ SUMMARY_COLUMNS = (
     "runs",
     "seeds",
     "completed",
+    "no_learning",
     "n",
     "test_accuracy_mean",
     "test_accuracy_std",
@@ -159,14 +166,16 @@ SPEEDUP_NOTE = (
 STATS_NOTE = (
     "n: runs with a test accuracy. Test accuracy: mean ± sample std over seeds; 95% CI of the "
     f"mean (Student t); Δ and p: difference of means and Welch's t-test against plain "
-    f"{BASELINE} with the same settings (n ≥ 2 on both sides)."
+    f"{BASELINE} with the same settings (n ≥ 2 on both sides). No learning: runs that ended "
+    "at chance, their final accuracy at most 0.10 + max(3 binomial standard deviations, 0.03)."
 )
 
 
 def variant_summary(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per variant, or per arm (``label_arms``), in study order.
 
-    runs, seeds, completed runs; n, mean, sample std and 95% CI of the test accuracy and, against
+    runs, seeds, completed runs, runs that learned nothing (``learned_nothing``: final
+    accuracy at chance); n, mean, sample std and 95% CI of the test accuracy and, against
     plain lenet with the same settings, the difference of means and Welch's p-value
     (``bn_core.analysis.stats.compare_variants``); best validation accuracy (mean over runs of each
     run's best); on the MEAN validation curve over seeds, the first epoch reaching the best of
@@ -194,6 +203,7 @@ def variant_summary(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "runs": len(mine),
                 "seeds": ", ".join(str(r.get("seed", r["config"].get("seed"))) for r in mine),
                 "completed": sum(r["status"] == "completed" for r in mine),
+                "no_learning": sum(learned_nothing(r) for r in mine),
                 "n": st["n"],
                 "test_accuracy_mean": st["mean"],
                 "test_accuracy_std": st["std"],

@@ -4,8 +4,10 @@ A *preset* is a named grid of TrainConfigs (variants x swept values x seeds over
 settings), with a quick version that finishes in a few minutes on two cores. A *sweep* varies
 the learning rate (as multiples of the optimizer's default, the paper's BN-x5/BN-x30), the
 batch size or BN's inference window; ``sweep_table`` reads back the final test accuracy per
-run, with diverged runs kept and marked (their accuracy is None: never plotted as zero).
-No TensorFlow, Streamlit or figures here (the sweep chart is ``bn_core.views.sweep``).
+run, with diverged runs kept and marked (their accuracy is None: never plotted as zero) and
+runs that learned nothing marked. No TensorFlow, Streamlit or figures here (the sweep chart is
+``bn_core.views.sweep``). A little over 300 lines: a preset and the table of its results are
+one subject, read together.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from bn_core.analysis.summary import learned_nothing
 from bn_core.config import DEFAULT_LEARNING_RATES, ConfigError, TrainConfig, field_spec
 from bn_core.constants import PROBE_EVERY_DEFAULT
 from bn_core.variants import VARIANT_NAMES
@@ -35,13 +38,18 @@ WINDOW_SIZES: tuple[int, ...] = (1, 5, 50)
 # Enough steps (~230 at batch 64) for sigmoid LeNet to leave chance level in its 2nd epoch.
 QUICK = MappingProxyType({"epochs": 3, "train_limit": 5000, "val_size": 1000})
 SWEEP_GROUP_PREFIX = "sweep-"
+# Seeds per grid point of a preset (`bn-lab study --seeds`). 100 seeds already narrow the 95% CI
+# of a mean to about ±0.2 seed standard deviations; at 100, the largest preset (batch-size: 12
+# runs a seed) is 1,200 runs, days of training in one process, one run after another.
+MAX_SEEDS = 100
 # Sweep table columns that can be swept, with their axis titles.
 SWEEP_PARAMETERS: dict[str, str] = {
     "lr_multiplier": "learning rate (× the optimizer's default)",
     "batch_size": "batch size",
     "window_size": "BN inference window (batches)",
 }
-SWEEP_COLUMNS = ("run_id", "variant", "seed", *SWEEP_PARAMETERS, "status", "test_accuracy")
+RESULT_COLUMNS = ("status", "test_accuracy", "no_learning")
+SWEEP_COLUMNS = ("run_id", "variant", "seed", *SWEEP_PARAMETERS, *RESULT_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,12 @@ def preset_configs(
     n = (preset.quick_seeds if quick else preset.seeds) if seeds is None else seeds
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"seeds must be a whole number of at least 1. Received: {n!r}")
+    if n > MAX_SEEDS:
+        raise ConfigError(
+            f"seeds must be at most {MAX_SEEDS} per grid point ({n:,} seeds of preset {name} "
+            f"would be {n * len(preset_configs(name, quick, seeds=1)):,} runs); use fewer "
+            f"seeds. Received: {n}"
+        )
     base = preset.base_config(quick, dataset=dataset, data_dir=data_dir)
     return sweep_configs(
         base,
@@ -239,9 +253,10 @@ def sweep_group_id() -> str:
 
 
 def sweep_table(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: run_id, variant, seed, lr_multiplier, batch_size, window_size, status
-    and the final test accuracy, which is None unless the run completed (a diverged run stays
-    in the table, marked by its status)."""
+    """One row per run: run_id, variant, seed, lr_multiplier, batch_size, window_size, status,
+    the final test accuracy, which is None unless the run completed (a diverged run stays
+    in the table, marked by its status), and ``no_learning`` (``learned_nothing``: it ended
+    at chance accuracy; such a run's accuracy stays in the mean, marked)."""
     import pandas as pd
 
     rows = []
@@ -258,6 +273,7 @@ def sweep_table(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "window_size": config["window_size"],
                 "status": r["status"],
                 "test_accuracy": r.get("test_accuracy") if completed else None,
+                "no_learning": learned_nothing(r),
             }
         )
     table = pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
@@ -273,11 +289,12 @@ def swept_parameters(table: pd.DataFrame) -> list[str]:
 
 def sweep_points(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (variant, swept values): n completed runs, their test accuracy's mean and
-    sample std, and how many runs diverged or ended otherwise (failed, cancelled, ...)."""
+    sample std, how many runs diverged or ended otherwise (failed, cancelled, ...), and how
+    many learned nothing (``no_learning``; those that completed are in the mean)."""
     import pandas as pd
 
     keys = ["variant", *(swept_parameters(table) or list(SWEEP_PARAMETERS)[:1])]
-    columns = [*keys, "runs", "completed", "mean", "std", "diverged", "other"]
+    columns = [*keys, "runs", "completed", "mean", "std", "diverged", "other", "no_learning"]
     rows = []
     for values, g in table.groupby(keys, sort=False):
         accuracy = pd.to_numeric(g["test_accuracy"], errors="coerce").dropna()
@@ -290,6 +307,7 @@ def sweep_points(table: pd.DataFrame) -> pd.DataFrame:
                 "std": float(accuracy.std()) if len(accuracy) > 1 else None,
                 "diverged": int((g["status"] == "diverged").sum()),
                 "other": int((~g["status"].isin(["completed", "diverged"])).sum()),
+                "no_learning": int(g["no_learning"].sum()),
             }
         )
     return pd.DataFrame(rows, columns=columns)

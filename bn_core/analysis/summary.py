@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from bn_core.results import HISTORY_KEYS
+from bn_core.results import HISTORY_KEYS, no_learning
 
 BASELINE = "lenet"
 
@@ -27,6 +27,18 @@ SUMMARY_COLUMNS = (
     "mean_epoch_seconds",
     "images_per_second",
 )
+
+
+def learned_nothing(result: dict[str, Any]) -> bool:
+    """``bn_core.results.no_learning`` of a result: its status, test accuracy, validation
+    curve and the validation images of its config."""
+    config = result.get("config") or {}
+    return no_learning(
+        result["status"],
+        result.get("test_accuracy"),
+        result.get("history", {}).get("val_accuracy", []),
+        config.get("val_size") or 0,
+    )
 
 
 def first_epoch_reaching(values: Iterable[float | None], target: float) -> int | None:

@@ -120,11 +120,18 @@ def worst_exit(statuses: set[str]) -> int:
 
 
 class CtrlC:
-    """A ``should_stop`` callable: the first Ctrl-C asks the run to stop cleanly."""
+    """A ``should_stop`` callable: the first Ctrl-C asks the run to stop cleanly, and so do
+    SIGTERM (``kill``, ``docker stop``, systemd) and SIGHUP (the terminal closed): the run
+    ends ``cancelled`` with what it measured, and the command writes its outputs. A second
+    signal of the same kind acts as it would have without this (Ctrl-C aborts at once)."""
+
+    SIGNALS = tuple(
+        getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+    )
 
     def __init__(self):
         self.requested = False
-        self._previous: Callable | int | None = None
+        self._previous: dict[int, Callable | int | None] = {}
 
     def __call__(self) -> bool:
         return self.requested
@@ -132,13 +139,15 @@ class CtrlC:
     def __enter__(self) -> CtrlC:
         def handler(signum, frame):
             self.requested = True
-            signal.signal(signal.SIGINT, self._previous)  # a second Ctrl-C aborts at once
+            signal.signal(signum, self._previous[signum])  # the second one acts at once
 
-        self._previous = signal.signal(signal.SIGINT, handler)
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, handler)
         return self
 
     def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
 
 def _open_log():

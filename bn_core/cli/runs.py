@@ -5,8 +5,9 @@ store at ``$BN_LAB_HOME``; ``--wait`` also drives the runner until the run ends)
 from __future__ import annotations
 
 import json
+import sys
 
-from bn_core.cli.common import EXIT_CODES, add_config_flags, config_from_args
+from bn_core.cli.common import EXIT_CODES, PROG, add_config_flags, config_from_args
 from bn_core.config import TrainConfig
 
 
@@ -32,8 +33,14 @@ def cmd_submit(config: TrainConfig, wait: bool, as_json: bool) -> int:
     from bn_core.runs.runner import JobRunner
     from bn_core.runs.store import RunStore
 
-    runner = JobRunner(RunStore())
+    runner = JobRunner(RunStore(), kind="submit --wait")
     (run_id,) = runner.submit([config])
+    return report(runner, run_id, wait, as_json)
+
+
+def report(runner, run_id: int, wait: bool, as_json: bool) -> int:
+    """Drive ``runner`` until run ``run_id`` ends (``wait``), or say whether anything will
+    start it; print the run (one line, or JSON) and return its exit code."""
     if wait:
         try:
             runner.wait([run_id])
@@ -41,14 +48,34 @@ def cmd_submit(config: TrainConfig, wait: bool, as_json: bool) -> int:
             runner.stop()
     run = runner.status(run_id)
     row = _run_row(run)
+    if not wait and run.status == "queued":
+        row["note"] = queued_note(runner.store)
     print(json.dumps(row) if as_json else _run_line(row))
     return EXIT_CODES.get(run.status, 0)
 
 
+def queued_note(store) -> str:
+    """Whether a queued run will start by itself: only while some runner is alive."""
+    live = store.live_runners()
+    if live:
+        kinds = ", ".join(sorted({r["kind"] for r in live}))
+        return f"queued; a runner is running ({kinds}) and will start it"
+    return "queued; it will start when the dashboard or `bn-lab runner` is running (or use --wait)"
+
+
 def cmd_runs(as_json: bool) -> int:
+    from bn_core.runs.health import ensure_sound
+    from bn_core.runs.records import damage_note
+    from bn_core.runs.runner import reap
     from bn_core.runs.store import RunStore
 
-    rows = [_run_row(run) for run in RunStore().list_runs()]
+    store = RunStore()
+    ensure_sound(store.path)  # damaged pages: one line (exit 4), not a partial listing
+    if not store.read_only:
+        reap(store)  # runs whose process died with no runner watching: say so
+    rows = [_run_row(run) for run in store.list_runs()]
+    for run_id, reason in store.damaged_runs():  # stderr: --json's output stays one list
+        print(f"{PROG} runs: {damage_note(run_id, reason)}", file=sys.stderr)
     if as_json:
         print(json.dumps(rows))
     elif not rows:
@@ -73,4 +100,5 @@ def _run_row(run) -> dict:
 def _run_line(row: dict) -> str:
     acc = "" if row["test_accuracy"] is None else f" test_accuracy={row['test_accuracy']:.4f}"
     err = f" ({row['error']})" if row["error"] else ""
-    return f"#{row['id']} {row['variant']} seed={row['seed']} {row['status']}{acc}{err}"
+    line = f"#{row['id']} {row['variant']} seed={row['seed']} {row['status']}{acc}{err}"
+    return f"{line}: {row['note']}" if row.get("note") else line

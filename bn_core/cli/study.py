@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from bn_core.runs import artifacts
 
 
 def register(commands, formatter) -> None:
-    from bn_core.analysis.study import PRESETS, QUICK, preset_configs
+    from bn_core.analysis.study import MAX_SEEDS, PRESETS, QUICK, preset_configs
 
     lines = []
     for p in PRESETS.values():
@@ -59,7 +61,8 @@ def register(commands, formatter) -> None:
         type=int,
         default=None,
         metavar="N",
-        help=f"seeds per grid point, 0..N-1 (default: the preset's: {seeds})",
+        help=f"seeds per grid point, 0..N-1, N at most {MAX_SEEDS} (default: the preset's: "
+        f"{seeds})",
     )
     study.add_argument("--out", required=True, help="folder for the report and CSVs")
     study.set_defaults(handler=_study)
@@ -102,8 +105,9 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str):
     Returns (results, the store or None, run ids)."""
     from bn_core.cli import progress
     from bn_core.nn.training import train
+    from bn_core.runs import owner
     from bn_core.runs.store import RunStore
-    from bn_core.runs.worker import record_event
+    from bn_core.runs.worker import heartbeat, record_event
 
     results, split_key, splits, run_ids, store = [], None, None, [], None
     with CtrlC() as stop:
@@ -121,7 +125,16 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str):
             print(f"run {i}/{len(configs)}: {config.variant} seed {config.seed}", file=sys.stderr)
             store = store or RunStore(home)
             run_id = store.create_run(config, group)
-            store.transition(run_id, ("queued",), "running", started_at=time.time())
+            now = time.time()  # this process owns the run: a runner sees it end if we die
+            store.transition(
+                run_id,
+                ("queued",),
+                "running",
+                started_at=now,
+                heartbeat=now,
+                pid=os.getpid(),
+                owner=owner.current(),
+            )
             run_ids.append(run_id)
 
             def on_event(event, bar=None, run_id=run_id, store=store):
@@ -129,9 +142,11 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str):
                 if event["type"] != "end":
                     record_event(store, run_id, event)
 
-            with progress.Progress(config) as bar:
+            cancel = threading.Event()  # the dashboard's Cancel on this run
+            with progress.Progress(config) as bar, heartbeat(store, run_id, cancel):
                 sink = functools.partial(on_event, bar=bar)
-                result = train(config, on_event=sink, should_stop=stop, splits=splits)
+                should_stop = lambda cancel=cancel: stop() or cancel.is_set()  # noqa: E731
+                result = train(config, on_event=sink, should_stop=should_stop, splits=splits)
             store.transition(
                 run_id,
                 ("running",),

@@ -1,4 +1,5 @@
-"""Finding a dataset on disk, by existence checks only (nothing here parses a file).
+"""Finding a dataset on disk by existence checks, and telling a damaged copy from a good one
+by its headers alone (``header_problem``: no image is read).
 
 The local places `load_raw` looks at, in order (the first hit wins):
   1. the explicit data folder (`data_dir` argument, else $BN_DATA_DIR):
@@ -6,15 +7,27 @@ The local places `load_raw` looks at, in order (the first hit wins):
   2. the Keras cache ($KERAS_HOME/datasets, else ~/.keras/datasets), in keras.datasets' layout
   3. the system folder (Debian's dataset-fashion-mnist package)
 Each miss adds a short note to a 'tried' list, which becomes the not-found message.
+
+``find_local`` and ``locate`` only check that files exist, so a corrupt copy is found like a
+good one; ``header_problem`` then says, in a few reads of a few hundred bytes, whether it is
+damaged: a truncated or garbage file, an IDX header with the wrong magic or dimensions or a
+size that does not match them, an npz that is no zip, lacks an array or holds wrong shapes.
+What it cannot see (flipped bytes inside the pixels, a zip member's CRC) ``files`` catches
+when the data are read.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
+import numpy as np
+
 from bn_core.constants import DATASETS
-from bn_core.data.files import DatasetError
+from bn_core.data.files import NPZ_KEYS, DatasetError, short
 
 # Debian's dataset-fashion-mnist package; MNIST has no distro package.
 SYSTEM_DIRS: dict[str, str] = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
@@ -127,3 +140,107 @@ def locate(dataset: str, data_dir: str | os.PathLike | None = None) -> str | Non
     """
     hit, _ = find_local(dataset, data_dir)
     return None if hit is None else str(hit)
+
+
+# ----------------------------------------------------------------------------- damage
+
+
+def header_problem(hit: str | os.PathLike) -> str | None:
+    """Why the dataset at ``hit`` (an npz file or a folder of the four IDX files, as
+    ``locate`` returns it) is damaged, judged from headers and sizes only; None when they are
+    sound. One line naming the file; never raises for a bad file."""
+    path = Path(hit)
+    try:
+        shapes = _npz_shapes(path) if path.is_file() else _idx_shapes(path)
+        _check_shapes(shapes)
+    except DatasetError as e:
+        return str(e)
+    except (OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile) as e:
+        return f"{path}: unreadable ({short(e)})"
+    return None
+
+
+def _check_shapes(shapes: list[tuple[str, tuple[int, ...]]]) -> None:
+    """(name, shape) of x_train, y_train, x_test, y_test: (N, 28, 28) images, (N,) labels."""
+    for (x_name, x), (y_name, y) in (shapes[:2], shapes[2:]):
+        if len(x) != 3 or x[1:] != (28, 28):
+            raise DatasetError(f"{x_name}: images of shape {x}, expected (N, 28, 28)")
+        if len(y) != 1:
+            raise DatasetError(f"{y_name}: labels of shape {y}, expected (N,)")
+        if x[0] != y[0] or x[0] == 0:
+            raise DatasetError(f"{x_name} has {x[0]} images but {y_name} has {y[0]} labels")
+
+
+def _npz_shapes(path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """The four arrays' shapes from the zip's directory and each .npy header (a few hundred
+    bytes each), checking each member's size against its header."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":  # numpy would call any other file "pickled data"
+            raise DatasetError(f"{path}: not an npz (zip) archive")
+    with np.load(path, allow_pickle=False) as npz:  # reads the zip directory only
+        missing = [k for k in NPZ_KEYS if k not in npz.files]
+        if missing:
+            raise DatasetError(f"{path}: missing array(s) {', '.join(missing)}")
+        return [(f"{path}[{k}]", _npy_shape(npz.zip, f"{k}.npy", path)) for k in NPZ_KEYS]
+
+
+def _npy_shape(archive: zipfile.ZipFile, member: str, path: Path) -> tuple[int, ...]:
+    info = archive.getinfo(member)
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }.get(version)
+        if read_header is None:
+            raise DatasetError(f"{path}[{member}]: .npy format {version} is not supported")
+        shape, _, dtype = read_header(f, max_header_size=10000)
+        header = f.tell()
+    if dtype.hasobject or dtype.kind not in "iu":
+        raise DatasetError(f"{path}[{member}]: dtype {dtype}, expected integers (uint8)")
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if info.file_size != expected:
+        raise DatasetError(
+            f"{path}[{member}]: {info.file_size} bytes, header {shape} implies {expected}"
+        )
+    return tuple(int(d) for d in shape)
+
+
+def _idx_shapes(folder: Path) -> list[tuple[str, tuple[int, ...]]]:
+    found, missing = scan_idx(folder)
+    if missing:  # vanished since it was found
+        raise DatasetError(f"{folder}: no {', '.join(missing)}")
+    return [(str(p), _idx_shape(p, ndim)) for p, (_, ndim) in zip(found, _IDX_FILES, strict=True)]
+
+
+def _idx_shape(path: Path, ndim: int) -> tuple[int, ...]:
+    """An IDX file's shape from its header, and its (uncompressed) size checked against it:
+    the file's size, or a gzip file's ISIZE trailer (its length mod 2**32)."""
+    with open(path, "rb") as f:
+        packed = f.read(2) == b"\x1f\x8b"
+    header_size = 4 + 4 * ndim
+    if packed:
+        with gzip.open(path, "rb") as f:
+            header = f.read(header_size)
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            size = int.from_bytes(f.read(4), "little")  # ISIZE: the length mod 2**32
+    else:
+        with open(path, "rb") as f:
+            header = f.read(header_size)
+        size = path.stat().st_size
+    if len(header) < 4 or header[:3] != b"\x00\x00\x08" or header[3] != ndim:
+        raise DatasetError(
+            f"{path}: not an IDX file of {ndim}-D unsigned bytes "
+            f"(magic {header[:4].hex() or 'missing: empty file'})"
+        )
+    if len(header) < header_size:
+        raise DatasetError(f"{path}: IDX header is truncated")
+    shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header_size + int(np.prod(shape, dtype=np.int64))
+    if size != (expected % 2**32 if packed else expected):
+        what = "uncompressed size" if packed else "size"
+        raise DatasetError(
+            f"{path}: {what} {size} bytes, header {shape} implies {expected} (truncated or corrupt)"
+        )
+    return shape

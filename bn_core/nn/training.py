@@ -11,15 +11,27 @@ pipeline and Keras' ``fit`` (XLA-compiled, several steps per call), and reports:
 batch event). Adam's slots and the accuracy's counters are made before ``fit``: a variable
 created while ``fit`` traces the train step makes TensorFlow trace it twice (bench/RESULTS.md).
 
+Resuming: the shuffle is a pure function of (seed, epoch) (``bn_core.nn.batches``) and
+nothing else in a training step draws a random number, so with ``checkpoint=PATH``
+(``bn_core.nn.checkpoint``) a run killed after epoch k and started again continues at epoch
+k + 1 exactly as if it had never stopped: same batches, same state, same numbers. It emits
+``resume`` (epochs and steps done) right after ``start``; its later events carry the epoch
+and step numbers of the uninterrupted run, so a consumer drops whatever it recorded after
+that step (a partly trained epoch is trained again). The file is rewritten at every epoch
+end; the caller deletes it once the run has ended (a completed run's checkpoint still loads:
+resuming it only evaluates on the test set again).
+
 Bad input (an invalid config, a missing dataset) raises ``ConfigError``/``DatasetError``
 before anything starts; a failure during training becomes ``status="failed"``. (Over 300
-lines: the run, its event stream and the callback that makes it belong together.)
+lines: the run, its event stream, its checkpoints and the callbacks that make them belong
+together.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,26 +39,27 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from bn_core import data as data_lib
 from bn_core.config import TrainConfig
+from bn_core.nn import checkpoint as ckpt
+from bn_core.nn.batches import TrainBatches, eval_dataset
 from bn_core.nn.model import build_model
-from bn_core.nn.probes import ProbeCallback
+from bn_core.nn.probes import Probe, ProbeCallback
 from bn_core.results import HISTORY_KEYS, TrainResult, finite
 
 tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns about it each time
 
-# "probe" and "mode_gap" come only when config.probe_every > 0 (see bn_core.nn.probes).
-EVENT_TYPES = ("stage", "start", "batch", "epoch", "probe", "mode_gap", "end")
+# "probe" and "mode_gap" come only when config.probe_every > 0 (see bn_core.nn.probes),
+# "resume" only when a run continues from a checkpoint.
+EVENT_TYPES = ("stage", "start", "resume", "batch", "epoch", "probe", "mode_gap", "end")
 # What a ``stage`` event names, in a completed run's order (training/validating once an epoch).
 STAGES = ("loading data", "compiling", "training", "validating", "evaluating on the test set")
 LOADING, COMPILING, TRAINING, VALIDATING, EVALUATING = STAGES
 # A cross-entropy over 10 classes starts near ln(10) = 2.3; a running mean above this means
 # the logits have exploded (e.g. SGD with a huge learning rate) even when no NaN appeared yet.
 EXPLODED_LOSS = 1e4
-EVAL_BATCH_SIZE = 1000  # inference is batch-independent, so evaluate in big batches
 _OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "sgd": keras.optimizers.SGD,
@@ -80,6 +93,7 @@ def train(
     *,
     splits: data_lib.Splits | None = None,
     options: EngineOptions = EngineOptions(),
+    checkpoint: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train ``config.variant`` and return what was measured.
 
@@ -90,6 +104,15 @@ def train(
     ``should_stop`` is polled with each batch event and after each epoch; when it returns
     True the run ends as ``cancelled``, keeping the completed epochs. ``splits`` lets a caller
     reuse already-loaded data (it must come from the same dataset settings).
+
+    ``checkpoint``: a file written (atomically) at every epoch end that does not end the run
+    as diverged; if it exists when the run starts, the run continues from it and emits
+    ``{"type": "resume", "epoch": k, "step": s}`` (k epochs, s steps done) right after
+    ``start``; ``TrainResult.history`` and ``steps`` then count the epochs before it too
+    (``seconds`` only this process's part).
+    A damaged checkpoint, or one of another run (``bn_core.nn.checkpoint.fingerprint``),
+    raises ``CheckpointError`` before any event; one whose variables do not fit the model
+    (only if the model's code changed) raises it while compiling, before any step.
     """
     config.validate()
     emit = on_event or (lambda event: None)
@@ -103,22 +126,43 @@ def train(
             "images; lower --batch-size or raise --train-limit"
         )
 
+    fingerprint = ckpt.fingerprint(config, splits) if checkpoint is not None else None
+    saved = None
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = ckpt.load(checkpoint, fingerprint, config.epochs)
+
     started = time.perf_counter()
     emit(_start_event(config, splits, steps_per_epoch))
+    if saved is not None:
+        emit({"type": "resume", "epoch": saved.epoch, "step": saved.step})
     emit(_stage(COMPILING))
     model = _compiled_model(config, steps_per_epoch, options)
     result = TrainResult(status="completed", config=config, model=model)
-    stream = _Stream(config, steps_per_epoch, emit, should_stop, result)
-    callbacks = [stream]
+    first_epoch = 0
+    if saved is not None:
+        ckpt.restore(saved, model, Path(checkpoint).name)
+        result.history, first_epoch = saved.history, saved.epoch
+    stream = _Stream(config, steps_per_epoch, emit, should_stop, result, first_epoch)
+    if checkpoint is not None:
+        stream.save = lambda epochs_done: ckpt.save(
+            checkpoint,
+            model,
+            fingerprint=fingerprint,
+            epoch=epochs_done,
+            step=stream.steps_done,
+            history=result.history,
+        )
+    batches = TrainBatches(splits.x_train, splits.y_train, config.batch_size, config.seed)
+    callbacks = [batches, stream]
     if config.probe_every > 0:
         # First, so that an epoch's mode gap is emitted even when the stream then ends the run.
-        callbacks.insert(
-            0, ProbeCallback(config.probe_every, steps_per_epoch, config.batch_size, splits, emit)
-        )
-    result.status, result.error = _fit(model, config, splits, callbacks)
+        args = (config.probe_every, steps_per_epoch, config.batch_size, splits, emit)
+        probes = _ResumedProbes(saved.step, *args) if saved else ProbeCallback(*args)
+        callbacks.insert(0, probes)
+    result.status, result.error = _fit(model, config, splits, batches, callbacks, first_epoch)
     if result.status == "completed":
         emit(_stage(EVALUATING))
-        loss, acc = model.evaluate(_eval_dataset(splits.x_test, splits.y_test), verbose=0)
+        loss, acc = model.evaluate(eval_dataset(splits.x_test, splits.y_test), verbose=0)
         result.test_loss, result.test_accuracy = float(loss), float(acc)
     result.steps = stream.steps_done
     result.seconds = time.perf_counter() - started
@@ -196,16 +240,17 @@ def _start_event(config: TrainConfig, splits: data_lib.Splits, steps_per_epoch: 
     }
 
 
-def _fit(model, config: TrainConfig, splits: data_lib.Splits, callbacks: list):
-    """``model.fit`` over the training split; returns (status, error message or None)."""
+def _fit(model, config: TrainConfig, splits, batches, callbacks: list, first_epoch: int):
+    """``model.fit`` from epoch ``first_epoch`` on; returns (status, error message or None)."""
     has_val = len(splits.x_val) > 0
     try:
         model.fit(
-            _train_dataset(splits.x_train, splits.y_train, config.batch_size, config.seed),
+            batches.dataset,
+            initial_epoch=first_epoch,
             epochs=config.epochs,
-            validation_data=_eval_dataset(splits.x_val, splits.y_val) if has_val else None,
+            validation_data=eval_dataset(splits.x_val, splits.y_val) if has_val else None,
             callbacks=callbacks,
-            shuffle=False,  # the dataset reshuffles itself, with the run's seed
+            shuffle=False,  # the dataset shuffles itself, by (seed, epoch)
             verbose=0,
         )
     except _Stop as stop:
@@ -216,44 +261,17 @@ def _fit(model, config: TrainConfig, splits: data_lib.Splits, callbacks: list):
     return "completed", None
 
 
-def _train_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Shuffled mini-batches of a fixed size m, reshuffled every epoch.
-
-    The last incomplete batch is dropped (a different one each epoch, so every image is
-    used): BN's statistics over a tail batch of a few samples would be degenerate, and a
-    fixed shape keeps XLA from compiling a second program.
-    """
-    images, labels = tf.constant(x), tf.constant(y)
-    # A gather per batch is cheap; what costs is tf.data's autotuner and shared thread pools
-    # competing with the training step for the cores (epochs ran at half speed, at random).
-    # One private input thread and a fixed prefetch measured faster and steadier (bench/).
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    options.threading.private_threadpool_size = 1
-    options.threading.max_intra_op_parallelism = 1
-    return (
-        tf.data.Dataset.range(len(x))
-        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        .batch(batch_size, drop_remainder=True)
-        .map(lambda idx: (tf.gather(images, idx), tf.gather(labels, idx)))  # (B,) -> (B,32,32,1)
-        .prefetch(2)
-        .with_options(options)
-    )
-
-
-def _eval_dataset(x: np.ndarray, y: np.ndarray) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(EVAL_BATCH_SIZE).prefetch(2)
-
-
 class _Stream(keras.callbacks.Callback):
     """Turns Keras' callback hooks into events, times epochs, and stops on request or NaN."""
 
-    def __init__(self, config, steps_per_epoch, emit, should_stop, result):
+    def __init__(self, config, steps_per_epoch, emit, should_stop, result, first_epoch=0):
         super().__init__()
         self.config, self.steps_per_epoch = config, steps_per_epoch
         self.emit, self.should_stop, self.result = emit, should_stop or (lambda: False), result
-        self.epoch, self.steps_done, self.epoch_start, self.train_seconds = 0, 0, 0.0, None
+        self.epoch, self.epoch_start, self.train_seconds = first_epoch, 0.0, None
+        self.steps_done = first_epoch * steps_per_epoch
         self.stage = COMPILING
+        self.save: Callable[[int], None] | None = None  # writes the checkpoint, if any
 
     def _enter(self, stage: str) -> None:
         self.stage = stage
@@ -316,5 +334,22 @@ class _Stream(keras.callbacks.Callback):
             raise _Stop(
                 "diverged", f"validation loss became {row['val_loss']} after epoch {epoch + 1}"
             )
+        if self.save is not None:
+            self.save(epoch + 1)
         if self.should_stop() and epoch + 1 < self.config.epochs:
             raise _Stop("cancelled", f"cancelled after epoch {epoch + 1}")
+
+
+class _ResumedProbes(ProbeCallback):
+    """``ProbeCallback`` for a run resumed after ``start_step`` steps. The uninterrupted run
+    took its step-0 probe long ago; after any step t its next probe is due at the first
+    multiple of ``probe_every`` above t (each probe at step p sets it to the first multiple
+    above p, and none was due in (p, t]), so the schedule continues from there."""
+
+    def __init__(self, start_step: int, *args):
+        super().__init__(*args)
+        self.start_step = int(start_step)
+
+    def on_train_begin(self, logs=None):
+        self.probe = Probe(self.model, self.x, self.y, self.batch_size)
+        self.next_step = (self.start_step // self.probe_every + 1) * self.probe_every

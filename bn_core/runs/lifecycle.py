@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from bn_core.config import TrainConfig
-from bn_core.runs.records import FINISHED, STATUSES, RunRecord
-from bn_core.runs.schema import connect
+from bn_core.runs.records import FINISHED, STATUSES, RunRecord, read_rows
+from bn_core.runs.replay_queue import active_jobs, replay_goes_first
+
+RESUMABLE = ("interrupted", "cancelled", "failed")  # what ``requeue`` takes back
 
 
 class RunLifecycle:
@@ -23,10 +25,14 @@ class RunLifecycle:
 
     home: Path  # set by RunStore
     path: Path
+    connect: Any  # RunStore.connect: a connection to the store, closed on exit
+    # {run id: reason} of the damaged rows the last complete listing skipped (None: not listed
+    # yet). Replaced, never changed in place: threads share a store.
+    _damaged: dict[int, str] | None = None
 
     def create_run(self, config: TrainConfig, group_id: str) -> int:
         config.validate()
-        with connect(self.path) as db:
+        with self.connect() as db:
             cur = db.execute(
                 "INSERT INTO runs (group_id, variant, seed, config_json, status, created_at)"
                 " VALUES (?, ?, ?, ?, 'queued', ?)",
@@ -35,14 +41,17 @@ class RunLifecycle:
             return int(cur.lastrowid)
 
     def get(self, run_id: int) -> RunRecord | None:
-        with connect(self.path) as db:
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return RunRecord.from_row(row) if row else None
+        """The run, or None when there is none or its row is damaged (``damaged_runs``)."""
+        with self.connect() as db:
+            rows = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchall()
+        runs = self._read(rows, complete=False)
+        return runs[0] if runs else None
 
     def list_runs(
         self, statuses: tuple[str, ...] | None = None, group_id: str | None = None
     ) -> list[RunRecord]:
-        """Runs in creation order, optionally filtered."""
+        """Runs in creation order, optionally filtered. Damaged rows are skipped (and listed
+        by ``damaged_runs``), so one bad row never hides the others."""
         sql, args = "SELECT * FROM runs WHERE 1=1", []
         if statuses is not None:
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
@@ -50,12 +59,38 @@ class RunLifecycle:
         if group_id is not None:
             sql += " AND group_id = ?"
             args.append(group_id)
-        with connect(self.path) as db:
+        with self.connect() as db:
             rows = db.execute(sql + " ORDER BY id", args).fetchall()
-        return [RunRecord.from_row(r) for r in rows]
+        return self._read(rows, complete=statuses is None and group_id is None)
+
+    def damaged_runs(self) -> list[tuple[int, str]]:
+        """(id, one-line reason) of each run whose row cannot be read, as the last listing of
+        every run found them (one listing first if there was none): no query of its own."""
+        if self._damaged is None:
+            self.list_runs()
+        return sorted((self._damaged or {}).items())
+
+    def _read(self, rows: list, *, complete: bool) -> list[RunRecord]:
+        """The runs of ``rows`` that can be read; the damaged ones are remembered for
+        ``damaged_runs`` (all of them when ``rows`` are every run, else added)."""
+        runs, damaged = read_rows(rows)
+        if complete:
+            self._damaged = damaged
+        elif self._damaged is not None:  # rows seen now: damaged ones added, mended ones gone
+            seen = {row["id"] for row in rows}
+            kept = {i: why for i, why in self._damaged.items() if i not in seen}
+            self._damaged = {**kept, **damaged}
+        return runs
+
+    def count_runs(self, statuses: tuple[str, ...]) -> int:
+        """How many runs are in one of ``statuses``: one COUNT query, no rows read back."""
+        marks = ",".join("?" * len(statuses))
+        with self.connect() as db:
+            row = db.execute(f"SELECT COUNT(*) FROM runs WHERE status IN ({marks})", statuses)
+            return int(row.fetchone()[0])
 
     def latest_group(self) -> str | None:
-        with connect(self.path) as db:
+        with self.connect() as db:
             row = db.execute("SELECT group_id FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return row["group_id"] if row else None
 
@@ -67,7 +102,7 @@ class RunLifecycle:
         """
         assert status in STATUSES, status
         sets = ", ".join(f"{k} = ?" for k in ("status", *fields))
-        with connect(self.path) as db:
+        with self.connect() as db:
             cur = db.execute(
                 f"UPDATE runs SET {sets} WHERE id = ?"
                 f" AND status IN ({','.join('?' * len(expected))})",
@@ -75,26 +110,27 @@ class RunLifecycle:
             )
             return cur.rowcount == 1
 
-    def claim_next(self, max_active: int) -> int | None:
-        """Move the oldest queued run to ``starting`` if fewer than ``max_active`` runs are
-        starting or running; return its id. One write transaction, so two runners sharing a
-        store (an old and a new server, two containers on one volume) never exceed the limit.
+    def claim_next(self, max_active: int, owner: str | None = None) -> int | None:
+        """Move the oldest queued run to ``starting`` if fewer than ``max_active`` jobs are
+        active (runs starting or running, and window replays running: ``replay_queue``) and
+        no older replay is queued; return its id. One write transaction, so two runners sharing
+        a store (an old and a new server, two containers on one volume) never exceed the limit.
+        ``owner`` (the claiming runner's, ``bn_core.runs.owner``) has the run until its worker
+        claims it in turn.
         """
-        with connect(self.path) as db:
+        with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")  # take the write lock before counting
             try:
-                active = db.execute(
-                    "SELECT COUNT(*) FROM runs WHERE status IN ('starting', 'running')"
-                ).fetchone()[0]
+                active = active_jobs(db)  # training runs and replays share the limit
                 row = db.execute(
-                    "SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1"
+                    "SELECT id, created_at FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1"
                 ).fetchone()
-                if active >= max_active or row is None:
+                if active >= max_active or row is None or replay_goes_first(db, row[1]):
                     db.execute("COMMIT")
                     return None
                 db.execute(
-                    "UPDATE runs SET status = 'starting', heartbeat = ? WHERE id = ?",
-                    (time.time(), row["id"]),
+                    "UPDATE runs SET status = 'starting', heartbeat = ?, owner = ? WHERE id = ?",
+                    (time.time(), owner, row["id"]),
                 )
                 db.execute("COMMIT")
                 return int(row["id"])
@@ -107,22 +143,22 @@ class RunLifecycle:
         if not fields:
             return
         sets = ", ".join(f"{k} = ?" for k in fields)
-        with connect(self.path) as db:
+        with self.connect() as db:
             db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
 
     def request_cancel(self, run_id: int) -> None:
-        with connect(self.path) as db:
+        with self.connect() as db:
             db.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
 
     def cancel_requested(self, run_id: int) -> bool:
-        with connect(self.path) as db:
+        with self.connect() as db:
             row = db.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
         return bool(row and row[0])
 
     def delete(self, run_id: int) -> bool:
         """Delete a finished run, its metrics and its saved model; active runs are refused
         (cancel them first)."""
-        with connect(self.path) as db:
+        with self.connect() as db:
             cur = db.execute(
                 f"DELETE FROM runs WHERE id = ? AND status IN ({','.join('?' * len(FINISHED))})",
                 (run_id, *FINISHED),
@@ -130,6 +166,7 @@ class RunLifecycle:
             deleted = cur.rowcount == 1
         if deleted:
             self.model_path(run_id).unlink(missing_ok=True)
+            self.checkpoint_path(run_id).unlink(missing_ok=True)
             # bn_core.runs.replays.replay_path (not imported: that module imports the store)
             (self.home / "replays" / f"run-{int(run_id)}.json").unlink(missing_ok=True)
         return deleted
@@ -143,3 +180,28 @@ class RunLifecycle:
     def model_path(self, run_id: int) -> Path:
         """Where the worker saves run ``run_id``'s trained model (it may not exist)."""
         return self.home / "models" / f"run-{int(run_id)}.keras"
+
+    def checkpoint_path(self, run_id: int) -> Path:
+        """Run ``run_id``'s checkpoint (``bn_core.nn.checkpoint``): written by its worker at
+        every epoch end, removed when the run completes or diverges (it may not exist)."""
+        return self.home / "checkpoints" / f"run-{int(run_id)}.npz"
+
+    def checkpoint_epoch(self, run_id: int) -> int | None:
+        """Epochs done in run ``run_id``'s checkpoint (None: it has none, or none readable)."""
+        from bn_core.nn.checkpoint import peek  # numpy only: no TensorFlow
+
+        return peek(self.checkpoint_path(run_id))
+
+    def requeue(self, run_id: int) -> bool:
+        """Queue an ended run again (``RESUMABLE``: interrupted, cancelled, failed) in the same
+        record, counting the resume; its worker continues from the run's checkpoint, or starts
+        over without one. Returns whether it was requeued (not if it had another status)."""
+        with self.connect() as db:
+            cur = db.execute(
+                "UPDATE runs SET status = 'queued', resumes = resumes + 1, finished_at = NULL,"
+                " error = NULL, cancel_requested = 0, pid = NULL, owner = NULL, heartbeat = NULL,"
+                " stage = NULL, test_loss = NULL, test_accuracy = NULL"
+                f" WHERE id = ? AND status IN ({','.join('?' * len(RESUMABLE))})",
+                (run_id, *RESUMABLE),
+            )
+            return cur.rowcount == 1

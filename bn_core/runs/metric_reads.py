@@ -11,13 +11,13 @@ from typing import Any
 
 from bn_core.results import HISTORY_KEYS
 from bn_core.runs.records import RunRecord
-from bn_core.runs.schema import connect
 
 
 class MetricReads:
     """Selects from the metric tables, and results in ``TrainResult.to_dict()`` shape."""
 
     path: Path  # set by RunStore
+    connect: Any  # RunStore.connect: a connection to the store, closed on exit
 
     def batch_metrics(self, run_ids: list[int]) -> list[dict[str, Any]]:
         return self._metrics("batch_metrics", run_ids, "step")
@@ -47,7 +47,7 @@ class MetricReads:
 
     def probed_run_ids(self) -> set[int]:
         """Ids of the runs that have at least one probe."""
-        with connect(self.path) as db:
+        with self.connect() as db:
             return {r[0] for r in db.execute("SELECT DISTINCT run_id FROM probe_steps")}
 
     def result_dicts(self, runs: list[RunRecord]) -> list[dict[str, Any]]:
@@ -84,6 +84,6 @@ class MetricReads:
         """``sql`` with ``{ids}`` replaced by one placeholder per run id: one query."""
         if not run_ids:
             return []
-        with connect(self.path) as db:
+        with self.connect() as db:
             rows = db.execute(sql.format(ids=",".join("?" * len(run_ids))), list(run_ids))
             return [dict(r) for r in rows.fetchall()]

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from bn_core.runs.records import BATCH_FIELDS, EPOCH_FIELDS
-from bn_core.runs.schema import connect, transaction
+from bn_core.runs.schema import transaction
 
 
 class MetricWrites:
     """Inserts into the metric tables, one call per training event."""
 
     path: Path  # set by RunStore
+    connect: Any  # RunStore.connect: a connection to the store, closed on exit
 
     def add_batch(self, run_id: int, event: dict[str, Any]) -> None:
         self._add_row("batch_metrics", BATCH_FIELDS, run_id, event)
@@ -36,7 +37,7 @@ class MetricWrites:
             for scope, values in scopes.items()
         ]
         norms = [(run_id, step, layer, norm) for layer, norm in event["grad_norms"].items()]
-        with connect(self.path) as db, transaction(db):
+        with self.connect() as db, transaction(db):
             db.execute(
                 "INSERT OR REPLACE INTO probe_steps (run_id, step, epoch_progress, accuracy, t)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -54,7 +55,7 @@ class MetricWrites:
 
     def add_mode_gap(self, run_id: int, event: dict[str, Any]) -> None:
         """A ``mode_gap`` event: one epoch's validation accuracy in both BN modes."""
-        with connect(self.path) as db:
+        with self.connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO mode_gap (run_id, epoch, inference, batch_stats)"
                 " VALUES (?, ?, ?, ?)",
@@ -66,12 +67,22 @@ class MetricWrites:
                 ),
             )
 
+    def truncate_metrics(self, run_id: int, epochs: int, steps: int) -> None:
+        """Delete what run ``run_id`` recorded after its first ``epochs`` epochs (``steps``
+        steps): a run resumed from the checkpoint of that epoch records the rest again (0, 0:
+        everything, for a run that starts over)."""
+        with self.connect() as db, transaction(db):
+            for table in ("batch_metrics", "probe_steps", "probe_percentiles", "grad_norms"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ? AND step > ?", (run_id, steps))
+            for table in ("epoch_metrics", "mode_gap"):
+                db.execute(f"DELETE FROM {table} WHERE run_id = ? AND epoch > ?", (run_id, epochs))
+
     def _add_row(
         self, table: str, fields: tuple[str, ...], run_id: int, event: dict[str, Any]
     ) -> None:
         """One row of ``fields`` (``t`` is now) taken from ``event``, and the heartbeat."""
         row = {**event, "t": time.time()}
-        with connect(self.path) as db:
+        with self.connect() as db:
             db.execute(
                 f"INSERT OR REPLACE INTO {table} (run_id, {', '.join(fields)})"
                 f" VALUES (?, {', '.join('?' * len(fields))})",

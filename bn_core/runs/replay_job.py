@@ -1,26 +1,38 @@
 """Replay a stored run: load its saved model, re-estimate BN's inference statistics from the
 batches it recorded (``bn_core.nn.replay``), and write ``replays/run-ID.json``.
 
-Runs in its own process (``python -m bn_core.runs.replay_job RUN_ID``, started by
-``bn_core.runs.replays.start_replay``, or ``python -m bn_core replay RUN_ID``): TensorFlow is
+Runs in its own process (``python -m bn_core.runs.replay_job RUN_ID``, started by the job
+runner for a queued replay, or ``python -m bn_core replay RUN_ID`` by hand): TensorFlow is
 imported only once a replay really runs, so the error paths answer at once. Once the run is
 known to be replayable, the job keeps a progress file for the page (``replays.write_progress``:
 loading the model, loading the test set, replaying choice i of n, writing the result) and
 removes it when it ends, whatever the outcome.
+
+The process holds the run's replay job (``bn_core.runs.replay_queue``) while it works: it takes
+it first (``running``, its owner and pid; if another live process has it, it leaves at once),
+beats its heartbeat every ``HEARTBEAT_SECONDS``, and ends it ``done`` or ``failed`` with the
+same one-line error it prints. Should even that write fail, the runner fails the job once this
+process is gone, with the log's last line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from bn_core import data
 from bn_core.constants import DEFAULT_WINDOWS, EMA_MOMENTUM, EPOCH
 from bn_core.nn.replay import ReplayError, history_layers, load_model, replay  # no TF yet
-from bn_core.runs import replays
+from bn_core.runs import owner, replays
+from bn_core.runs.errors import StoreError
 from bn_core.runs.store import RunRecord, RunStore
+
+HEARTBEAT_SECONDS = 1.0  # as a run's worker: the runner's stale_after is many of these
 
 
 def replay_run(
@@ -103,17 +115,56 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1 or not args[0].isdecimal():
         print("usage: python -m bn_core replay RUN_ID", file=sys.stderr)
         return 2
-    run_id = int(args[0])
+    run_id, me = int(args[0]), owner.current()
+    held, error = False, "interrupted"  # what the job says if an interrupt ends it
     try:
-        path = replay_run(run_id, RunStore())
+        store = RunStore()
+        held = store.take_replay(run_id, me, os.getpid())  # None: no such run, said below
+        if held is False:
+            print(f"replay: run {run_id} is being replayed by another process", file=sys.stderr)
+            return 1
+        with _heartbeat(store, run_id, me) if held else contextlib.nullcontext():
+            path = replay_run(run_id, store)
+        error = None
     except Exception as exc:  # noqa: BLE001 - any failure is one line for the page or a shell
         detail = str(exc).splitlines()[0] if str(exc) else ""
         if not isinstance(exc, (ReplayError, data.DatasetError)):
             detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        error = detail
         print(f"replay: {detail}", file=sys.stderr)
         return 1
+    finally:
+        if held:
+            _finish(store, run_id, me, error)
     print(f"run {run_id}: replay written to {path}")
     return 0
+
+
+@contextlib.contextmanager
+def _heartbeat(store: RunStore, run_id: int, me: str) -> Iterator[None]:
+    """Refresh the job's heartbeat every ``HEARTBEAT_SECONDS`` while the block runs (in a
+    thread: loading TensorFlow and replaying hold the main one for long stretches)."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(StoreError):  # the end is written (or judged) later
+                store.replay_heartbeat(run_id, me)
+
+    threading.Thread(target=beat, name="replay-heartbeat", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def _finish(store: RunStore, run_id: int, me: str, error: str | None) -> None:
+    """End the job ``done`` (no ``error``) or ``failed``; if the store refuses, say so: the
+    runner fails the job from the log once this process has gone."""
+    try:
+        store.finish_replay(run_id, "failed" if error else "done", error, owner=me)
+    except StoreError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Window replay files and jobs, TF-free: which runs can be replayed, the file format (path,
-atomic write, validated read) and the replay subprocess.
+"""Window replay files, TF-free: which runs can be replayed, the file format (path, atomic
+write, validated read), the progress file and the log of a replay process.
 
-``bn_core.runs.replay_job`` (TensorFlow, in its own process) computes the numbers with
+``bn_core.runs.replay_job`` (TensorFlow, in its own process, a job of the job runner:
+``JobRunner.replay``, ``bn_core.runs.replay_queue``) computes the numbers with
 ``bn_core.nn.replay`` and writes them here; the Streamlit process only reads them, so this
 module never imports TensorFlow or Keras. Files are JSON, read with ``json.loads`` and
 checked field by field (never unpickled).
@@ -29,8 +30,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -192,32 +191,14 @@ def _is_fraction_or_none(value: Any) -> bool:
     return value is None or (_is_number(value) and 0.0 <= value <= 1.0)
 
 
-# ----------------------------------------------------------------------------- the subprocess
+# ----------------------------------------------------------------------------- the log
 
 
-def start_replay(run_id: int, home: str | os.PathLike) -> subprocess.Popen:
-    """Start ``python -m bn_core.runs.replay_job RUN_ID`` in its own session (TensorFlow
-    loads there, never in the caller), its output in ``logs/replay-ID.log`` like a worker's."""
-    home = Path(home).resolve()
-    log_path = replay_log_path(home, run_id)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    replay_progress_path(home, run_id).unlink(missing_ok=True)  # an earlier replay's, if killed
-    env = {**os.environ, "BN_LAB_HOME": str(home)}
-    with open(log_path, "wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "bn_core.runs.replay_job", str(int(run_id))],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,  # a page reload or Ctrl-C of the server does not reach it
-        )
-
-
-def last_log_line(path: Path) -> str:
-    """The last non-empty line of a replay log (its one-line error), or a fallback."""
+def last_log_line(path: Path) -> str | None:
+    """The last non-empty line of a replay log (``logs/replay-ID.log``: a failed replay's
+    one-line error), or None when there is none to read."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
     except OSError:
-        lines = []
-    return lines[-1] if lines else "the replay process ended without writing a result"
+        return None
+    return lines[-1].strip() if lines else None

@@ -10,23 +10,40 @@ When no run is active the runner calls the backend's ``prepare`` (if it has one)
 backend then keeps a standby worker that has already imported TensorFlow, so the next run's
 first point comes seconds sooner. ``submit`` wakes the scheduling thread at once.
 
+Window replays (``replay``: ``python -m bn_core.runs.replay_job RUN_ID``, TensorFlow too) are
+jobs of the same queue and limit (``bn_core.runs.replay_queue``: queued runs and replays start
+oldest first), started with the backend's optional ``start_replay``. A replay whose process is
+gone, or whose heartbeat is older than ``stale_after``, becomes ``failed`` with its log's last line.
+
 Cancellation escalates: the run's cancel flag (the worker polls it and stops cleanly), then
 SIGTERM after ``cancel_grace`` seconds, then SIGKILL after twice that. A run whose process
 is gone, or whose heartbeat is older than ``stale_after``, becomes ``interrupted``; every
-metric it recorded stays in the store.
+metric it recorded stays in the store. A process is "gone" by its owner string
+(``bn_core.runs.owner``: host, pid and start time), so runs that a ``study`` trains in its own
+process are covered too; runs of other machines are judged by their heartbeats alone.
+
+A runner registers itself in the store (``presence``) while it runs, so ``submit`` can say
+whether anyone will start a queued run. When the store cannot be written (disk full, I/O
+errors) the runner backs off, says so once on stderr (``problem`` holds the line for a UI),
+and does not judge heartbeats until writing works again: nobody could write one meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
 import time
 import uuid
 
+from bn_core.atomic import remove_partials
 from bn_core.config import TrainConfig
+from bn_core.runs import caps, owner, replays
 from bn_core.runs.backends import Backend
 from bn_core.runs.backends.local import LocalProcessBackend
+from bn_core.runs.errors import StoreError
+from bn_core.runs.resume import resume as resume_run
 from bn_core.runs.store import RunRecord, RunStore
 
 __all__ = ["Backend", "JobRunner", "LocalProcessBackend", "default_concurrency"]
@@ -53,6 +70,7 @@ class JobRunner:
         poll_interval: float = 0.5,
         stale_after: float = 30.0,
         cancel_grace: float = 10.0,
+        kind: str = "dashboard",
     ):
         self.store = store
         self.backend = backend or LocalProcessBackend(store)
@@ -61,17 +79,26 @@ class JobRunner:
         self.stale_after = stale_after
         self.cancel_grace = cancel_grace
         self._cancel_since: dict[int, float] = {}
+        self._replay_pids: set[int] = set()  # replay processes this runner started, until gone
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self.kind = kind  # who runs it, as ``presence`` lists it
+        self.runner_id = f"{owner.current()}/{uuid.uuid4().hex[:6]}"
+        self.problem: str | None = None  # the store problem scheduling is waiting out, if any
+        self._swept = 0.0  # when stale partial files were last removed
+        self._writable_since = 0.0  # after a store problem: heartbeats are judged from then on
 
     # -- the interface ------------------------------------------------------------------------
 
     def submit(self, configs: list[TrainConfig], group_id: str | None = None) -> list[int]:
-        """Queue one run per config (validated first, so nothing is queued on a bad one)."""
+        """Queue one run per config (validated first, so nothing is queued on a bad one).
+        Raises ``caps.CapError`` (a ConfigError) when the submission or the queue would go
+        over its cap (``bn_core.runs.caps``); then nothing is queued either."""
         for config in configs:
             config.validate()
+        caps.check_submit(len(configs), self.store.count_runs(("queued",)))
         group = group_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         ids = [self.store.create_run(config, group) for config in configs]
         self._wake.set()
@@ -84,15 +111,38 @@ class JobRunner:
         self.store.request_cancel(run_id)
         self._wake.set()
 
+    def resume(self, run_id: int) -> str:
+        """Queue an interrupted, cancelled or failed run again to continue from its checkpoint
+        (``bn_core.runs.resume``); returns what will happen, in one line."""
+        message = resume_run(self.store, run_id)
+        self._wake.set()
+        return message
+
     def status(self, run_id: int) -> RunRecord | None:
         return self.store.get(run_id)
 
     def wait(self, run_ids: list[int], poll: float = 0.5) -> list[RunRecord]:
-        """Schedule (in the background thread) until every run in ``run_ids`` has ended."""
+        """Schedule (in the background thread) until every run in ``run_ids`` has ended.
+        While the store cannot be read (an I/O error, say) it keeps waiting, as the
+        scheduling thread does; ``problem`` says why."""
         self.start()
-        while any(self.store.get(i).active for i in run_ids):
+        while True:
+            try:
+                runs = [self.store.get(i) for i in run_ids]
+            except StoreError as exc:
+                self.problem = str(exc)
+                time.sleep(max(poll, 2.0))
+                continue
+            if not any(run is not None and run.active for run in runs):
+                return runs
             time.sleep(poll)
-        return [self.store.get(i) for i in run_ids]
+
+    def replay(self, run_ids: list[int]) -> list[int]:
+        """Queue a window replay of each run, to start under the same limit as training runs;
+        returns the ids queued (a replay already queued or running is left alone)."""
+        queued = self.store.queue_replays(run_ids)
+        self._wake.set()
+        return queued
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -101,13 +151,15 @@ class JobRunner:
         nothing is active, let the backend get ready for the next run."""
         with self._lock:
             now = time.time()
+            self.store.runner_heartbeat(self.runner_id)  # this runner is alive (presence)
             active = self.store.list_runs(("starting", "running"))
             for run in active:
                 self._check(run, now)
+            replaying = self._check_replays(now)
             for run_id in set(self._cancel_since) - {run.id for run in active}:
                 del self._cancel_since[run_id]  # ended on its own
-            claimed = False
-            while (run_id := self.store.claim_next(self.max_concurrent)) is not None:
+            claimed, me = False, owner.current()
+            while (run_id := self.store.claim_next(self.max_concurrent, me)) is not None:
                 claimed = True
                 try:
                     pid = self.backend.start(run_id, self.store)
@@ -121,13 +173,20 @@ class JobRunner:
                     )
                     continue
                 self.store.update(run_id, pid=pid)
+            claimed = self._start_replays() or claimed
             prepare = getattr(self.backend, "prepare", None)
-            if prepare is not None and not active and not claimed:
+            busy = active or claimed or replaying or self._replay_pids  # ours, until they exit
+            if prepare is not None and not busy:
                 prepare(self.store)
+            if not busy and now - self._swept > SWEEP_EVERY:
+                self._swept = now
+                for folder in PARTIALS_IN:  # files half written by killed workers
+                    remove_partials(self.store.home / folder)
 
     def _check(self, run: RunRecord, now: float) -> None:
-        gone = run.pid is not None and not self.backend.alive(run.pid)
-        stale = run.heartbeat is not None and now - run.heartbeat > self.stale_after
+        gone = dead(run, self.backend)
+        beat = max(run.heartbeat or 0.0, self._writable_since)
+        stale = run.heartbeat is not None and now - beat > self.stale_after
         if gone or stale:
             self._cancel_since.pop(run.id, None)
             # Re-read: the worker may have finished between our list and now.
@@ -151,10 +210,61 @@ class JobRunner:
             elif now - since > self.cancel_grace:
                 self.backend.terminate(run.pid)
 
+    def _start_replays(self) -> bool:
+        """Start queued replays on the backend while the limit allows; whether any started.
+        A replay process of ours that has ended its job but not exited yet (TensorFlow takes
+        a while to unload) still holds its slot: the limit holds for processes, not only for
+        rows of the store."""
+        start = getattr(self.backend, "start_replay", None)
+        if start is None:
+            return False
+        self._replay_pids = {pid for pid in self._replay_pids if self.backend.alive(pid)}
+        claimed, me, pids = False, self.runner_id, self._replay_pids
+        while (run_id := self.store.claim_replay(self.max_concurrent, me, pids)) is not None:
+            claimed = True
+            try:
+                pid = start(run_id, self.store)
+            except OSError as exc:
+                error = f"could not start the replay process: {exc}"
+                self.store.finish_replay(run_id, "failed", error, owner=self.runner_id)
+                continue
+            self.store.record_replay_pid(run_id, pid, self.runner_id)
+            self._replay_pids.add(pid)
+        if claimed:
+            self._wake.set()  # a queued run may be next in line now: another pass at once
+        return claimed
+
+    def _check_replays(self, now: float) -> int:
+        """End ``failed`` the running replays whose process is gone or stopped sending
+        heartbeats; returns how many still run. Like ``dead`` for a starting run: by the
+        owner, and, while this runner holds a job its process has not taken yet, by its pid."""
+        running = 0
+        for job in self.store.replay_jobs(statuses=("running",)).values():
+            unclaimed = job.started_at is None and job.owner == self.runner_id
+            gone = owner.alive(job.owner) is False or (
+                unclaimed and job.pid is not None and not self.backend.alive(job.pid)
+            )
+            beat = max(job.heartbeat or 0.0, self._writable_since)
+            stale = job.heartbeat is not None and now - beat > self.stale_after
+            if not (gone or stale):
+                running += 1
+                continue
+            if stale and not gone and job.pid is not None:
+                self.backend.kill(job.pid)  # hung: make sure it cannot write later
+            reason = "exited" if gone else "stopped sending heartbeats"
+            line = replays.last_log_line(replays.replay_log_path(self.store.home, job.run_id))
+            error = f"the replay process {reason}" + (
+                f"; its log ends: {line}" if line else ", its log is empty"
+            )
+            self.store.finish_replay(job.run_id, "failed", error, owner=job.owner)
+        return running
+
     def start(self) -> JobRunner:
         """Run ``tick`` in a daemon thread until ``stop``; idempotent."""
         if self._thread is None or not self._thread.is_alive():
             self._stopping.clear()
+            with contextlib.suppress(StoreError):  # a read-only store: nothing to announce
+                self.store.register_runner(self.runner_id, self.kind)
             self._thread = threading.Thread(target=self._loop, name="bn-lab-runner", daemon=True)
             self._thread.start()
         return self
@@ -169,12 +279,61 @@ class JobRunner:
         if close is not None:
             with self._lock:
                 close()
+        with contextlib.suppress(StoreError):
+            self.store.unregister_runner(self.runner_id)
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            wait = self.poll_interval
             try:
                 self.tick()
+                if self.problem is not None:
+                    print("bn-lab runner: the run store works again", file=sys.stderr)
+                    self.problem, self._writable_since = None, time.time()
+            except StoreError as exc:
+                if self.problem is None:  # say it once, not every pass
+                    print(f"bn-lab runner: {exc}; retrying every {BACKOFF:g} s", file=sys.stderr)
+                self.problem, wait = str(exc), BACKOFF
             except Exception as exc:  # noqa: BLE001 - a bad pass must not kill the scheduler
                 print(f"bn-lab runner: {type(exc).__name__}: {exc}", file=sys.stderr)
-            self._wake.wait(self.poll_interval)
+            self._wake.wait(wait)
             self._wake.clear()
+
+
+BACKOFF = 5.0  # seconds between scheduling passes while the store cannot be written
+SWEEP_EVERY = 60.0  # seconds between looks for partial files (only while nothing runs)
+PARTIALS_IN = ("models", "checkpoints", "replays")  # folders of the store's atomic writes
+
+
+def dead(run: RunRecord, backend: Backend | None = None) -> bool:
+    """Whether the process that has ``run`` is known to be gone.
+
+    By its owner when it has one (any process of this machine: a worker, a study). A pid
+    that is not the owner's (a worker the owning runner started, which has not claimed the
+    run yet) is also checked through ``backend``, which started it. Runs owned on other
+    machines are never "dead" here: their heartbeats tell."""
+    if owner.alive(run.owner) is False:
+        return True
+    if run.pid is None or backend is None or owner.pid_of(run.owner) == run.pid:
+        return False
+    return not backend.alive(run.pid)
+
+
+def reap(store: RunStore) -> list[int]:
+    """Mark ``interrupted`` the active runs whose owning process on this machine is gone,
+    with no runner needed (``bn-lab runs`` and ``submit`` call it); returns their ids."""
+    ended = []
+    for run in store.list_runs(("starting", "running")):
+        if (
+            run.owner is not None
+            and dead(run)
+            and store.transition(
+                run.id,
+                ("starting", "running"),
+                "cancelled" if run.cancel_requested else "interrupted",
+                error="its process exited; metrics up to then are kept",
+                finished_at=time.time(),
+            )
+        ):
+            ended.append(run.id)
+    return ended

@@ -1,115 +1,124 @@
-"""The run store's SQLite file: its tables, how a connection is opened, one transaction.
+"""The run store's SQLite file: opening it (versioned, see ``migrations``), one connection,
+one transaction.
 
 Every call opens its own short-lived connection (``connect``), in autocommit mode with
 foreign keys on, so deleting a run deletes its metrics (``ON DELETE CASCADE``). WAL mode lets
 the UI read while a worker writes. Values are plain SQL and JSON: no column holds a BLOB.
+
+Errors that mean the file or its disk is in trouble (full, read-only, damaged, I/O) leave
+``connect`` as ``bn_core.runs.errors.StoreError``, one line naming the file and the fix.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,     -- also the queue order
-    group_id TEXT NOT NULL,                   -- runs started together (one click, one sweep)
-    variant TEXT NOT NULL,
-    seed INTEGER NOT NULL,
-    config_json TEXT NOT NULL,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    heartbeat REAL,
-    pid INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    error TEXT,
-    data_source TEXT,
-    steps_per_epoch INTEGER,
-    total_steps INTEGER,
-    test_loss REAL,
-    test_accuracy REAL,
-    stage TEXT                                -- what a running run is doing (records.py)
-);
-CREATE TABLE IF NOT EXISTS batch_metrics (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL, epoch INTEGER NOT NULL, batch INTEGER NOT NULL,
-    epoch_progress REAL NOT NULL, loss REAL, accuracy REAL, t REAL NOT NULL,
-    PRIMARY KEY (run_id, step)
-);
-CREATE TABLE IF NOT EXISTS epoch_metrics (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL, step INTEGER NOT NULL, loss REAL, accuracy REAL,
-    val_loss REAL, val_accuracy REAL, seconds REAL, images_per_second REAL, t REAL NOT NULL,
-    PRIMARY KEY (run_id, epoch)
-);
-CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
--- Probes (bn_core.nn.probes, only for runs with probe_every > 0). Added later than the tables
--- above: CREATE ... IF NOT EXISTS upgrades an existing store in place.
-CREATE TABLE IF NOT EXISTS probe_steps (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL, epoch_progress REAL NOT NULL,
-    accuracy REAL,                            -- on the probe batch, inference mode
-    t REAL NOT NULL,
-    PRIMARY KEY (run_id, step)
-);
-CREATE TABLE IF NOT EXISTS probe_percentiles (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL, site TEXT NOT NULL,
-    scope TEXT NOT NULL CHECK (scope IN ('layer', 'unit')),
-    p15 REAL, p50 REAL, p85 REAL,             -- of the activation's input
-    PRIMARY KEY (run_id, step, site, scope)
-);
-CREATE TABLE IF NOT EXISTS grad_norms (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL, layer TEXT NOT NULL, norm REAL,
-    PRIMARY KEY (run_id, step, layer)
-);
-CREATE TABLE IF NOT EXISTS mode_gap (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    inference REAL, batch_stats REAL,         -- validation accuracy in each BN mode
-    PRIMARY KEY (run_id, epoch)
-);
-"""
+from bn_core.runs.errors import StoreError, describe, store_error
+from bn_core.runs.migrations import LATEST, backup, migrate, refuse_newer
 
 
-# Columns added to ``runs`` after stores were first made: name -> SQL type. ``create_tables``
-# adds those an existing store lacks (CREATE TABLE IF NOT EXISTS leaves its table as it was).
-ADDED_RUN_COLUMNS = {"stage": "TEXT"}
+def open_store(home: Path, path: Path) -> tuple[Path, bool]:
+    """Make sure the store at ``path`` (in folder ``home``) exists at the latest schema version.
+
+    Returns ``(path to read, read_only)``. A store that cannot be written is opened read-only
+    (history can be viewed); if it is also older than this BN Lab, its history is read from a
+    migrated copy in a temporary folder (the file itself is never changed). Raises
+    ``StoreError`` for a damaged or newer store, or an unusable ``home``.
+    """
+    _make_home(home)
+    try:
+        with connect(path) as db:
+            refuse_newer(db, path)  # before the next line: a newer store stays byte for byte
+            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            migrate(db, path)
+        return path, False
+    except StoreError as exc:
+        if exc.kind != "readonly" or not path.is_file():
+            raise
+    with connect(path, read_only=True) as db:
+        if refuse_newer(db, path) == LATEST:
+            return path, True
+        folder = Path(tempfile.mkdtemp(prefix="bn-lab-readonly-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        snapshot = folder / path.name
+        backup(db, snapshot)
+    _SNAPSHOTS[snapshot] = path
+    with connect(snapshot) as db:
+        migrate(db, snapshot, keep_backup=False)  # the store itself is the backup
+    return snapshot, True
 
 
-def create_tables(path: Path) -> None:
-    """Create the file at ``path`` with every table, or add the tables and columns it lacks;
-    switch it to WAL mode (a property of the file, kept once set)."""
-    with connect(path) as db:
-        db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        db.executescript(SCHEMA)
-        have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-        for name, kind in ADDED_RUN_COLUMNS.items():
-            if name not in have:
-                try:
-                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-                except sqlite3.OperationalError as exc:  # another process added it just now
-                    if "duplicate column" not in str(exc):
-                        raise
+# Migrated copies of read-only stores (``open_store``) -> the store each copies: errors met
+# reading a copy name the store, the file a user knows and can fix.
+_SNAPSHOTS: dict[Path, Path] = {}
+
+
+def _make_home(home: Path) -> None:
+    if home.exists() and not home.is_dir():
+        raise StoreError("home", describe("home", home, "it is a file, not a folder"), home)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if not home.is_dir():
+            detail = exc.strerror or type(exc).__name__
+            raise StoreError("home", describe("home", home, detail), home) from None
 
 
 @contextmanager
-def connect(path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection to the store at ``path`` in autocommit mode, closed on exit."""
-    db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-    db.row_factory = sqlite3.Row
-    db.execute("PRAGMA foreign_keys=ON")
-    # Safe with WAL: a power cut can lose the last writes, never corrupt the file.
-    db.execute("PRAGMA synchronous=NORMAL")
+def connect(path: Path, *, read_only: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection to the store at ``path`` in autocommit mode, closed on exit.
+
+    ``read_only`` opens it with ``mode=ro``, or, when even that fails (WAL needs its
+    ``-shm`` file, which a read-only folder may lack), as immutable: a snapshot nobody
+    else can be writing, since nobody can write it.
+    """
+    shown = _SNAPSHOTS.get(path, path)
+    try:
+        db = _open(path, read_only)
+    except (sqlite3.Error, OSError) as exc:
+        raise _translated(exc, shown) from exc
     try:
         yield db
+    except (sqlite3.Error, OSError) as exc:
+        raise _translated(exc, shown) from exc
     finally:
         db.close()
+
+
+def _open(path: Path, read_only: bool) -> sqlite3.Connection:
+    if not read_only:
+        db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    else:
+        uri = f"file:{quote(str(path.resolve()))}"
+        try:
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0, isolation_level=None)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            with contextlib.suppress(UnboundLocalError):
+                db.close()
+            db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+    db.row_factory = sqlite3.Row
+    try:
+        db.execute("PRAGMA foreign_keys=ON")
+        # Safe with WAL: a power cut can lose the last writes, never corrupt the file.
+        db.execute("PRAGMA synchronous=NORMAL")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _translated(exc: BaseException, path: Path) -> BaseException:
+    """``exc`` as a ``StoreError`` when it is a problem of the file, else ``exc`` itself."""
+    return store_error(exc, path) or exc
 
 
 @contextmanager
@@ -119,6 +128,7 @@ def transaction(db: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        db.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):  # a failed COMMIT may have rolled back already
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")

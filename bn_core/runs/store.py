@@ -17,8 +17,9 @@ per site, of the whole layer and of one unit), ``grad_norms`` (per linear layer)
 
 ``RunStore`` is the one class to construct. Its parts live beside it: ``schema`` (the
 tables, connections), ``records`` (``RunRecord``, statuses), ``lifecycle`` (the runner's and
-worker's status changes), ``metric_writes`` (the worker's metrics) and ``metric_reads``
-(what views read back).
+worker's status changes), ``metric_writes`` (the worker's metrics), ``metric_reads``
+(what views read back), ``presence`` (which job runners are alive) and ``replay_queue``
+(the window-replay jobs, scheduled with the runs).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bn_core.runs.errors import StoreError
 from bn_core.runs.lifecycle import RunLifecycle
 from bn_core.runs.metric_reads import MetricReads
 from bn_core.runs.metric_writes import MetricWrites
+from bn_core.runs.presence import RunnerPresence
 from bn_core.runs.records import (
     ACTIVE,
     BATCH_FIELDS,
@@ -38,7 +41,8 @@ from bn_core.runs.records import (
     RunRecord,
     default_home,
 )
-from bn_core.runs.schema import create_tables
+from bn_core.runs.replay_queue import ReplayQueue
+from bn_core.runs.schema import connect, open_store
 
 __all__ = [
     "ACTIVE",
@@ -48,16 +52,25 @@ __all__ = [
     "STATUSES",
     "RunRecord",
     "RunStore",
+    "StoreError",
     "default_home",
 ]
 
 
-class RunStore(RunLifecycle, MetricWrites, MetricReads):
+class RunStore(RunLifecycle, MetricWrites, MetricReads, RunnerPresence, ReplayQueue):
     """All reads and writes of the run store. Cheap to create; safe to share across threads
-    (each call opens its own short-lived connection)."""
+    (each call opens its own short-lived connection).
+
+    Opening migrates the file to the current schema (``bn_core.runs.migrations``). A store
+    that cannot be written opens ``read_only`` (viewing works; every write raises
+    ``StoreError``); a damaged or newer store, or an unusable folder, raises ``StoreError``.
+    """
 
     def __init__(self, home: str | os.PathLike | None = None):
         self.home = Path(home) if home is not None else default_home()
-        self.home.mkdir(parents=True, exist_ok=True)
         self.path = self.home / "runs.sqlite"
-        create_tables(self.path)
+        self._read_path, self.read_only = open_store(self.home, self.path)
+
+    def connect(self):
+        """A connection to the store (read-only ones for a read-only store), closed on exit."""
+        return connect(self._read_path, read_only=self.read_only)

@@ -7,6 +7,11 @@ the model), a heartbeat, and the final status.
 It stops cooperatively when the run's cancel flag is set or on SIGTERM, keeping what was
 measured. Anything that goes wrong ends the run as ``failed`` with a one-line message.
 
+When the store cannot be written (disk full, I/O error), training stops at the next event it
+cannot record, and the worker keeps trying to write the run's end (``failed``, with the
+reason: "disk full (N MB free in ...)") every ``RETRY_SECONDS`` until it can: the cause is
+recorded as soon as space allows, never replaced by "worker process exited".
+
 ``python -m bn_core.runs.worker --standby`` is the same worker started ahead of its run (by
 ``backends.local``): it imports TensorFlow and the engine and reads the datasets found on
 this machine (the run still splits its own, by its seed), then waits for one run id on its
@@ -25,6 +30,7 @@ version, since machine code compiled for one CPU may not run on another. TensorF
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import importlib.metadata
 import os
@@ -37,11 +43,13 @@ from pathlib import Path
 from typing import TextIO
 
 from bn_core.constants import DATASETS
-from bn_core.runs import artifacts
+from bn_core.runs import artifacts, owner
+from bn_core.runs.errors import StoreError, describe
 from bn_core.runs.records import STARTING
 from bn_core.runs.store import RunStore
 
 HEARTBEAT_SECONDS = 1.0  # also how often the cancel flag is read
+RETRY_SECONDS = 1.0  # how often a run's end is retried while the store cannot be written
 SAVING = "saving the model"
 STANDBY = "--standby"
 
@@ -57,27 +65,57 @@ def run_worker(run_id: int, store: RunStore) -> str:
         started_at=now,
         heartbeat=now,
         stage=STARTING,
+        owner=owner.current(),
     ):
         return "skipped"  # cancelled before it started, or another worker has it
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    done = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(store, run_id, stop, done), daemon=True)
-    beat.start()
+    with heartbeat(store, run_id, stop):
+        status, fields, trouble = _train(store, run_id, stop)
+    if trouble:
+        status, fields = "failed", {"error": str(trouble[0])}
+    _finish(store, run_id, status, fields)
+    return status
 
-    status, fields = "failed", {}
+
+def _train(store: RunStore, run_id: int, stop: threading.Event) -> tuple[str, dict, list]:
+    """Train the run, recording its events; returns (status, fields for its end, the
+    StoreErrors met)."""
+    status, fields, trouble = "failed", {}, []
+    run = store.get(run_id)
+    if run is None:  # its row is damaged (bn_core.runs.records.DamagedRun): nothing to train
+        error = f"run #{run_id} is damaged in the store: its config cannot be read"
+        return status, {"error": error}, trouble
+    resumed = Resumed(store, run_id, again=run.resumes > 0)
+
+    def on_event(event: dict) -> None:
+        try:
+            resumed.on_event(event)
+            record_event(store, run_id, event)
+        except StoreError as exc:  # stop training: what it measures could not be kept
+            trouble.append(exc)
+            stop.set()
+            raise
+
+    checkpoint = store.checkpoint_path(run_id)
     try:
+        from bn_core.nn.checkpoint import CheckpointError
         from bn_core.nn.training import train  # TensorFlow loads here (or has: --standby)
 
-        run = store.get(run_id)
-        result = train(
-            run.config,
-            on_event=lambda event: record_event(store, run_id, event),
-            should_stop=stop.is_set,
-        )
+        def attempt():
+            return train(run.config, on_event, stop.is_set, checkpoint=checkpoint)
+
+        try:
+            result = attempt()
+        except CheckpointError as exc:  # damaged, or of another config: start over, say why
+            print(f"run {run_id}: {exc}; starting over", file=sys.stderr)
+            checkpoint.unlink(missing_ok=True)
+            result = attempt()
         if result.model is not None and result.status in ("completed", "cancelled"):
             store.update(run_id, stage=SAVING)
             artifacts.save_model(result.model, store.model_path(run_id))  # for replay studies
+        if result.status in ("completed", "diverged"):  # nothing left to resume
+            checkpoint.unlink(missing_ok=True)
         status = result.status
         fields = {
             "error": result.error,
@@ -87,10 +125,53 @@ def run_worker(run_id: int, store: RunStore) -> str:
     except Exception as exc:  # noqa: BLE001 - config, data or TF errors: the run failed
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         fields = {"error": message}
-    finally:
-        done.set()
-    store.transition(run_id, ("running",), status, finished_at=time.time(), **fields)
-    return status
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            trouble.append(StoreError("full", describe("full", store.path)))
+    return status, fields, trouble
+
+
+class Resumed:
+    """Keeps a resumed run's history a single history: on the engine's ``resume`` event
+    (k epochs, s steps restored from the checkpoint) it deletes what the run recorded after
+    them; a run queued ``again`` that starts with no checkpoint loses all it recorded before
+    its first new batch. (Rows re-recorded replace their old selves anyway; these are the
+    ones the new attempt might never reach.)"""
+
+    def __init__(self, store: RunStore, run_id: int, again: bool):
+        self.store, self.run_id, self.pending = store, run_id, again
+
+    def on_event(self, event: dict) -> None:
+        if not self.pending:
+            return
+        if event["type"] == "resume":
+            self.store.truncate_metrics(self.run_id, event["epoch"], event["step"])
+            self.store.update(self.run_id, stage=f"resuming after epoch {event['epoch']}")
+            self.pending = False
+        elif event["type"] in ("batch", "epoch", "probe", "mode_gap"):
+            self.store.truncate_metrics(self.run_id, 0, 0)  # no checkpoint: it starts over
+            self.pending = False
+
+
+def _finish(store: RunStore, run_id: int, status: str, fields: dict) -> None:
+    """Record the run's end, retrying while the store cannot be written (a full disk): the
+    runner holds back judging heartbeats meanwhile (``JobRunner``), so this process, which
+    knows why, writes the end once space allows."""
+    said = False
+    while True:
+        try:
+            store.transition(run_id, ("running",), status, finished_at=time.time(), **fields)
+            return
+        except StoreError as exc:
+            if exc.kind not in ("full", "io"):  # waiting will not fix it: the log says why
+                print(f"run {run_id}: {exc}", file=sys.stderr)
+                return
+            if not said:
+                with contextlib.suppress(OSError):  # the log is on the full disk too
+                    print(
+                        f"run {run_id}: {exc}; retrying every {RETRY_SECONDS:g} s", file=sys.stderr
+                    )
+                said = True
+            time.sleep(RETRY_SECONDS)
 
 
 def record_event(store: RunStore, run_id: int, event: dict) -> None:
@@ -116,11 +197,27 @@ def record_event(store: RunStore, run_id: int, event: dict) -> None:
         store.add_mode_gap(run_id, event)
 
 
+@contextlib.contextmanager
+def heartbeat(store: RunStore, run_id: int, stop: threading.Event | None = None):
+    """Refresh run ``run_id``'s heartbeat every ``HEARTBEAT_SECONDS`` while the block runs,
+    in a thread; set ``stop`` once its cancel flag is set (the dashboard's Cancel)."""
+    done = threading.Event()
+    args = (store, run_id, stop or threading.Event(), done)
+    threading.Thread(target=_heartbeat, args=args, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
 def _heartbeat(store: RunStore, run_id: int, stop: threading.Event, done: threading.Event):
     while not done.wait(HEARTBEAT_SECONDS):
-        store.update(run_id, heartbeat=time.time())
-        if store.cancel_requested(run_id):
-            stop.set()
+        try:
+            store.update(run_id, heartbeat=time.time())
+            if store.cancel_requested(run_id):
+                stop.set()
+        except StoreError:  # the training thread meets it too, at its next event, and ends
+            pass
 
 
 def standby(store: RunStore, lines: TextIO | None = None) -> str:

@@ -193,6 +193,10 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
 
     out = pd.DataFrame({"variant": summary["variant"], "runs": summary["runs"]})
     out["seeds"] = summary["seeds"]
+    out["no learning"] = [  # runs at chance accuracy: flagged, not hidden
+        f"⚠ {k} of {n}" if k else "–"
+        for k, n in zip(summary["no_learning"], summary["runs"], strict=True)
+    ]
     out["n"] = summary["n"]
     out["test accuracy"] = [
         fmt(m, ".4f") + ("" if s is None or pd.isna(s) else f" ± {s:.4f}")

@@ -1,14 +1,16 @@
 """Which dataset the dashboard can train on, said in the dashboard's own words.
 
-Finding data is cheap (``bn_core.data.locate``: existence checks only), so the forms ask
-before every Start instead of letting a run fail 4 s after it was queued. A data folder typed
+Finding data is cheap (``bn_core.data.locate``: existence checks only, then
+``data.search.header_problem``: headers and sizes, a few ms), so the forms ask before every
+Start instead of letting a run fail 4 s after it was queued, and a truncated or garbage copy
+shows as "found but damaged", never as available. A data folder typed
 into a form is never trusted as is: ``check_folder`` accepts only an absolute path to an
 existing folder that itself holds the dataset's files. ``download`` wraps
 ``data.download.fetch`` for a "Download now" button with a progress bar.
 
 No Streamlit and no TensorFlow here. ``bn_core.data`` is called through its module attributes
-(``data.locate``, ``data.download.fetch``), which the tests replace to simulate a machine that
-has, or lacks, a dataset.
+(``data.locate``, ``data.search.header_problem``, ``data.download.fetch``), which the tests
+replace to simulate a machine that has, or lacks, a dataset.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def folder_help(dataset: str) -> str:
 
 
 def dataset_status(dataset: str, data_dir: str | None = None) -> tuple[str, str]:
-    """("local", "available locally at PATH"), ("download", what to do) or ("error", why).
+    """("local", "available locally at PATH"), ("damaged", "found but damaged: why"),
+    ("download", what to do) or ("error", why).
 
     Never downloads and never raises: a bad $BN_DATA_DIR comes back as ("error", its message).
     """
@@ -55,6 +58,11 @@ def dataset_status(dataset: str, data_dir: str | None = None) -> tuple[str, str]
     except (data.DatasetError, OSError) as e:
         return "error", str(e).splitlines()[0] if str(e) else type(e).__name__
     if path is not None:
+        if problem := data.search.header_problem(path):
+            return "damaged", (
+                f"found but damaged: {problem}. Replace it with a good copy, or delete it and "
+                "download the dataset again."
+            )
         return "local", f"available locally at {path}"
     return "download", (
         f"not on this machine yet. Download it now (~{download_mb(dataset)} MB), or put "
@@ -123,6 +131,8 @@ def data_problem(dataset: str, data_dir: str | None = None) -> str | None:
             f"{dataset} is not on this machine: download it or enter a data folder holding it "
             "(Train page, under Dataset) before Start."
         )
+    if kind == "damaged":
+        return f"{dataset} was {message}"
     return f"{dataset} cannot be found: {message}"
 
 

@@ -1,5 +1,6 @@
 """The Runs page's data shaping: run labels and captions, runs grouped by submission, live
-progress (stage, epoch, batch, images/s, ETA) and the live loss/accuracy figure of one run.
+progress (stage, epoch, batch, images/s, ETA), the "no learning" flag of a run that ended at
+chance, and the live loss/accuracy figure of one run.
 
 No Streamlit and no TensorFlow here: plain run records and metric rows in, values and plotly
 figures out, unit-tested without a browser.
@@ -15,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from bn_core.config import TrainConfig
+from bn_core.results import CHANCE, chance_margin, final_accuracy, finite, no_learning
 from bn_core.runs.records import STARTING
 from bn_core.runs.store import RunRecord
 from bn_core.views.charts import METRIC_TITLES
@@ -46,6 +48,21 @@ def config_caption(config: TrainConfig) -> str:
         f"batch {config.batch_size} · "
         f"{config.optimizer} lr {format_learning_rate(config.learning_rate, config.optimizer)} · "
         f"ε {config.epsilon:g} · window {config.window_size} · {config.activation}{limit}"
+    )
+
+
+def no_learning_note(run: RunRecord, epochs: Sequence[dict[str, Any]]) -> str | None:
+    """One line saying that ``run`` ended at chance (``bn_core.results.no_learning``, from its
+    test accuracy, else its last epoch row's validation accuracy), or None when it did not."""
+    val = [e.get("val_accuracy") for e in epochs]
+    if not no_learning(run.status, run.test_accuracy, val, run.config.val_size):
+        return None
+    accuracy, n = final_accuracy(run.test_accuracy, val, run.config.val_size)
+    which = "test" if finite(run.test_accuracy) is not None else "validation"
+    return (
+        f"No learning: final {which} accuracy {accuracy:.4f} is within chance "
+        f"({CHANCE:g} + {chance_margin(n):.3f} on {n:,} images); the run learned nothing "
+        "(a lower learning rate usually helps)."
     )
 
 

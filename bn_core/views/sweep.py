@@ -1,5 +1,6 @@
-"""The Sweep page's figure: final test accuracy against the swept value, diverged runs marked
-(never hidden, never plotted as zero). The table it draws is ``bn_core.analysis.study``'s."""
+"""The Sweep page's figure: final test accuracy against the swept value, diverged runs and runs
+that learned nothing marked (never hidden, never plotted as zero). The table it draws is
+``bn_core.analysis.study``'s."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from bn_core.views.comparison import variant_color
 def sweep_figure(table: pd.DataFrame, *, height: int = 420) -> go.Figure:
     """Final test accuracy against the (first) swept parameter, one line per variant (and
     value of any other swept parameter): mean ± std over seeds as error bars; each diverged
-    run an 'x' above the data, hover text "diverged"."""
+    run an 'x' above the data, hover text "diverged"; each completed run that learned nothing
+    (``no_learning``) an open circle at its own accuracy, hover text "no learning"."""
     swept = swept_parameters(table) or ["lr_multiplier"]
     x_key, others = swept[0], swept[1:]
     points = sweep_points(table)
@@ -63,8 +65,28 @@ def sweep_figure(table: pd.DataFrame, *, height: int = 420) -> go.Figure:
                     hoverinfo="text",
                 )
             )
+        stuck = sub[sub["no_learning"] & sub["test_accuracy"].notna()]
+        if len(stuck):
+            fig.add_trace(
+                go.Scatter(
+                    x=stuck[x_key],
+                    y=stuck["test_accuracy"],
+                    mode="markers",
+                    name=f"{label}: no learning",
+                    legendgroup=label,
+                    showlegend=False,
+                    marker={"symbol": "circle-open", "size": 14, "color": color},
+                    hovertext=[
+                        f"{label} seed {s}: no learning (test accuracy {a:.4f}, chance 0.1)"
+                        for s, a in zip(stuck["seed"], stuck["test_accuracy"], strict=True)
+                    ],
+                    hoverinfo="text",
+                )
+            )
     n_diverged = int((table["status"] == "diverged").sum())
     note = f"; ✕ = diverged ({n_diverged} run{'s' * (n_diverged != 1)})" if n_diverged else ""
+    n_stuck = int((table["no_learning"] & table["test_accuracy"].notna()).sum())
+    note += f"; ○ = no learning ({n_stuck} run{'s' * (n_stuck != 1)})" if n_stuck else ""
     fig.update_layout(
         title=f"Final test accuracy vs {SWEEP_PARAMETERS[x_key]} (mean ± std over seeds{note})",
         xaxis_title=SWEEP_PARAMETERS[x_key],

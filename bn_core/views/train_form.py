@@ -17,7 +17,7 @@ from typing import Any
 
 from bn_core.analysis import study
 from bn_core.config import DEFAULT_LEARNING_RATES, TrainConfig, field_spec
-from bn_core.constants import DATASETS, TRAIN_ROWS
+from bn_core.constants import DATASETS
 from bn_core.views import datasets
 
 # UI-only choices (not hyperparameters of a run, so they do not live in TrainConfig).
@@ -112,7 +112,7 @@ def field_error(name: str, value: Any) -> str | None:
         if whole and low <= value <= high:
             return None
         return f"repeats must be between {low} and {high}. Received: {value!r}"
-    errors = TrainConfig(**{name: value}).errors()
+    errors = TrainConfig(**{name: value}).field_errors()  # its own limits, not the others'
     return errors[0] if errors else None
 
 
@@ -167,8 +167,6 @@ def train_configs(
             config = TrainConfig(**form, variant=variant, seed=seed, data_dir=folder)
             errors += [e for e in config.errors() if e not in errors]
             configs.append(config)
-    if not errors:
-        errors += _batch_errors(form)
     errors += problems
     return ([] if errors else configs), errors
 
@@ -282,18 +280,3 @@ def sweep_form_state(state: Mapping[str, Any]) -> dict[str, Any]:
         "sweep-seeds": 1,
         **{f"sweep-{n}": train[f"train-{n}"] for n in SHARED_FIELDS},
     }
-
-
-def _batch_errors(form: dict[str, Any]) -> list[str]:
-    """An epoch needs at least one full batch (the trainer drops the incomplete last one)."""
-    spec = {name: field_spec(name)["default"] for name in ("batch_size", "val_size")}
-    batch = form.get("batch_size", spec["batch_size"])
-    val_size = form.get("val_size", spec["val_size"])
-    limit = form.get("train_limit")
-    images = TRAIN_ROWS - val_size if limit is None else min(limit, TRAIN_ROWS - val_size)
-    if images < batch:
-        return [
-            f"only {images} training images (train_limit {limit}, val_size {val_size}) for a "
-            f"batch size of {batch}: raise the train limit or lower the batch size"
-        ]
-    return []

@@ -1,9 +1,12 @@
 """Where runs execute: the ``Backend`` protocol the job runner schedules onto.
 
 ``bn_core.runs.backends.local`` runs each job as a local process; a distributed backend (Ray,
-say) goes beside it and implements the same four methods. Two more are optional, and the
+say) goes beside it and implements the same four methods. Three more are optional, and the
 runner calls them when a backend has them: ``prepare(store)`` when no run is active (get
-ready for the next one: ``local`` starts a standby worker) and ``close()`` when it stops.
+ready for the next one: ``local`` starts a standby worker), ``close()`` when it stops, and
+``start_replay(run_id, store) -> pid`` to run a queued window replay
+(``python -m bn_core.runs.replay_job RUN_ID``, judged by ``alive``/``kill`` like a worker
+until it takes its job); a backend without it leaves replays queued.
 """
 
 from __future__ import annotations

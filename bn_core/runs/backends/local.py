@@ -28,10 +28,12 @@ from pathlib import Path
 
 import psutil
 
+from bn_core.runs import replays
 from bn_core.runs.records import RunRecord
 from bn_core.runs.store import RunStore
 
 WORKER_MODULE = "bn_core.runs.worker"
+REPLAY_MODULE = "bn_core.runs.replay_job"
 STANDBY = "--standby"  # bn_core.runs.worker.STANDBY (not imported: the worker imports a lot)
 # psutil's create_time is the boot time (whole seconds on Linux) plus clock ticks, so it can be
 # up to a second off time.time(): the worker's own started_at is compared with this much room.
@@ -63,6 +65,17 @@ class LocalProcessBackend:
         child = self._hand_over(run_id, store)
         if child is None:
             child = self._spawn(str(run_id), store, store.log_path(run_id), subprocess.DEVNULL)
+        self._children[child.pid] = child
+        return child.pid
+
+    def start_replay(self, run_id: int, store: RunStore) -> int:
+        """Start run ``run_id``'s window replay, ``python -m bn_core.runs.replay_job RUN_ID``
+        (TensorFlow loads there, never in the caller), output in ``logs/replay-ID.log``."""
+        self._store = store
+        log_path = replays.replay_log_path(store.home, run_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        replays.replay_progress_path(store.home, run_id).unlink(missing_ok=True)  # a killed one's
+        child = self._spawn(str(int(run_id)), store, log_path, subprocess.DEVNULL, REPLAY_MODULE)
         self._children[child.pid] = child
         return child.pid
 
@@ -115,12 +128,16 @@ class LocalProcessBackend:
             return None
         return process
 
-    def _spawn(self, arg: str, store: RunStore, log_path: Path, stdin: int) -> subprocess.Popen:
-        """``python -m bn_core.runs.worker ARG`` in its own session, output to ``log_path``."""
+    def _spawn(
+        self, arg: str, store: RunStore, log_path: Path, stdin: int, module: str = WORKER_MODULE
+    ) -> subprocess.Popen:
+        """``python -m MODULE ARG`` in its own session, output to ``log_path``: appended to for
+        a run's worker, a new log for a standby or a replay (its last line is its error)."""
         env = {**os.environ, "BN_LAB_HOME": str(store.home.resolve())}
-        with open(log_path, "wb" if arg == STANDBY else "ab") as log:
+        append = module == WORKER_MODULE and arg != STANDBY
+        with open(log_path, "ab" if append else "wb") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, arg],
+                [sys.executable, "-m", module, arg],
                 stdin=stdin,
                 stdout=log,
                 stderr=subprocess.STDOUT,

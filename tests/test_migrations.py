@@ -1,0 +1,396 @@
+"""The run store's versioned schema (bn_core.runs.migrations): stores written by older BN Labs
+open, migrate and keep every row, with a backup; a newer store is refused untouched; two
+processes migrating at once, and a migration failing half way, leave one consistent version.
+
+The old stores are made here with the SQL those versions ran, copied literally from their
+sources, so these tests keep meaning "a file as that code wrote it" whatever the code becomes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bn_core.cli import main
+from bn_core.config import TrainConfig
+from bn_core.runs import migrations
+from bn_core.runs.errors import StoreError
+from bn_core.runs.migrations import LATEST, Migration
+from bn_core.runs.store import RunStore
+
+# bn_core/runs/schema.py's SCHEMA at af657e3 (issue 10, the last store without a version): WAL
+# mode, this script, and the ``stage`` column; user_version stayed 0.
+ISSUE_10_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,     -- also the queue order
+    group_id TEXT NOT NULL,                   -- runs started together (one click, one sweep)
+    variant TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    heartbeat REAL,
+    pid INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    data_source TEXT,
+    steps_per_epoch INTEGER,
+    total_steps INTEGER,
+    test_loss REAL,
+    test_accuracy REAL,
+    stage TEXT                                -- what a running run is doing (records.py)
+);
+CREATE TABLE IF NOT EXISTS batch_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, epoch INTEGER NOT NULL, batch INTEGER NOT NULL,
+    epoch_progress REAL NOT NULL, loss REAL, accuracy REAL, t REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL, step INTEGER NOT NULL, loss REAL, accuracy REAL,
+    val_loss REAL, val_accuracy REAL, seconds REAL, images_per_second REAL, t REAL NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+-- Probes (bn_core.nn.probes, only for runs with probe_every > 0). Added later than the tables
+-- above: CREATE ... IF NOT EXISTS upgrades an existing store in place.
+CREATE TABLE IF NOT EXISTS probe_steps (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, epoch_progress REAL NOT NULL,
+    accuracy REAL,                            -- on the probe batch, inference mode
+    t REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS probe_percentiles (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, site TEXT NOT NULL,
+    scope TEXT NOT NULL CHECK (scope IN ('layer', 'unit')),
+    p15 REAL, p50 REAL, p85 REAL,             -- of the activation's input
+    PRIMARY KEY (run_id, step, site, scope)
+);
+CREATE TABLE IF NOT EXISTS grad_norms (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, layer TEXT NOT NULL, norm REAL,
+    PRIMARY KEY (run_id, step, layer)
+);
+CREATE TABLE IF NOT EXISTS mode_gap (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    inference REAL, batch_stats REAL,         -- validation accuracy in each BN mode
+    PRIMARY KEY (run_id, epoch)
+);
+"""
+
+# bn_core/store.py's _SCHEMA at 2e8412a: before the probe tables and the ``stage`` column.
+STUDIES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,     -- also the queue order
+    group_id TEXT NOT NULL,                   -- runs started together (one click, one sweep)
+    variant TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config_json TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    heartbeat REAL,
+    pid INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    data_source TEXT,
+    steps_per_epoch INTEGER,
+    total_steps INTEGER,
+    test_loss REAL,
+    test_accuracy REAL
+);
+CREATE TABLE IF NOT EXISTS batch_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL, epoch INTEGER NOT NULL, batch INTEGER NOT NULL,
+    epoch_progress REAL NOT NULL, loss REAL, accuracy REAL, t REAL NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL, step INTEGER NOT NULL, loss REAL, accuracy REAL,
+    val_loss REAL, val_accuracy REAL, seconds REAL, images_per_second REAL, t REAL NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
+"""
+
+LATEST_TABLES = {
+    "runs",
+    "batch_metrics",
+    "epoch_metrics",
+    "probe_steps",
+    "probe_percentiles",
+    "grad_norms",
+    "mode_gap",
+    "runners",
+    "replay_jobs",
+}
+
+
+def old_store(home: Path, schema: str, runs: int = 3, steps: int = 4, journal: str = "WAL") -> Path:
+    """``home/runs.sqlite`` as the code of ``schema`` left it: WAL mode (or ``journal``: a
+    backup, which is in DELETE mode, put back in place), user_version 0, with ``runs``
+    finished runs (seeds 0, 1, ...), ``steps`` batch rows and one epoch row each, and probe
+    rows when the schema has probe tables."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "runs.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute(f"PRAGMA journal_mode={journal}")
+        db.executescript(schema)
+        probes = "probe_steps" in schema
+        db.execute("BEGIN")
+        for seed in range(runs):
+            config = json.dumps(TrainConfig(seed=seed, epochs=2).to_dict())
+            run_id = db.execute(
+                "INSERT INTO runs (group_id, variant, seed, config_json, status, created_at,"
+                " finished_at, test_loss, test_accuracy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ("g", "lenet", seed, config, "completed", 1.0 + seed, 2.0 + seed, 0.5, 0.9),
+            ).lastrowid
+            for step in range(1, steps + 1):
+                db.execute(
+                    "INSERT INTO batch_metrics VALUES (?, ?, 1, ?, ?, ?, 0.5, ?)",
+                    (run_id, step, step, step / steps, 1.0 / step, float(step)),
+                )
+            db.execute(
+                "INSERT INTO epoch_metrics VALUES (?, 1, ?, 1.0, 0.5, 1.1, 0.45, 2.0, 99.0, 3.0)",
+                (run_id, steps),
+            )
+            if probes:
+                db.execute("INSERT INTO probe_steps VALUES (?, 32, 0.5, 0.7, 4.0)", (run_id,))
+                db.execute(
+                    "INSERT INTO probe_percentiles VALUES (?, 32, 'bn1', 'layer', -1, 0, 1)",
+                    (run_id,),
+                )
+                db.execute("INSERT INTO grad_norms VALUES (?, 32, 'dense', 0.25)", (run_id,))
+                db.execute("INSERT INTO mode_gap VALUES (?, 1, 0.4, 0.45)", (run_id,))
+        db.execute("COMMIT")
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+    finally:
+        db.close()
+    return path
+
+
+def dump(path: Path, columns_of: dict[str, list[str]] | None = None) -> dict[str, list[tuple]]:
+    """Every row of every table of the store at ``path`` (only ``columns_of[table]`` when
+    given: the columns an older version had), sorted."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [
+            name
+            for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        if columns_of is not None:
+            tables = [t for t in tables if t in columns_of]
+        out = {}
+        for table in tables:
+            columns = columns_of[table] if columns_of else ["*"]
+            rows = db.execute(f"SELECT {', '.join(columns)} FROM {table}").fetchall()
+            out[table] = sorted(rows, key=repr)
+        return out
+    finally:
+        db.close()
+
+
+def columns(path: Path) -> dict[str, list[str]]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        names = [
+            n
+            for (n,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        return {n: [row[1] for row in db.execute(f"PRAGMA table_info({n})")] for n in names}
+    finally:
+        db.close()
+
+
+def schema_of(path: Path) -> dict[str, list[tuple]]:
+    """Per table: (name, type, notnull, default, pk) of each column, in column order."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return {
+            table: [row[1:] for row in db.execute(f"PRAGMA table_info({table})")]
+            for table in LATEST_TABLES
+        }
+    finally:
+        db.close()
+
+
+def version(path: Path) -> int:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_new_store_is_at_the_latest_version_with_every_table(tmp_path):
+    store = RunStore(tmp_path / "home")
+    assert version(store.path) == LATEST == len(migrations.MIGRATIONS)
+    assert set(columns(store.path)) == LATEST_TABLES
+    assert {"stage", "owner", "resumes"} <= set(columns(store.path)["runs"])
+    assert not (store.home / "backups").exists()  # nothing to keep a copy of
+    run_id = store.create_run(TrainConfig(), "g")
+    assert RunStore(store.home).get(run_id).resumes == 0  # reopening migrates nothing
+
+
+def test_an_issue_10_store_migrates_keeping_every_row_and_a_backup(tmp_path):
+    home = tmp_path / "home"
+    path = old_store(home, ISSUE_10_SCHEMA, runs=3, steps=4)
+    before, old_columns = dump(path), columns(path)
+    assert set(before) == LATEST_TABLES - {"runners", "replay_jobs"}
+
+    store = RunStore(home)
+    assert version(path) == LATEST and not store.read_only
+    assert dump(path, old_columns) == before  # every row, every value of the old columns
+    runs = store.list_runs()
+    assert [(r.seed, r.status, r.config.epochs, r.owner, r.resumes) for r in runs] == [
+        (0, "completed", 2, None, 0),
+        (1, "completed", 2, None, 0),
+        (2, "completed", 2, None, 0),
+    ]
+    ids = [r.id for r in runs]
+    assert len(store.batch_metrics(ids)) == 12 and len(store.epoch_metrics(ids)) == 3
+    assert len(store.probe_rows(ids)) == 3 and len(store.mode_gap_rows(ids)) == 3
+    # The migrated file has exactly the schema a new store gets.
+    assert schema_of(path) == schema_of(RunStore(tmp_path / "new").path)
+
+    (backup,) = (home / "backups").iterdir()
+    assert backup.name.startswith("runs-v0-") and backup.suffix == ".sqlite"
+    db = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        db.close()
+    assert version(backup) == 0 and columns(backup) == old_columns
+    assert dump(backup) == before
+    RunStore(home)  # opening the migrated store again makes no second backup
+    assert len(list((home / "backups").iterdir())) == 1
+
+
+def test_a_store_older_than_the_stage_column_and_the_probe_tables_migrates(tmp_path):
+    home = tmp_path / "home"
+    path = old_store(home, STUDIES_SCHEMA, runs=2, steps=3)
+    before, old_columns = dump(path), columns(path)
+    assert "stage" not in old_columns["runs"] and "probe_steps" not in old_columns
+
+    store = RunStore(home)
+    assert version(path) == LATEST
+    assert schema_of(path) == schema_of(RunStore(tmp_path / "new").path)
+    assert dump(path, old_columns) == before
+    runs = store.list_runs()
+    assert [(r.seed, r.stage) for r in runs] == [(0, None), (1, None)]
+    assert store.probe_rows([r.id for r in runs]) == []
+    store.update(runs[0].id, stage="compiling")  # the new columns work
+    assert store.get(runs[0].id).stage == "compiling"
+    (backup,) = (home / "backups").iterdir()
+    assert dump(backup) == before
+
+
+def test_a_store_from_a_newer_bn_lab_is_refused_untouched(tmp_path, capsys, monkeypatch):
+    home = tmp_path / "home"
+    path = RunStore(home).path
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=DELETE")  # as a newer BN Lab might leave it
+        db.execute(
+            "INSERT INTO runs (group_id, variant, seed, config_json, status, created_at)"
+            " VALUES ('g', 'lenet', 0, '{}', 'completed', 1.0)"
+        )
+        db.execute("PRAGMA user_version = 99")
+    finally:
+        db.close()
+    before = digest(path)
+
+    with pytest.raises(StoreError) as caught:
+        RunStore(home)
+    message = str(caught.value)
+    assert caught.value.kind == "newer" and "\n" not in message
+    assert str(path) in message and "version 99" in message and f"up to {LATEST}" in message
+    assert digest(path) == before and version(path) == 99
+    assert not (home / "backups").exists()
+
+    monkeypatch.setenv("BN_LAB_HOME", str(home))
+    assert main(["runs"]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "newer BN Lab" in err and str(path) in err
+    assert digest(path) == before
+
+
+def _open_at_once(home: str, barrier, results) -> None:
+    """One of two processes: wait for the other, open the store, report what it saw."""
+    barrier.wait(timeout=60)
+    try:
+        store = RunStore(home)
+        results.put(("ok", [(r.id, r.seed) for r in store.list_runs()]))
+    except BaseException as exc:  # noqa: BLE001 - reported to the test, which fails on it
+        results.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+@pytest.mark.parametrize("journal", ["WAL", "DELETE"])
+def test_two_processes_opening_an_old_store_at_once_both_succeed(tmp_path, journal):
+    home = tmp_path / "home"
+    # ~10k rows: the backup takes a while. DELETE: both also switch the file to WAL at once.
+    path = old_store(home, ISSUE_10_SCHEMA, runs=200, steps=50, journal=journal)
+    before, old_columns = dump(path), columns(path)
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    processes = [
+        context.Process(target=_open_at_once, args=(str(home), barrier, results)) for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    expected = [(i + 1, i) for i in range(200)]
+    assert outcomes == [("ok", expected), ("ok", expected)], outcomes
+    assert version(path) == LATEST
+    assert dump(path, old_columns) == before  # each run once, every metric kept
+    backups = list((home / "backups").iterdir())
+    assert 1 <= len(backups) <= 2  # the second may have found the store already migrated
+    for backup in backups:
+        assert dump(backup) == before
+
+
+def test_a_migration_failing_half_way_leaves_the_store_at_its_old_version(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    path = old_store(home, ISSUE_10_SCHEMA, runs=2)
+    before, old_schema = dump(path), columns(path)
+
+    def half_then_disk_full(db: sqlite3.Connection) -> None:
+        db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+        raise sqlite3.OperationalError("database or disk is full")
+
+    broken = Migration(LATEST, "fails after its first statement", half_then_disk_full)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS[:-1], broken))
+    with pytest.raises(StoreError) as caught:
+        RunStore(home)
+    assert caught.value.kind == "full" and "disk full" in str(caught.value)
+    assert version(path) == 0  # not 1: migration 1 rolled back with the failed one
+    assert columns(path) == old_schema and dump(path) == before
+
+    monkeypatch.undo()  # the disk has room again: the real migrations run
+    store = RunStore(home)
+    assert version(path) == LATEST and len(store.list_runs()) == 2
