@@ -21,8 +21,11 @@ from pathlib import Path
 import psutil
 
 TMP_SUFFIX = ".tmp"
-# .{target name}.{writer's pid}.{random}.tmp{suffix}, as atomic_path names them.
+# .{target name}.{writer's pid}.{random}.tmp{suffix}, as atomic_path names them; before the
+# pid was part of the name (BN Lab up to issue 10): .{target name}.{random}.tmp{suffix}.
 _PARTIAL = re.compile(r"^\..+\.(\d+)\.[^.]+" + re.escape(TMP_SUFFIX) + r"(\.\w+)?$")
+_OLD_PARTIAL = re.compile(r"^\..+\.[^.]+" + re.escape(TMP_SUFFIX) + r"(\.\w+)?$")
+OLD_PARTIAL_AGE = 3600.0  # seconds: an old-style partial file (no pid) this old is abandoned
 
 
 @contextmanager
@@ -50,7 +53,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 def remove_partials(folder: str | os.PathLike, min_age: float = 60.0) -> list[Path]:
     """Delete the temporary files ``atomic_path`` left in ``folder`` when its writer was killed:
     those whose writer's pid no longer exists and that are older than ``min_age`` seconds
-    (a pid the OS has reused keeps a file until that process ends too). Returns them."""
+    (a pid the OS has reused keeps a file until that process ends too), and those named
+    without a pid (older versions) once older than ``OLD_PARTIAL_AGE``. Returns them."""
     removed = []
     try:
         entries = list(os.scandir(folder))
@@ -59,13 +63,18 @@ def remove_partials(folder: str | os.PathLike, min_age: float = 60.0) -> list[Pa
     now = time.time()
     for entry in entries:
         match = _PARTIAL.match(entry.name)
-        if match is None or not entry.is_file(follow_symlinks=False):
+        legacy = match is None and _OLD_PARTIAL.match(entry.name) is not None
+        if (match is None and not legacy) or not entry.is_file(follow_symlinks=False):
             continue
         try:
-            old = now - entry.stat(follow_symlinks=False).st_mtime > min_age
+            age = now - entry.stat(follow_symlinks=False).st_mtime
         except OSError:
             continue
-        if old and not psutil.pid_exists(int(match.group(1))):
+        if legacy:
+            abandoned = age > max(min_age, OLD_PARTIAL_AGE)
+        else:
+            abandoned = age > min_age and not psutil.pid_exists(int(match.group(1)))
+        if abandoned:
             Path(entry.path).unlink(missing_ok=True)
             removed.append(Path(entry.path))
     return removed

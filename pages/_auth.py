@@ -18,6 +18,7 @@ from __future__ import annotations
 import hmac
 import importlib.util
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +30,9 @@ PASSED = "bn-lab-login-passed"  # session_state key: this session gave the right
 FORM = "login"  # widget keys: login-password, login-submit (CSS classes .st-key-login-...)
 LOGOUT = "logout"
 WRONG = "Wrong password."
+# Seconds a wrong password waits for its answer: a guesser gets about one try a second per
+# session (a slower guess, not a lockout: someone else's typo costs them only a second).
+WRONG_PAUSE_S = 1.0
 # Keys of [auth] that are mappings of the default provider itself, not named providers.
 PROVIDER_SETTINGS = {"client_kwargs"}
 
@@ -130,6 +134,7 @@ def _password_gate(password: str, logout: bool) -> None:
         if password_matches(given, password):
             st.session_state[PASSED] = True
             st.rerun()  # draw the app without the form
+        time.sleep(WRONG_PAUSE_S)
         st.error(WRONG)
     st.stop()
 

@@ -7,6 +7,7 @@ job's state from the store (``replay_jobs``) and reads the JSON it writes."""
 import streamlit as st
 
 from bn_core.runs import replays
+from bn_core.runs.errors import StoreError
 from bn_core.views import replay as rv
 from bn_core.views import runs as live
 from pages._ui import (
@@ -24,7 +25,9 @@ use_navigation()
 runner = get_runner()
 store = runner.store
 st.title("Window size")
-store_banner()  # read-only, a full disk, damaged runs: said once
+read_only = store_banner()  # read-only, a full disk, damaged runs: said once; Replay is off
+if failed := st.session_state.pop("window-store-error", None):  # a Replay click that failed
+    st.error(failed, icon=":material/error:")
 st.caption(
     "After training, each of our BN layers holds the statistics of the last epoch's batches. "
     "A replay re-estimates every layer's E[x] and Var[x] from the last W of them (Algorithm 2 "
@@ -37,7 +40,12 @@ st.caption(
 
 
 def start(run_ids: list[int]) -> None:
-    runner.replay(run_ids)
+    """A Replay click: a store that cannot take the write (read-only, a full disk) is said
+    once at the top of the page (the callback runs before the page), never raised."""
+    try:
+        runner.replay(run_ids)
+    except StoreError as exc:
+        st.session_state["window-store-error"] = str(exc)
 
 
 runs = [r for r in store.list_runs() if not r.active]
@@ -95,6 +103,8 @@ if to_replay:
             on_click=start,
             args=([run_id],),
             icon=":material/replay:",
+            disabled=read_only is not None,
+            help=read_only,
         )
     if len(to_replay) > 1:
         columns[-1].button(
@@ -104,6 +114,8 @@ if to_replay:
             args=(to_replay,),
             icon=":material/replay:",
             type="primary",
+            disabled=read_only is not None,
+            help=read_only,
         )
 
 

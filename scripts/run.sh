@@ -14,4 +14,5 @@ for arg in "$@"; do
     --server.address | --server.address=*) address=() ;;  # the user's own choice
   esac
 done
-exec .venv/bin/python -m streamlit run app.py "${address[@]}" "$@"
+# ${a[@]+"${a[@]}"}: an empty array under set -u is an error in bash < 4.4 (macOS' 3.2).
+exec .venv/bin/python -m streamlit run app.py ${address[@]+"${address[@]}"} "$@"

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from bn_core.config import TrainConfig
 from bn_core.runs import replays
+from bn_core.runs.errors import StoreError, describe
 from bn_core.runs.runner import JobRunner
 from bn_core.runs.store import RunStore
 from bn_core.views import replay as rv
@@ -242,6 +243,38 @@ def test_replay_all_queues_every_missing_replay_in_one_line(store):
     first, second = sorted(jobs)
     assert places == {first: "next in line", second: "1 job(s) ahead of it"}
     assert not at.button
+
+
+def test_a_read_only_store_shows_replays_with_the_buttons_off(store, monkeypatch):
+    ids = seed_store(store)
+    other = store.create_run(TrainConfig(variant="lenet_bn1"), "new")
+    store.transition(other, ("queued",), "completed")
+    store.model_path(other).write_bytes(b"model")
+    monkeypatch.setattr(store, "read_only", True)  # as RunStore finds a store it cannot write
+    reason = _ui.read_only_reason(store)
+    at = open_page()
+    assert [w.value for w in at.warning] == [reason] and not at.error
+    keys = [f"window-replay-{ids['fresh']}", f"window-replay-{other}", "window-replay-all"]
+    assert [b.key for b in at.button] == keys
+    assert all(b.disabled and b.help == reason for b in at.button)
+    assert at.table[0].value.shape == (8, 1)  # the replay already made is still shown
+
+
+def test_a_replay_the_store_cannot_take_is_one_error_at_the_top(store, monkeypatch):
+    ids = seed_store(store)
+    message = describe("full", store.path)
+
+    def full(run_ids):
+        raise StoreError("full", message, store.path)
+
+    monkeypatch.setattr(store, "queue_replays", full)
+    at = open_page()
+    at.button(key=f"window-replay-{ids['fresh']}").click().run()
+    assert not at.exception and [e.value for e in at.error] == [message]
+    assert store.replay_jobs() == {}
+    assert not at.button(key=f"window-replay-{ids['fresh']}").disabled  # room may come back
+    at.run()
+    assert not at.error  # said once, not on every rerun
 
 
 def test_the_page_never_imports_tensorflow(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import pytest
 
@@ -75,3 +76,13 @@ def test_remove_partials_deletes_only_files_of_dead_writers(tmp_path):
     assert remove_partials(target.parent, min_age=0) == [left]
     assert sorted(p.name for p in target.parent.iterdir()) == sorted([mine.name, other.name])
     assert remove_partials(tmp_path / "missing") == []
+
+
+def test_remove_partials_also_removes_old_style_partials_after_an_hour(tmp_path):
+    old_style = tmp_path / ".run-3.keras.k2j3h4.tmp.keras"  # BN Lab <= issue 10: no pid
+    old_style.write_bytes(b"half")
+    assert remove_partials(tmp_path, min_age=0) == []  # it may still be written: wait an hour
+    hour_ago = time.time() - 3700
+    os.utime(old_style, (hour_ago, hour_ago))
+    assert remove_partials(tmp_path, min_age=0) == [old_style]
+    assert list(tmp_path.iterdir()) == []

@@ -394,3 +394,28 @@ def test_a_migration_failing_half_way_leaves_the_store_at_its_old_version(tmp_pa
     monkeypatch.undo()  # the disk has room again: the real migrations run
     store = RunStore(home)
     assert version(path) == LATEST and len(store.list_runs()) == 2
+
+
+def test_a_migration_that_sqlite_already_rolled_back_still_says_why_it_failed(
+    tmp_path, monkeypatch
+):
+    """SQLite rolls a transaction back itself on some errors (SQLITE_FULL, SQLITE_IOERR): the
+    ROLLBACK that follows then fails ("no transaction is active"), and must not hide the
+    error that says what to fix."""
+    home = tmp_path / "home"
+    path = old_store(home, ISSUE_10_SCHEMA, runs=2)
+    before = dump(path)
+
+    def disk_full_rolled_back(db: sqlite3.Connection) -> None:
+        db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+        db.execute("ROLLBACK")  # as SQLite does when the disk fills
+        raise sqlite3.OperationalError("database or disk is full")
+
+    broken = Migration(LATEST, "fails after SQLite rolled it back", disk_full_rolled_back)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS[:-1], broken))
+    with pytest.raises(StoreError) as caught:
+        RunStore(home)
+    assert caught.value.kind == "full" and "cannot rollback" not in str(caught.value)
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    assert str(caught.value.__cause__) == "database or disk is full"
+    assert version(path) == 0 and dump(path) == before

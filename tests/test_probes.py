@@ -432,7 +432,7 @@ def test_the_worker_stores_probe_and_mode_gap_events(tmp_path, monkeypatch):
     store = RunStore(tmp_path)
     run_id = store.create_run(TrainConfig(probe_every=32), "g")
 
-    def fake_train(config, on_event, should_stop):
+    def fake_train(config, on_event, should_stop, **engine_options):
         on_event(_probe_event(32))
         on_event(
             {

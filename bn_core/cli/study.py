@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 import textwrap
 import threading
@@ -124,17 +123,8 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str):
                 split_key = key
             print(f"run {i}/{len(configs)}: {config.variant} seed {config.seed}", file=sys.stderr)
             store = store or RunStore(home)
-            run_id = store.create_run(config, group)
-            now = time.time()  # this process owns the run: a runner sees it end if we die
-            store.transition(
-                run_id,
-                ("queued",),
-                "running",
-                started_at=now,
-                heartbeat=now,
-                pid=os.getpid(),
-                owner=owner.current(),
-            )
+            me = owner.current()  # this process owns the run: a runner sees it end if we die
+            run_id = store.create_run(config, group, owner=me)
             run_ids.append(run_id)
 
             def on_event(event, bar=None, run_id=run_id, store=store):
@@ -143,7 +133,7 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str):
                     record_event(store, run_id, event)
 
             cancel = threading.Event()  # the dashboard's Cancel on this run
-            with progress.Progress(config) as bar, heartbeat(store, run_id, cancel):
+            with progress.Progress(config) as bar, heartbeat(store, run_id, me, cancel):
                 sink = functools.partial(on_event, bar=bar)
                 should_stop = lambda cancel=cancel: stop() or cancel.is_set()  # noqa: E731
                 result = train(config, on_event=sink, should_stop=should_stop, splits=splits)
@@ -151,6 +141,7 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str):
                 run_id,
                 ("running",),
                 result.status,
+                held_by=me,
                 finished_at=time.time(),
                 error=result.error,
                 test_loss=result.test_loss,

@@ -10,7 +10,8 @@ user can act on, each with a message that names the file and the fix:
 ``damaged``   the file is not a SQLite database, or its pages are corrupt;
 ``io``        the OS reported an I/O error reading or writing it;
 ``newer``     it was written by a newer BN Lab (its schema version is higher than ours);
-``home``      ``$BN_LAB_HOME`` itself is unusable (a file, not a folder; no permission).
+``home``      ``$BN_LAB_HOME`` itself is unusable (a file, not a folder; no permission; a folder
+              that holds no store yet and where none can be created).
 
 Anything else (a locked database past the timeout, a programming error) is not a
 ``StoreError``: it is left to propagate as it is.
@@ -66,8 +67,10 @@ def free_mb(folder: str | os.PathLike) -> float | None:
         return None
 
 
-def kind_of(exc: BaseException) -> str | None:
-    """The kind of a store problem ``exc`` is, or None when it is not one."""
+def kind_of(exc: BaseException, path: Path | None = None) -> str | None:
+    """The kind of a store problem ``exc`` is, or None when it is not one. With ``path`` (the
+    store's file), SQLite's "unable to open database file" for a file that does not exist yet
+    is ``home``: its folder cannot hold a new store (there is no history to view)."""
     if isinstance(exc, StoreError):
         return exc.kind
     if isinstance(exc, OSError) and exc.errno in _ERRNO:
@@ -78,6 +81,8 @@ def kind_of(exc: BaseException) -> str | None:
             if fragment in text:
                 return kind
         if "unable to open database file" in text:
+            if path is not None and not path.exists():
+                return "home"  # nothing to open read-only: the folder refused a new file
             return "readonly"  # the usual cause: the folder or the -wal/-shm files not writable
     return None
 
@@ -87,7 +92,7 @@ def store_error(exc: BaseException, path: Path) -> StoreError | None:
     ``exc`` is not a store problem)."""
     if isinstance(exc, StoreError):
         return exc
-    kind = kind_of(exc)
+    kind = kind_of(exc, path)
     if kind in (None, "io") and isinstance(exc, sqlite3.Error):
         # A full disk does not always say so: in WAL mode SQLite often reports "disk I/O
         # error" (a -wal or -shm file could not grow), and a reader that cannot map the WAL
@@ -98,6 +103,9 @@ def store_error(exc: BaseException, path: Path) -> StoreError | None:
     if kind is None:
         return None
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if kind == "home":
+        detail = f"it cannot hold a new run store: {path.name} cannot be created there, {detail}"
+        return StoreError(kind, describe(kind, path.parent, detail), path.parent)
     return StoreError(kind, describe(kind, path, detail), path)
 
 
@@ -127,4 +135,7 @@ def describe(kind: str, path: Path, detail: str = "") -> str:
             f"the run store {path} was written by a newer BN Lab ({detail}): upgrade BN Lab, "
             "or point BN_LAB_HOME at another folder; the file was left untouched"
         )
-    return f"BN_LAB_HOME {path} cannot be used as the run store's folder ({detail})"
+    return (
+        f"BN_LAB_HOME {path} cannot be used as the run store's folder ({detail}): make it a "
+        "folder you can write to, or point BN_LAB_HOME at one"
+    )

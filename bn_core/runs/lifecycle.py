@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from bn_core.config import TrainConfig
+from bn_core.runs.owner import pid_of
 from bn_core.runs.records import FINISHED, STATUSES, RunRecord, read_rows
 from bn_core.runs.replay_queue import active_jobs, replay_goes_first
+from bn_core.runs.schema import transaction
 
 RESUMABLE = ("interrupted", "cancelled", "failed")  # what ``requeue`` takes back
 
@@ -30,15 +32,45 @@ class RunLifecycle:
     # yet). Replaced, never changed in place: threads share a store.
     _damaged: dict[int, str] | None = None
 
-    def create_run(self, config: TrainConfig, group_id: str) -> int:
-        config.validate()
-        with self.connect() as db:
-            cur = db.execute(
-                "INSERT INTO runs (group_id, variant, seed, config_json, status, created_at)"
-                " VALUES (?, ?, ?, ?, 'queued', ?)",
-                (group_id, config.variant, config.seed, json.dumps(config.to_dict()), time.time()),
-            )
-            return int(cur.lastrowid)
+    def create_run(self, config: TrainConfig, group_id: str, *, owner: str | None = None) -> int:
+        """Queue one run; with ``owner`` (an owner string, ``bn_core.runs.owner``) it is
+        created ``running`` instead, owned by that process from its first moment (``study``,
+        which trains it itself: no runner can claim it in between)."""
+        return self.create_runs([config], group_id, owner=owner)[0]
+
+    def create_runs(
+        self, configs: list[TrainConfig], group_id: str, *, owner: str | None = None
+    ) -> list[int]:
+        """Queue one run per config in one transaction: all of them, or none (a full disk
+        half way leaves nothing behind)."""
+        for config in configs:
+            config.validate()
+        now = time.time()
+        status, pid = ("running", pid_of(owner)) if owner else ("queued", None)
+        beat = now if owner else None
+        with self.connect() as db, transaction(db):
+            return [
+                int(
+                    db.execute(
+                        "INSERT INTO runs (group_id, variant, seed, config_json, status,"
+                        " created_at, started_at, heartbeat, pid, owner)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            group_id,
+                            config.variant,
+                            config.seed,
+                            json.dumps(config.to_dict()),
+                            status,
+                            now,
+                            beat,
+                            beat,
+                            pid,
+                            owner,
+                        ),
+                    ).lastrowid
+                )
+                for config in configs
+            ]
 
     def get(self, run_id: int) -> RunRecord | None:
         """The run, or None when there is none or its row is damaged (``damaged_runs``)."""
@@ -94,19 +126,43 @@ class RunLifecycle:
             row = db.execute("SELECT group_id FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         return row["group_id"] if row else None
 
-    def transition(self, run_id: int, expected: tuple[str, ...], status: str, **fields) -> bool:
-        """Set ``status`` (and ``fields``) only if the run is still in one of ``expected``.
+    def transition(
+        self,
+        run_id: int,
+        expected: tuple[str, ...],
+        status: str,
+        *,
+        held_by: str | None = None,
+        **fields,
+    ) -> bool:
+        """Set ``status`` (and ``fields``) only if the run is still in one of ``expected``
+        (and, with ``held_by``, still owned by that owner string).
 
         Returns whether it happened: the compare-and-set that keeps two processes from
-        both starting, or both ending, the same run.
+        both starting, or both ending, the same run; ``held_by`` keeps a process that lost
+        the run (judged dead, and the run resumed by another) from ending the new attempt.
         """
         assert status in STATUSES, status
         sets = ", ".join(f"{k} = ?" for k in ("status", *fields))
+        guard, args = "", []
+        if held_by is not None:
+            guard, args = " AND owner = ?", [held_by]
         with self.connect() as db:
             cur = db.execute(
                 f"UPDATE runs SET {sets} WHERE id = ?"
-                f" AND status IN ({','.join('?' * len(expected))})",
-                (status, *fields.values(), run_id, *expected),
+                f" AND status IN ({','.join('?' * len(expected))}){guard}",
+                (status, *fields.values(), run_id, *expected, *args),
+            )
+            return cur.rowcount == 1
+
+    def beat(self, run_id: int, held_by: str) -> bool:
+        """Refresh the heartbeat of run ``run_id`` if ``held_by`` still owns it while it is
+        active; False tells the process it has lost the run (and should stop)."""
+        with self.connect() as db:
+            cur = db.execute(
+                "UPDATE runs SET heartbeat = ? WHERE id = ? AND owner = ?"
+                " AND status IN ('starting', 'running')",
+                (time.time(), run_id, held_by),
             )
             return cur.rowcount == 1
 

@@ -22,6 +22,7 @@ test that opens a store of the previous version (tests/test_migrations.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -182,7 +183,10 @@ def migrate(db: sqlite3.Connection, path: Path, *, keep_backup: bool = True) -> 
                 step.apply(db)
         db.execute(f"PRAGMA user_version = {LATEST}")
     except BaseException:
-        db.execute("ROLLBACK")
+        # A step that failed for a full disk or an I/O error may have rolled back already:
+        # "cannot rollback - no transaction is active" must not replace the error saying why.
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
     return version

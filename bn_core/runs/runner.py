@@ -100,7 +100,7 @@ class JobRunner:
             config.validate()
         caps.check_submit(len(configs), self.store.count_runs(("queued",)))
         group = group_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        ids = [self.store.create_run(config, group) for config in configs]
+        ids = self.store.create_runs(configs, group)  # all or none
         self._wake.set()
         return ids
 
@@ -152,6 +152,8 @@ class JobRunner:
         with self._lock:
             now = time.time()
             self.store.runner_heartbeat(self.runner_id)  # this runner is alive (presence)
+            if self.problem is not None:  # the store works again: nobody could write a
+                self._writable_since = now  # heartbeat meanwhile, so judge them from now on
             active = self.store.list_runs(("starting", "running"))
             for run in active:
                 self._check(run, now)
@@ -289,7 +291,7 @@ class JobRunner:
                 self.tick()
                 if self.problem is not None:
                     print("bn-lab runner: the run store works again", file=sys.stderr)
-                    self.problem, self._writable_since = None, time.time()
+                    self.problem = None
             except StoreError as exc:
                 if self.problem is None:  # say it once, not every pass
                     print(f"bn-lab runner: {exc}; retrying every {BACKOFF:g} s", file=sys.stderr)
@@ -321,7 +323,7 @@ def dead(run: RunRecord, backend: Backend | None = None) -> bool:
 
 def reap(store: RunStore) -> list[int]:
     """Mark ``interrupted`` the active runs whose owning process on this machine is gone,
-    with no runner needed (``bn-lab runs`` and ``submit`` call it); returns their ids."""
+    with no runner needed (``bn-lab runs`` calls it); returns their ids."""
     ended = []
     for run in store.list_runs(("starting", "running")):
         if (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -29,9 +30,11 @@ def open_store(home: Path, path: Path) -> tuple[Path, bool]:
     """Make sure the store at ``path`` (in folder ``home``) exists at the latest schema version.
 
     Returns ``(path to read, read_only)``. A store that cannot be written is opened read-only
-    (history can be viewed); if it is also older than this BN Lab, its history is read from a
-    migrated copy in a temporary folder (the file itself is never changed). Raises
-    ``StoreError`` for a damaged or newer store, or an unusable ``home``.
+    (history can be viewed). Its history is read from a copy in a temporary folder (the file
+    itself is never changed) when it is older than this BN Lab (the copy is migrated), or when
+    its folder cannot be written and its ``-wal`` file holds commits: SQLite could then read
+    the main file only, as immutable, without them. Raises ``StoreError`` for a damaged or
+    newer store, or an unusable ``home``.
     """
     _make_home(home)
     try:
@@ -39,21 +42,75 @@ def open_store(home: Path, path: Path) -> tuple[Path, bool]:
             refuse_newer(db, path)  # before the next line: a newer store stays byte for byte
             db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
             migrate(db, path)
+            _probe_write(db, LATEST)  # a read-only file in a writable folder opens silently
         return path, False
     except StoreError as exc:
         if exc.kind != "readonly" or not path.is_file():
             raise
+    if _wal_unreadable(path):
+        return _wal_snapshot(path), True
     with connect(path, read_only=True) as db:
         if refuse_newer(db, path) == LATEST:
             return path, True
-        folder = Path(tempfile.mkdtemp(prefix="bn-lab-readonly-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        snapshot = folder / path.name
+        snapshot = _snapshot_path(path)
         backup(db, snapshot)
-    _SNAPSHOTS[snapshot] = path
     with connect(snapshot) as db:
         migrate(db, snapshot, keep_backup=False)  # the store itself is the backup
     return snapshot, True
+
+
+def _probe_write(db: sqlite3.Connection, version: int) -> None:
+    """Raise (a ``readonly`` error) if the store open on ``db`` cannot be written. SQLite
+    opens a file it may only read without a word, and at the latest version nothing has been
+    written yet. In WAL mode ``BEGIN IMMEDIATE`` alone succeeds even then (its lock lives in
+    the ``-shm`` file), so one write statement that changes nothing is tried, then undone."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"PRAGMA user_version = {int(version)}")
+    finally:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+
+
+def _wal_unreadable(path: Path) -> bool:
+    """Whether the read-only store at ``path`` has commits in its ``-wal`` file that a
+    read-only connection could miss: its folder cannot be written, so SQLite may be unable to
+    create the ``-shm`` index a WAL needs and fall back to the main file alone (immutable)."""
+    wal = path.with_name(f"{path.name}-wal")
+    try:
+        return wal.stat().st_size > 0 and not os.access(path.parent, os.W_OK)
+    except OSError:
+        return False  # no -wal file: the main file holds everything
+
+
+def _wal_snapshot(path: Path) -> Path:
+    """A copy of the store at ``path`` with its ``-wal`` (not ``-shm``: SQLite rebuilds the
+    index) in a temporary folder, opened normally so SQLite replays the WAL into it, then made
+    one self-contained file and migrated if older. Errors name ``path``, never the copy."""
+    snapshot = _snapshot_path(path)
+    try:
+        shutil.copyfile(path, snapshot)
+        shutil.copyfile(path.with_name(f"{path.name}-wal"), f"{snapshot}-wal")
+    except OSError as exc:
+        translated = _translated(exc, path)
+        if translated is exc:
+            raise
+        raise translated from exc
+    with connect(snapshot) as db:
+        refuse_newer(db, path)
+        db.execute("PRAGMA journal_mode=DELETE")  # checkpoints the WAL into the copy
+        migrate(db, snapshot, keep_backup=False)  # the store itself is the backup
+    return snapshot
+
+
+def _snapshot_path(path: Path) -> Path:
+    """Where a read-only copy of the store at ``path`` goes: a temporary folder removed at
+    exit; the copy is registered so that errors met reading it name ``path``."""
+    folder = Path(tempfile.mkdtemp(prefix="bn-lab-readonly-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    snapshot = folder / path.name
+    _SNAPSHOTS[snapshot] = path
+    return snapshot
 
 
 # Migrated copies of read-only stores (``open_store``) -> the store each copies: errors met
@@ -84,11 +141,17 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[sqlite3.Connecti
     try:
         db = _open(path, read_only)
     except (sqlite3.Error, OSError) as exc:
-        raise _translated(exc, shown) from exc
+        translated = _translated(exc, shown)
+        if translated is exc:
+            raise  # not a problem of the file: as it was, not as its own cause
+        raise translated from exc
     try:
         yield db
     except (sqlite3.Error, OSError) as exc:
-        raise _translated(exc, shown) from exc
+        translated = _translated(exc, shown)
+        if translated is exc:
+            raise
+        raise translated from exc
     finally:
         db.close()
 

@@ -56,7 +56,7 @@ STANDBY = "--standby"
 
 def run_worker(run_id: int, store: RunStore) -> str:
     """Train run ``run_id``; returns its final status (or "skipped" if it was not ours)."""
-    now = time.time()
+    now, me = time.time(), owner.current()
     if not store.transition(
         run_id,
         ("queued", "starting"),
@@ -65,16 +65,18 @@ def run_worker(run_id: int, store: RunStore) -> str:
         started_at=now,
         heartbeat=now,
         stage=STARTING,
-        owner=owner.current(),
+        owner=me,
     ):
         return "skipped"  # cancelled before it started, or another worker has it
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    with heartbeat(store, run_id, stop):
+    # The heartbeat goes on while the end is retried (a full disk): the runner must not take
+    # a worker that is waiting to write why it failed for a dead one.
+    with heartbeat(store, run_id, me, stop):
         status, fields, trouble = _train(store, run_id, stop)
-    if trouble:
-        status, fields = "failed", {"error": str(trouble[0])}
-    _finish(store, run_id, status, fields)
+        if trouble:
+            status, fields = "failed", {"error": str(trouble[0])}
+        _finish(store, run_id, status, fields, me)
     return status
 
 
@@ -82,23 +84,23 @@ def _train(store: RunStore, run_id: int, stop: threading.Event) -> tuple[str, di
     """Train the run, recording its events; returns (status, fields for its end, the
     StoreErrors met)."""
     status, fields, trouble = "failed", {}, []
-    run = store.get(run_id)
-    if run is None:  # its row is damaged (bn_core.runs.records.DamagedRun): nothing to train
-        error = f"run #{run_id} is damaged in the store: its config cannot be read"
-        return status, {"error": error}, trouble
-    resumed = Resumed(store, run_id, again=run.resumes > 0)
-
-    def on_event(event: dict) -> None:
-        try:
-            resumed.on_event(event)
-            record_event(store, run_id, event)
-        except StoreError as exc:  # stop training: what it measures could not be kept
-            trouble.append(exc)
-            stop.set()
-            raise
-
     checkpoint = store.checkpoint_path(run_id)
     try:
+        run = store.get(run_id)
+        if run is None:  # its row is damaged (bn_core.runs.records.DamagedRun): nothing to train
+            error = f"run #{run_id} is damaged in the store: its config cannot be read"
+            return status, {"error": error}, trouble
+        resumed = Resumed(store, run_id, again=run.resumes > 0)
+
+        def on_event(event: dict) -> None:
+            try:
+                resumed.on_event(event)
+                record_event(store, run_id, event)
+            except StoreError as exc:  # stop training: what it measures could not be kept
+                trouble.append(exc)
+                stop.set()
+                raise
+
         from bn_core.nn.checkpoint import CheckpointError
         from bn_core.nn.training import train  # TensorFlow loads here (or has: --standby)
 
@@ -110,24 +112,36 @@ def _train(store: RunStore, run_id: int, stop: threading.Event) -> tuple[str, di
         except CheckpointError as exc:  # damaged, or of another config: start over, say why
             print(f"run {run_id}: {exc}; starting over", file=sys.stderr)
             checkpoint.unlink(missing_ok=True)
+            resumed.pending = True  # what a half-done restore kept goes too
+            store.update(run_id, stage=f"starting over: {exc}")
             result = attempt()
         if result.model is not None and result.status in ("completed", "cancelled"):
             store.update(run_id, stage=SAVING)
             artifacts.save_model(result.model, store.model_path(run_id))  # for replay studies
         if result.status in ("completed", "diverged"):  # nothing left to resume
             checkpoint.unlink(missing_ok=True)
+        if result.status == "failed" and _no_space(result.error or ""):
+            # ENOSPC inside the engine (writing the checkpoint): the same cause, said the same way
+            trouble.append(StoreError("full", describe("full", store.path)))
         status = result.status
         fields = {
             "error": result.error,
             "test_loss": result.test_loss,
             "test_accuracy": result.test_accuracy,
         }
+    except StoreError as exc:  # reading the run or its stage: the end says why
+        trouble.append(exc)
     except Exception as exc:  # noqa: BLE001 - config, data or TF errors: the run failed
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         fields = {"error": message}
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             trouble.append(StoreError("full", describe("full", store.path)))
     return status, fields, trouble
+
+
+def _no_space(error: str) -> bool:
+    """Whether an engine error message is the OS saying the disk (or the quota) is full."""
+    return f"[Errno {errno.ENOSPC}]" in error or f"[Errno {errno.EDQUOT}]" in error
 
 
 class Resumed:
@@ -152,14 +166,16 @@ class Resumed:
             self.pending = False
 
 
-def _finish(store: RunStore, run_id: int, status: str, fields: dict) -> None:
+def _finish(store: RunStore, run_id: int, status: str, fields: dict, holder: str) -> None:
     """Record the run's end, retrying while the store cannot be written (a full disk): the
     runner holds back judging heartbeats meanwhile (``JobRunner``), so this process, which
     knows why, writes the end once space allows."""
     said = False
     while True:
         try:
-            store.transition(run_id, ("running",), status, finished_at=time.time(), **fields)
+            store.transition(
+                run_id, ("running",), status, held_by=holder, finished_at=time.time(), **fields
+            )
             return
         except StoreError as exc:
             if exc.kind not in ("full", "io"):  # waiting will not fix it: the log says why
@@ -198,11 +214,13 @@ def record_event(store: RunStore, run_id: int, event: dict) -> None:
 
 
 @contextlib.contextmanager
-def heartbeat(store: RunStore, run_id: int, stop: threading.Event | None = None):
+def heartbeat(store: RunStore, run_id: int, holder: str, stop: threading.Event | None = None):
     """Refresh run ``run_id``'s heartbeat every ``HEARTBEAT_SECONDS`` while the block runs,
-    in a thread; set ``stop`` once its cancel flag is set (the dashboard's Cancel)."""
+    in a thread, as long as ``holder`` (an owner string) owns it; set ``stop`` once its cancel
+    flag is set (the dashboard's Cancel) or once the run is no longer ``holder``'s (judged
+    dead by a runner, and perhaps resumed by another worker: this one must stop writing)."""
     done = threading.Event()
-    args = (store, run_id, stop or threading.Event(), done)
+    args = (store, run_id, holder, stop or threading.Event(), done)
     threading.Thread(target=_heartbeat, args=args, daemon=True).start()
     try:
         yield
@@ -210,11 +228,12 @@ def heartbeat(store: RunStore, run_id: int, stop: threading.Event | None = None)
         done.set()
 
 
-def _heartbeat(store: RunStore, run_id: int, stop: threading.Event, done: threading.Event):
+def _heartbeat(
+    store: RunStore, run_id: int, holder: str, stop: threading.Event, done: threading.Event
+):
     while not done.wait(HEARTBEAT_SECONDS):
         try:
-            store.update(run_id, heartbeat=time.time())
-            if store.cancel_requested(run_id):
+            if not store.beat(run_id, holder) or store.cancel_requested(run_id):
                 stop.set()
         except StoreError:  # the training thread meets it too, at its next event, and ends
             pass

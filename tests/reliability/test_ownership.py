@@ -61,7 +61,8 @@ def test_owner_of_this_process_is_alive_and_a_dead_one_is_not(tmp_path):
 
 def test_a_reused_pid_is_not_the_owner_and_other_hosts_are_unknown():
     host, pid, started = owner.current().split("/")
-    assert owner.alive(f"{host}/{pid}/{float(started) - 100:.2f}") is False  # same pid, older
+    earlier = f"{started[0]}{int(started[1:]) - 1000}"  # 10 s (Linux ticks) or 10 s (1/100 s)
+    assert owner.alive(f"{host}/{pid}/{earlier}") is False  # the same pid, another process
     assert owner.alive(f"not-{host}/{pid}/{started}") is None  # another machine: heartbeats tell
     assert owner.alive(None) is None and owner.alive("garbage") is None
 
@@ -247,3 +248,31 @@ def test_a_killed_runner_is_not_live_and_its_worker_is_adopted(tmp_path):
     finally:
         second.stop()
     assert store.get(run_id).status == "cancelled"
+
+
+def test_an_idle_runner_removes_partial_files_of_killed_writers(tmp_path):
+    """A kill during a model save leaves models/.run-N.keras.PID.X.tmp.keras: the runner's
+    idle pass removes it once its writer is gone (and it is a minute old)."""
+    store = RunStore(tmp_path / "home")
+    dead_writer = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead_writer.wait()
+    models = store.home / "models"
+    models.mkdir()
+    partial = models / f".run-1.keras.{dead_writer.pid}.x1y2.tmp.keras"
+    partial.write_bytes(b"half a model")
+    live = models / f".run-2.keras.{os.getpid()}.x1y2.tmp.keras"
+    live.write_bytes(b"being written")
+    minute_ago = time.time() - 120
+    for path in (partial, live):
+        os.utime(path, (minute_ago, minute_ago))
+
+    class Idle:  # no runs: the runner's idle branch
+        def start(self, run_id, store): ...
+        def alive(self, pid):
+            return True
+
+        def terminate(self, pid): ...
+        def kill(self, pid): ...
+
+    JobRunner(store, Idle(), max_concurrent=1).tick()
+    assert not partial.exists() and live.exists()
