@@ -14,6 +14,7 @@ ever draws, from the first paint on, and all of them must be the app's own.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -224,7 +225,7 @@ def _run_scenario(page: Page, url: str, store: RunStore) -> None:
     expect(limit).to_be_enabled(timeout=30_000)
     limit.fill(str(TRAIN_LIMIT))
     limit.press("Enter")
-    expect(page.get_by_text("2 runs")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("2 runs", exact=True)).to_be_visible(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "1-train.png"), full_page=True)
     page.locator(".st-key-train-start button").click()
     expect(page.get_by_text("Queued 2 run")).to_be_visible(timeout=30_000)
@@ -302,7 +303,8 @@ def test_quick_figure1_preset_streams_the_percentile_charts(server):
             expect(probe_every).not_to_have_value("0")
             expect(page.locator(".st-key-train-train-limit input")).to_be_enabled()
             page.locator(".st-key-train-start button").click()
-            expect(page.get_by_text("Queued")).to_be_visible(timeout=30_000)
+            # (not "queued" alone: the cap line under Start says "... runs are queued now")
+            expect(page.get_by_text(re.compile(r"^Queued \d+ run"))).to_be_visible(timeout=30_000)
             runs = store.list_runs()
             assert {r.variant for r in runs} == {"lenet", "lenet_fc_bn2"}
             settings = [(r.config.probe_every, r.config.train_limit) for r in runs]

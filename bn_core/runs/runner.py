@@ -26,6 +26,8 @@ A runner registers itself in the store (``presence``) while it runs, so ``submit
 whether anyone will start a queued run. When the store cannot be written (disk full, I/O
 errors) the runner backs off, says so once on stderr (``problem`` holds the line for a UI),
 and does not judge heartbeats until writing works again: nobody could write one meanwhile.
+(Over 300 lines: claiming, judging, cancelling and window replays share one lock and one
+pass; dead runs without a runner are ``bn_core.runs.reaper``'s.)
 """
 
 from __future__ import annotations
@@ -43,10 +45,18 @@ from bn_core.runs import caps, owner, replays
 from bn_core.runs.backends import Backend
 from bn_core.runs.backends.local import LocalProcessBackend
 from bn_core.runs.errors import StoreError
+from bn_core.runs.reaper import dead, reap
 from bn_core.runs.resume import resume as resume_run
 from bn_core.runs.store import RunRecord, RunStore
 
-__all__ = ["Backend", "JobRunner", "LocalProcessBackend", "default_concurrency"]
+__all__ = [
+    "Backend",
+    "JobRunner",
+    "LocalProcessBackend",
+    "dead",
+    "default_concurrency",
+    "reap",
+]
 
 
 def default_concurrency() -> int:
@@ -305,37 +315,3 @@ class JobRunner:
 BACKOFF = 5.0  # seconds between scheduling passes while the store cannot be written
 SWEEP_EVERY = 60.0  # seconds between looks for partial files (only while nothing runs)
 PARTIALS_IN = ("models", "checkpoints", "replays")  # folders of the store's atomic writes
-
-
-def dead(run: RunRecord, backend: Backend | None = None) -> bool:
-    """Whether the process that has ``run`` is known to be gone.
-
-    By its owner when it has one (any process of this machine: a worker, a study). A pid
-    that is not the owner's (a worker the owning runner started, which has not claimed the
-    run yet) is also checked through ``backend``, which started it. Runs owned on other
-    machines are never "dead" here: their heartbeats tell."""
-    if owner.alive(run.owner) is False:
-        return True
-    if run.pid is None or backend is None or owner.pid_of(run.owner) == run.pid:
-        return False
-    return not backend.alive(run.pid)
-
-
-def reap(store: RunStore) -> list[int]:
-    """Mark ``interrupted`` the active runs whose owning process on this machine is gone,
-    with no runner needed (``bn-lab runs`` calls it); returns their ids."""
-    ended = []
-    for run in store.list_runs(("starting", "running")):
-        if (
-            run.owner is not None
-            and dead(run)
-            and store.transition(
-                run.id,
-                ("starting", "running"),
-                "cancelled" if run.cancel_requested else "interrupted",
-                error="its process exited; metrics up to then are kept",
-                finished_at=time.time(),
-            )
-        ):
-            ended.append(run.id)
-    return ended

@@ -25,6 +25,8 @@ compiling them again (the same program, so the same numbers). XLA checks each lo
 against the program it was asked to compile; the folder is per CPU model and TensorFlow
 version, since machine code compiled for one CPU may not run on another. TensorFlow logs an
 "Error parsing text-format" line for each entry it loads (it tries the text format first).
+(Over 300 lines: claiming, training, recording, resuming and ending a run under a full disk
+are one story, and the XLA cache helpers are the worker's alone.)
 """
 
 from __future__ import annotations
