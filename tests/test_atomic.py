@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import time
 
 import pytest
@@ -47,24 +49,22 @@ def test_artifacts_write_text_and_save_model_go_through_it(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "m.keras"]
 
 
-def _killed_mid_write(target) -> None:
-    """A writer SIGKILLed inside atomic_path: what a kill during a model save leaves."""
-    import os
-    import signal
-
-    with atomic_path(target, suffix=".keras") as tmp:
-        tmp.write_bytes(b"half a model")
-        os.kill(os.getpid(), signal.SIGKILL)
+# A writer SIGKILLed inside atomic_path: what a kill during a model save leaves behind.
+KILLED_MID_WRITE = """
+import os, signal, sys
+from bn_core.atomic import atomic_path
+with atomic_path(sys.argv[1], suffix=".keras") as tmp:
+    tmp.write_bytes(b"half a model")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
 
 
 def test_remove_partials_deletes_only_files_of_dead_writers(tmp_path):
-    import multiprocessing
-
     target = tmp_path / "models" / "run-7.keras"
-    child = multiprocessing.get_context("spawn").Process(target=_killed_mid_write, args=(target,))
-    child.start()
-    child.join(60)
-    assert child.exitcode == -9
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(target)], capture_output=True, timeout=60
+    )
+    assert child.returncode == -9, child.stderr[-2000:]
     (left,) = [p for p in target.parent.iterdir()]  # the partial file stayed behind
     assert left.name.startswith(".run-7.keras.") and not target.exists()
     mine = target.parent / f".run-8.keras.{os.getpid()}.abc123.tmp.keras"  # a live writer's
