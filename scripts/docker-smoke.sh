@@ -86,8 +86,12 @@ begin "healthcheck"
 wait_healthy
 
 begin "dashboard page"
-curl -fsS "http://127.0.0.1:$port/_stcore/health" | grep -qx "ok" || fail "/_stcore/health is not ok"
-curl -fsS "http://127.0.0.1:$port/" | grep -qi "<title>" || fail "the dashboard page did not load"
+# Whole bodies first: `curl | grep -q` fails under pipefail when grep exits before curl has
+# written everything (curl: (23) Failed writing body), a race, not a broken page.
+health=$(curl -fsS "http://127.0.0.1:$port/_stcore/health") || fail "/_stcore/health did not answer"
+grep -qx "ok" <<<"$health" || fail "/_stcore/health is not ok"
+page=$(curl -fsS "http://127.0.0.1:$port/") || fail "the dashboard page did not load"
+grep -qi "<title>" <<<"$page" || fail "the dashboard page has no <title>"
 
 begin "CLI training"
 out=$(docker exec "$name" python -m bn_core train --variant lenet_fc_bn2 --dataset fashion_mnist \
