@@ -1,6 +1,7 @@
 """Training throughput (images/s) of the engine against a plain Keras reference, in one run.
 
     .venv/bin/python bench/bench_throughput.py [--epochs 4] [--train-limit N] [--repeats 1]
+    .venv/bin/python bench/bench_throughput.py --quick-events [--repeats 3]
 
 Measured, on real Fashion-MNIST (batch 64, Adam, sigmoid, as the study):
   reference        lenet_keras_bn, ``model.compile()`` defaults, ``fit`` on numpy arrays
@@ -12,6 +13,11 @@ Each configuration trains ``--epochs`` epochs; the first (compilation, warm-up) 
 and the median of the others is reported, with ratios to the reference. Only the training
 part of an epoch is timed (validation is off). Timings on a shared 2-core VM are noisy:
 compare the ratios of one run, and rerun with ``--repeats`` to see the spread.
+
+``--quick-events`` measures instead what the dashboard's live points cost a quick run (5,000
+training images, 2 epochs, lenet_fc_bn2, every event JSON-encoded): the worker's
+``min_events_per_epoch`` against 0 (one event every 32 steps), the second epoch's img/s of
+each, the two alternating ``--repeats`` times so a change in the machine's load hits both.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from bn_core import data
 from bn_core.config import TrainConfig
 from bn_core.nn.model import build_model
 from bn_core.nn.training import EngineOptions, train
+from bn_core.runs.worker import LIVE_EVENTS_PER_EPOCH
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -81,16 +88,55 @@ def engine(splits, config: TrainConfig, options=DEFAULT_OPTIONS, sink=None) -> l
     return result.history["images_per_second"]
 
 
+def quick_events(repeats: int) -> None:
+    """Median img/s of a quick run's second epoch, without and with the worker's live events."""
+    limit = 5000
+    splits = data.load("fashion_mnist", val_size=0, train_limit=limit, seed=0)
+    config = TrainConfig(
+        dataset="fashion_mnist", variant="lenet_fc_bn2", epochs=2, val_size=0, train_limit=limit
+    )
+    steps = len(splits.x_train) // config.batch_size
+    options = {}
+    for k in (0, LIVE_EVENTS_PER_EPOCH):
+        opts = EngineOptions(min_events_per_epoch=k)
+        options[f"min_events_per_epoch={k} ({opts.execution_steps(steps)} steps/execution)"] = opts
+    samples: dict[str, list[float]] = {name: [] for name in options}
+    for _ in range(repeats):
+        for name, opts in options.items():
+            per_epoch = engine(splits, config, opts, sink=json.dumps)  # as the worker's store
+            samples[name].append(per_epoch[1])  # the first epoch compiles
+            print(f"{name}: " + ", ".join(f"{v:.0f}" for v in per_epoch), file=sys.stderr)
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"TensorFlow {tf.__version__}; {len(splits.x_train)} training images, batch "
+        f"{config.batch_size} ({steps} steps/epoch), second epoch x {repeats} repeat(s)\n"
+    )
+    print("| engine options | median img/s | min–max |")
+    print("|---|---:|---:|")
+    for name, values in samples.items():
+        low, high = min(values), max(values)
+        print(f"| {name} | {statistics.median(values):,.0f} | {low:,.0f}–{high:,.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="epochs per config (first excluded)")
     parser.add_argument("--train-limit", type=int, default=None, help="training images (all)")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds over all configs")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="rounds over all configs (1; 3 --quick-events)"
+    )
+    parser.add_argument(
+        "--quick-events", action="store_true", help="the cost of live events on a quick run"
+    )
     parser.add_argument("--json", default=None, help="also write the raw numbers here")
     parser.add_argument(
         "--only", default=None, help="comma-separated substrings: run only matching configurations"
     )
     args = parser.parse_args()
+    if args.quick_events:
+        quick_events(args.repeats or 3)
+        return
+    args.repeats = args.repeats or 1
 
     splits = data.load("fashion_mnist", val_size=0, train_limit=args.train_limit, seed=0)
     base = TrainConfig(dataset="fashion_mnist", epochs=args.epochs, val_size=0, seed=0)

@@ -8,12 +8,13 @@ from pathlib import Path
 import streamlit as st
 
 from bn_core.config import ConfigError
+from bn_core.runs.catalog import GroupRecord
 from bn_core.runs.errors import StoreError, describe
 from bn_core.runs.health import ensure_sound
 from bn_core.runs.records import damage_note
 from bn_core.runs.runner import JobRunner
 from bn_core.runs.store import RunRecord, RunStore, default_home
-from bn_core.views import train_form
+from bn_core.views import links, train_form
 from bn_core.views.runs import STATUS_COLORS, run_label
 from pages._auth import require_login
 
@@ -125,6 +126,65 @@ def run_picker(
         help=help,
     )
     return [r for r in runs if r.id in set(selected)]
+
+
+def group_picker(
+    groups: list[GroupRecord], key: str, default: str | None, help: str, container=st
+) -> GroupRecord | None:
+    """One "Group" selectbox over ``groups`` (newest first), each shown by its label (name,
+    date, runs, status): type in it to find a group by name or date. Starts on ``default``
+    (else the newest); after that the widget keeps its own state, unless that group is gone.
+    None when there are no groups."""
+    if not groups:
+        return None
+    by_id = {g.id: g for g in groups}
+    if st.session_state.get(key) not in by_id:
+        st.session_state[key] = default if default in by_id else groups[0].id
+    chosen = container.selectbox(
+        "Group", list(by_id), format_func=lambda i: by_id[i].label, key=key, help=help
+    )
+    return by_id[chosen]
+
+
+def rename_group_button(group: GroupRecord, key: str, read_only: str | None) -> None:
+    """A "Rename" popover for ``group``: its name is what every picker shows and searches."""
+    with st.popover(
+        "Rename", icon=":material/edit:", disabled=read_only is not None, help=read_only
+    ):
+        name = st.text_input("Group name", value=group.name, max_chars=80, key=f"{key}-name")
+        if st.button("Save name", key=f"{key}-save", type="primary"):
+            try:
+                get_store().rename_group(group.id, name)
+            except (ValueError, StoreError) as exc:  # an empty name, a full disk: one line
+                st.error(str(exc), icon=":material/error:")
+            else:
+                st.session_state.pop(f"{key}-name", None)
+                st.rerun()
+
+
+def view_from_url(page: str, groups: set[str]) -> links.View | None:
+    """The view the URL asks for (``bn_core.views.links``) when it is news to this session:
+    the session's first run of ``page`` (a reload, a shared link), or a URL that differs from
+    the one this page last wrote (a pasted link); None otherwise, and when the URL is plain on
+    a later visit (the menu leads back here: the widgets keep what they had). What the URL
+    holds that cannot be used is said in one line."""
+    params = st.query_params.to_dict()
+    written = st.session_state.get(f"url-{page}")
+    if written is not None and (not params or params == written):
+        return None
+    view, note = links.parse(params, groups)
+    if note:
+        st.warning(note, icon=":material/link_off:")
+    return view
+
+
+def write_url(page: str, view: links.View) -> None:
+    """Put ``view`` in the page's URL (replacing its query string), so reloading or sharing
+    the link shows the same thing."""
+    params = links.encode(view)
+    st.session_state[f"url-{page}"] = params
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
 
 
 def quick_start_button(preset: str, key: str, group_id: str | None = None) -> None:

@@ -12,9 +12,11 @@ from bn_core.runs.store import ACTIVE
 from bn_core.variants import SITES
 from bn_core.views import probes as pv
 from bn_core.views import runs as live
+from bn_core.views.charts import share_y
 from pages._ui import (
     TRAIN_PAGE,
     get_store,
+    group_picker,
     png_config,
     quick_start_button,
     run_picker,
@@ -60,6 +62,17 @@ if not runs:
         quick_start_button("figure1", key="network-quick-start")
     st.stop()
 
+probe_groups = {r.group_id for r in runs}
+group = group_picker(
+    [g for g in store.list_groups() if g.id in probe_groups],
+    "network-group",
+    max(runs, key=lambda r: r.id).group_id,  # the newest group with probes
+    help="groups with runs trained with probes; type to find one by name or date",
+)
+runs = [r for r in runs if r.group_id == group.id]
+if st.session_state.get("network-runs-of") != group.id:  # another group: all its probed runs
+    st.session_state.pop("network-runs", None)
+    st.session_state["network-runs-of"] = group.id
 labels = {r.id: live.run_label(r) for r in runs}
 left, right = st.columns([4, 1], vertical_alignment="bottom")
 chosen = run_picker(
@@ -94,24 +107,23 @@ def charts() -> None:
     short = {r.id: f"#{r.id} {r.variant} s{r.seed}" for r in chosen}
 
     st.subheader("Percentiles of each activation's input")
-    frame = pv.percentile_frame(rows)
+    frame, scope_name = pv.percentile_frame(rows), pv.SCOPES[scope]
     for site in SITES:
-        plain, normalised = pv.split_by_bn(chosen, site)
-        cols = st.columns(2)
-        for col, group, what in ((cols[0], plain, "without BN"), (cols[1], normalised, "with BN")):
-            if not group:
+        panels = list(zip(pv.split_by_bn(chosen, site), ("without BN", "with BN"), strict=True))
+        figs = {
+            what: pv.percentile_figure(
+                frame, members, site, scope, colors=colors, title=f"{site} {what} · {scope_name}"
+            )
+            for members, what in panels
+            if members
+        }
+        share_y(list(figs.values()))  # one scale: the drift without BN beside BN's steadiness
+        for col, (members, what) in zip(st.columns(2), panels, strict=True):
+            if not members:
                 col.caption(f"{site} {what}: no selected run.")
                 continue
-            fig = pv.percentile_figure(
-                frame,
-                group,
-                site,
-                scope,
-                colors=colors,
-                title=f"{site} {what} · {pv.SCOPES[scope]}",
-            )
             col.plotly_chart(
-                fig,
+                figs[what],
                 key=f"network-{site}-{what}",
                 config=png_config(f"network-{site}-{what.replace(' ', '-')}-{scope}"),
             )

@@ -23,6 +23,7 @@ from pages._ui import (
     TRAIN_PAGE,
     get_runner,
     get_store,
+    group_picker,
     png_config,
     quick_start_button,
     store_banner,
@@ -148,13 +149,33 @@ if not groups:
         icon=":material/info:",
     )
     quick_start_button("lr", key="sweep-quick-start", group_id=study.sweep_group_id())
-labels = {g: f"{g} ({len(runs)} runs)" for g, runs in groups}
-group = st.selectbox("Sweep", list(labels), format_func=labels.get, key="sweep-group")
-table = study.sweep_table(cmp.store_results(store, dict(groups)[group]))
-st.plotly_chart(sweep_figure(table), key="sweep-chart", config=png_config("sweep"))
-st.caption(
-    "Per point: runs, completed (in the mean), diverged, other (running, failed, ...) and "
-    "no learning (ended at chance accuracy; ○ on the chart, in the mean when completed)."
+    st.stop()
+sweeps = dict(groups)
+records = {g.id: g for g in store.list_groups() if g.id in sweeps}
+finished = [g for g, runs in groups if any(r.status == "completed" for r in runs)]
+group = group_picker(
+    [records[g] for g, _ in groups if g in records],
+    "sweep-group",
+    finished[0] if finished else None,
+    help="groups of runs that form a sweep; by default the newest with a completed run",
 )
-points = study.sweep_points(table).round(4).astype(object)
-st.table(points.where(points.notna(), "–").set_index("variant"))
+polling = any(r.active for r in sweeps[group.id])
+
+
+@st.fragment(run_every=2.0 if polling else None)
+def sweep_results() -> None:
+    """The chosen sweep's chart and table, re-read every 2 s while one of its runs trains."""
+    runs = store.list_runs(group_id=group.id)
+    if polling and not any(r.active for r in runs):
+        st.rerun()  # all finished: a full rerun draws the final state without polling
+    table = study.sweep_table(cmp.store_results(store, runs))
+    st.plotly_chart(sweep_figure(table), key="sweep-chart", config=png_config("sweep"))
+    st.caption(
+        "Per point: runs, completed (in the mean), diverged, other (running, failed, ...) and "
+        "no learning (ended at chance accuracy; ○ on the chart, in the mean when completed)."
+    )
+    points = study.sweep_points(table).round(4).astype(object)
+    st.table(points.where(points.notna(), "–").set_index("variant"))
+
+
+sweep_results()

@@ -142,8 +142,10 @@ configs, errors = train_form.train_configs(form, variants, seeds, folder_text)
 
 
 def queue(configs) -> None:
+    """Queue ``configs`` as one group, named by the Group name box, else by the preset."""
+    typed = st.session_state.get("train-group-name", "").strip()
     try:
-        ids = get_runner().submit(configs)
+        ids = get_runner().submit(configs, group_name=typed or preset_title)
     except (ConfigError, StoreError) as e:  # configs were checked above; a full disk was not
         st.error(str(e), icon=":material/error:")
     else:
@@ -159,6 +161,16 @@ st.write(
     f"({', '.join(map(str, seeds)) or 'none'})."
 )
 st.caption(caps.submit_note(n_runs, queued_now))
+preset_title = None
+if preset is not None:
+    preset_title = study.PRESETS[preset].title + (" (quick)" if quick else "")
+st.text_input(
+    "Group name",
+    key="train-group-name",
+    max_chars=80,
+    placeholder=preset_title or "the variants, seeds and time",
+    help="how the runs' group is shown on every page (rename it later on Compare)",
+)
 cap_problem = caps.submit_problem(n_runs, queued_now)  # before the click: the button is off
 if errors:
     st.error(

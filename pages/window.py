@@ -13,6 +13,7 @@ from bn_core.views import runs as live
 from pages._ui import (
     RUNS_PAGE,
     get_runner,
+    group_picker,
     png_config,
     quick_start_button,
     run_picker,
@@ -61,14 +62,24 @@ if not runs:
         st.stop()
     quick_start_button("window", key="window-quick-start")
 
+finished_groups = {r.group_id for r in runs}
+group = group_picker(
+    [g for g in store.list_groups() if g.id in finished_groups],
+    "window-group",
+    runs[-1].group_id,  # the newest finished run's group
+    help="groups with finished runs; by default the newest; type to find one by name or date",
+)
+runs = [r for r in runs if r.group_id == group.id]
 problems = {r.id: replays.replay_problem(r, store.model_path(r.id).is_file()) for r in runs}
 labels = {r.id: live.run_label(r) for r in runs}
-latest = runs[-1].group_id  # the newest finished run's group
+if st.session_state.get("window-runs-of") != group.id:  # another group: its replayable runs
+    st.session_state.pop("window-runs", None)
+    st.session_state["window-runs-of"] = group.id
 chosen = run_picker(
     runs,
     "window-runs",
-    [r.id for r in runs if r.group_id == latest and problems[r.id] is None],
-    help="finished runs; by default the replayable runs of the latest group",
+    [r.id for r in runs if problems[r.id] is None],
+    help="the group's finished runs; by default the replayable ones",
 )
 if not chosen:
     st.info("Select one or more finished runs.", icon=":material/info:")

@@ -475,7 +475,7 @@ def test_the_form_survives_a_visit_to_another_page(runner, have):
     at.switch_page("pages/train.py").run()
     assert not at.exception
     back = form_values(at)
-    assert back == chosen and len(back) == 18  # every widget of the form
+    assert back == chosen and len(back) == 19  # every widget of the form
     assert back["train-seed"] == 7 and back["train-preset"] == "figure1"
     runs = click_and_list_runs(at, runner)
     assert sorted((r.variant, r.seed, r.config.epochs, r.config.train_limit) for r in runs) == [
@@ -583,32 +583,89 @@ def seed_runs(store: RunStore) -> dict[str, int]:
     return ids
 
 
-def test_runs_page_shows_progress_errors_and_charts(runner):
+def open_with_link(page: str, **params: str) -> AppTest:
+    """``page`` opened from a link whose query string is ``params``."""
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(params)
+    at.run().switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_runs_page_shows_what_trains_and_a_table_of_every_run(runner):
     ids = seed_runs(runner.store)
     at = open_page("pages/runs.py")
     texts = [p.proto.text for p in at.get("progress")]
-    assert len(texts) == 4
     assert any("epoch 2/2 · batch 28/100 · 3,200 img/s" in t for t in texts), texts
-    assert "queued" in texts
+    assert f"queued: #{ids['queued']}" in texts
+    # Charts only for what trains (the running run's loss and accuracy) until rows are selected.
+    assert len(at.get("plotly_chart")) == 2
+    assert {f"cancel-{ids['running']}", "cancel-queued"} <= {b.key for b in at.button}
+    table = at.dataframe[0].value
+    assert list(table["run"]) == sorted(ids.values(), reverse=True)  # newest first
+    status = dict(zip(table["run"], table["status"], strict=True))
+    assert status == {ids[name]: name for name in ids}
+    progress = dict(zip(table["run"], table["progress"], strict=True))
+    assert progress[ids["running"]] == 128 / 200 and progress[ids["completed"]] == 1.0
+    assert any(c.value.startswith("Runs 1–4 of 4 · page 1 of 1") for c in at.caption)
+
+
+def test_runs_page_selected_runs_show_their_curves_errors_and_actions(runner):
+    ids = seed_runs(runner.store)
+    at = open_with_link("pages/runs.py", runs=f"{ids['failed']},{ids['completed']}")
     assert any("dataset exploded on disk" in e.value for e in at.error)
-    assert len(at.get("plotly_chart")) == 2 * 2  # running and completed runs: loss + accuracy
     keys = {b.key for b in at.button}
-    assert {f"cancel-{ids['running']}", f"cancel-{ids['queued']}"} <= keys
-    assert {f"delete-{ids['failed']}", f"delete-{ids['completed']}"} <= keys
+    assert {
+        f"delete-{ids['failed']}",
+        f"resume-{ids['failed']}",
+        f"delete-{ids['completed']}",
+    } <= keys
+    # The running run's live pair, then the selection's overlaid loss and accuracy (one line
+    # per run: the failed run has no metrics, so only the completed run's epoch markers).
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(charts) == 4
+    assert charts[2]["layout"]["hovermode"] == "x unified"
+    at.button(key=f"delete-{ids['completed']}").click().run()
+    assert runner.store.get(ids["completed"]) is None
+    assert any("Deleted run" in s.value for s in at.success)
+    assert not at.exception
 
 
-def test_runs_page_cancel_and_delete(runner):
+def test_runs_page_cancel_and_rename(runner):
     ids = seed_runs(runner.store)
     at = open_page("pages/runs.py")
     at.button(key=f"cancel-{ids['running']}").click().run()
     assert runner.store.get(ids["running"]).cancel_requested
-    at.button(key=f"cancel-{ids['queued']}").click().run()
+    at.button(key="cancel-queued").click().run()
     assert runner.store.get(ids["queued"]).status == "cancelled"
-    at.button(key=f"delete-{ids['completed']}").click().run()
-    assert runner.store.get(ids["completed"]) is None
+    at = open_with_link("pages/runs.py", runs=str(ids["failed"]))
+    at.text_input(key=f"name-{ids['failed']}").input("exploding data")
+    at.text_input(key=f"tags-{ids['failed']}").input("bug, disk")
+    at.button(key=f"save-{ids['failed']}").click().run()
+    run = runner.store.get(ids["failed"])
+    assert (run.name, run.tag_list) == ("exploding data", ("bug", "disk"))
+    table = at.dataframe[0].value
+    assert table.loc[table["run"] == ids["failed"], "name"].item() == "exploding data"
     assert not at.exception
-    assert f"delete-{ids['completed']}" not in {b.key for b in at.button}
     assert runner.backend.started == []  # nothing was ever launched
+
+
+def test_runs_page_filters_and_pages_in_the_store(runner):
+    store = runner.store
+    for group in ("first", "second", "third"):
+        configs = [TrainConfig(variant="lenet", seed=s) for s in range(30)]
+        store.create_runs(configs, group, group_name=f"{group} study")
+    at = open_page("pages/runs.py")
+    assert any(c.value.startswith("Runs 1–50 of 90 · page 1 of 2") for c in at.caption)
+    at.number_input(key="runs-page").set_value(2).run()
+    assert any(c.value.startswith("Runs 51–90 of 90 · page 2 of 2") for c in at.caption)
+    assert list(at.dataframe[0].value["run"]) == list(range(40, 0, -1))
+    at.text_input(key="runs-search").input("#17").run()
+    assert list(at.dataframe[0].value["run"]) == [17]  # run 17 only, not 117 or 170
+    at.text_input(key="runs-search").input("").run()
+    at.selectbox(key="runs-group").set_value("second").run()
+    assert sorted(at.dataframe[0].value["run"]) == list(range(31, 61))
+    assert at.query_params["group"] == "second"  # the link holds the filter
 
 
 # ----------------------------------------------------------------------------- Compare
@@ -655,11 +712,20 @@ def test_compare_page_summarises_two_variants_by_two_seeds(runner):
     assert list(table["runs"]) == [2, 2]
     assert table["test accuracy"]["lenet"] == "0.9050 ± 0.0071"
     charts = at.get("plotly_chart")
-    assert len(charts) == 5  # four metrics + small multiples
-    figure = json.loads(charts[0].proto.spec)
-    names = [t.get("name") for t in figure["data"]]
+    assert len(charts) == 3  # mean ± std, every run overlaid, small multiples: one metric
+    band, overlaid = (json.loads(c.proto.spec) for c in charts[:2])
+    names = [t.get("name") for t in band["data"]]
     assert "lenet (mean ± std, 2 seeds)" in names
     assert json.loads(charts[0].proto.config)["toImageButtonOptions"]["format"] == "png"
+    # Every run overlaid: one legend entry each, and both charts read on one y range.
+    legend = [t["name"] for t in overlaid["data"] if t.get("showlegend", True)]
+    assert sorted(legend) == [
+        "#5 lenet seed 0",  # the latest group: runs 5-8
+        "#6 lenet seed 1",
+        "#7 lenet_fc_bn2 seed 0",
+        "#8 lenet_fc_bn2 seed 1",
+    ]
+    assert band["layout"]["yaxis"]["range"] == overlaid["layout"]["yaxis"]["range"]
     downloads = {b.key for b in at.get("download_button")}
     assert {"download-summary", "download-curves", "download-val_accuracy"} <= downloads
 
@@ -687,6 +753,11 @@ def test_compare_page_shows_statistics_over_three_seeds(runner):
     figure = json.loads(charts[0].proto.spec)
     assert figure["layout"]["title"]["text"] == "Validation accuracy (3 seeds per variant)"
     assert len(figure["data"]) == 6  # two variants: band (2 traces) + mean
+    at.selectbox(key="compare-metric").set_value("loss").run()
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert figure["layout"]["title"]["text"] == "Training loss (3 seeds per variant)"
+    assert at.query_params["metric"] == "loss"  # the link holds it
+    at.selectbox(key="compare-metric").set_value("val_accuracy").run()
     at.toggle(key="compare-seeds").set_value(True).run()
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [t["name"] for t in figure["data"]]

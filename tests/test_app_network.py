@@ -126,9 +126,12 @@ def test_figure_1_for_the_latest_probed_group(runner):  # noqa: F811
     ids = seed_probed(runner.store)
     at = open_page(PAGE)
     assert not at.error
+    # The newest group with probes ("newer" has none), all of its probed runs.
+    assert at.selectbox(key="network-group").value == "study"
+    assert len(at.selectbox(key="network-group").options) == 2  # "study" and "old"
     selected = at.multiselect(key="network-runs")
     assert sorted(selected.value) == sorted([ids["lenet"], ids["lenet_fc_bn2"]])
-    assert ids["plain"] not in selected.options and len(selected.options) == 3
+    assert len(selected.options) == 2
 
     charts = figures(at)
     assert len(charts) == 2 * len(SITES) + 3  # site pairs, accuracy, mode gap, gradient norms
@@ -174,13 +177,15 @@ def test_the_unit_toggle_shows_the_tracked_unit(runner):  # noqa: F811
 def test_selection_changes_and_deleted_runs(runner):  # noqa: F811
     ids = seed_probed(runner.store)
     at = open_page(PAGE)
-    at.multiselect(key="network-runs").set_value([ids["old"]]).run()
+    at.selectbox(key="network-group").set_value("old").run()
+    assert at.multiselect(key="network-runs").value == [ids["old"]]  # another group: its runs
     assert len(figures(at)) == len(SITES) + 3  # only "without BN" panels have a run
     assert sum("no selected run" in c.value for c in at.caption) == len(SITES)
     at.multiselect(key="network-runs").set_value([]).run()
     assert "Select one or more runs" in at.info[0].value
-    at.multiselect(key="network-runs").set_value([ids["old"], ids["lenet"]]).run()
-    runner.store.delete(ids["old"])
+    at.selectbox(key="network-group").set_value("study").run()
+    at.multiselect(key="network-runs").set_value([ids["lenet_fc_bn2"], ids["lenet"]]).run()
+    runner.store.delete(ids["lenet_fc_bn2"])
     at.run()
     assert not at.exception
     assert at.multiselect(key="network-runs").value == [ids["lenet"]]

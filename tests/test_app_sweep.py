@@ -177,7 +177,9 @@ def test_results_chart_marks_diverged_runs(open_sweep, runner):  # noqa: F811
     seed_sweep(runner.store)
     runner.store.create_run(TrainConfig(), "not-a-sweep")  # a plain group is not offered
     at = open_sweep()
-    assert at.selectbox(key="sweep-group").options == ["sweep-test (8 runs)"]
+    picker = at.selectbox(key="sweep-group")
+    assert picker.value == "sweep-test"  # the only sweep: the plain group is not offered
+    assert len(picker.options) == 1 and " · 8 runs (#1–8) · 7 completed" in picker.options[0]
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     crosses = [t for t in figure["data"] if t.get("mode") == "markers"]
     assert len(crosses) == 1 and crosses[0]["marker"]["symbol"] == "x"

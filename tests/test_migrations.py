@@ -126,6 +126,30 @@ CREATE TABLE IF NOT EXISTS epoch_metrics (
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 """
 
+# What bn_core/runs/migrations.py's _v2 at 245fa82 (issue 12, schema version 2) added to the
+# issue 10 schema, as SQL.
+V2_ADDITIONS = """
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS runners (
+    id TEXT PRIMARY KEY,                      -- the runner's owner string
+    kind TEXT NOT NULL,                       -- dashboard, runner, submit --wait, ...
+    started_at REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replay_jobs (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    heartbeat REAL,
+    pid INTEGER,
+    owner TEXT,
+    error TEXT
+);
+"""
+
 LATEST_TABLES = {
     "runs",
     "batch_metrics",
@@ -136,6 +160,7 @@ LATEST_TABLES = {
     "mode_gap",
     "runners",
     "replay_jobs",
+    "groups",
 }
 
 
@@ -248,7 +273,7 @@ def test_a_new_store_is_at_the_latest_version_with_every_table(tmp_path):
     store = RunStore(tmp_path / "home")
     assert version(store.path) == LATEST == len(migrations.MIGRATIONS)
     assert set(columns(store.path)) == LATEST_TABLES
-    assert {"stage", "owner", "resumes"} <= set(columns(store.path)["runs"])
+    assert {"stage", "owner", "resumes", "name", "tags", "node"} <= set(columns(store.path)["runs"])
     assert not (store.home / "backups").exists()  # nothing to keep a copy of
     run_id = store.create_run(TrainConfig(), "g")
     assert RunStore(store.home).get(run_id).resumes == 0  # reopening migrates nothing
@@ -258,7 +283,7 @@ def test_an_issue_10_store_migrates_keeping_every_row_and_a_backup(tmp_path):
     home = tmp_path / "home"
     path = old_store(home, ISSUE_10_SCHEMA, runs=3, steps=4)
     before, old_columns = dump(path), columns(path)
-    assert set(before) == LATEST_TABLES - {"runners", "replay_jobs"}
+    assert set(before) == LATEST_TABLES - {"runners", "replay_jobs", "groups"}
 
     store = RunStore(home)
     assert version(path) == LATEST and not store.read_only
@@ -305,6 +330,49 @@ def test_a_store_older_than_the_stage_column_and_the_probe_tables_migrates(tmp_p
     assert store.get(runs[0].id).stage == "compiling"
     (backup,) = (home / "backups").iterdir()
     assert dump(backup) == before
+
+
+def test_a_version_2_store_migrates_to_names_tags_nodes_and_groups(tmp_path):
+    home = tmp_path / "home"
+    path = old_store(home, ISSUE_10_SCHEMA + V2_ADDITIONS, runs=3, steps=4)
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA user_version = 2")  # as issue 12's BN Lab left it
+    finally:
+        db.close()
+    before, old_columns = dump(path), columns(path)
+    assert "groups" not in old_columns and "name" not in old_columns["runs"]
+    assert {"owner", "resumes", "runners", "replay_jobs"} <= {*old_columns, *old_columns["runs"]}
+
+    store = RunStore(home)
+    assert version(path) == LATEST == 3 and not store.read_only
+    assert dump(path, old_columns) == before  # every run and metric, every old value
+    assert schema_of(path) == schema_of(RunStore(tmp_path / "new").path)
+    runs = store.list_runs()
+    assert [(r.seed, r.name, r.tags, r.node, r.display_name) for r in runs] == [
+        (0, None, None, None, "lenet seed 0"),
+        (1, None, None, None, "lenet seed 1"),
+        (2, None, None, None, "lenet seed 2"),
+    ]
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        indexes = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert db.execute("SELECT COUNT(*) FROM groups").fetchone()[0] == 0
+    finally:
+        db.close()
+    assert "runs_by_group" in indexes
+    # An old group has no name of its own: its id names it, until it is renamed.
+    (group,) = store.list_groups()
+    assert (group.id, group.name, group.runs, group.completed, group.active) == ("g", "g", 3, 3, 0)
+    assert store.rename_group("g", " Old study ") == "Old study"
+    assert store.group("g").name == "Old study" and store.group("g").created_at == 1.0
+    store.rename_run(runs[0].id, "first")
+    assert store.set_tags(runs[0].id, ["old", "v2"]) == ("old", "v2")
+    assert (store.get(runs[0].id).name, store.get(runs[0].id).tag_list) == ("first", ("old", "v2"))
+
+    (backup,) = (home / "backups").iterdir()
+    assert backup.name.startswith("runs-v2-") and version(backup) == 2
+    assert columns(backup) == old_columns and dump(backup) == before
 
 
 def test_a_store_from_a_newer_bn_lab_is_refused_untouched(tmp_path, capsys, monkeypatch):
@@ -380,7 +448,7 @@ def test_a_migration_failing_half_way_leaves_the_store_at_its_old_version(tmp_pa
     before, old_schema = dump(path), columns(path)
 
     def half_then_disk_full(db: sqlite3.Connection) -> None:
-        db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+        db.execute("ALTER TABLE runs ADD COLUMN name TEXT")  # a column of the latest migration
         raise sqlite3.OperationalError("database or disk is full")
 
     broken = Migration(LATEST, "fails after its first statement", half_then_disk_full)
@@ -407,7 +475,7 @@ def test_a_migration_that_sqlite_already_rolled_back_still_says_why_it_failed(
     before = dump(path)
 
     def disk_full_rolled_back(db: sqlite3.Connection) -> None:
-        db.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+        db.execute("ALTER TABLE runs ADD COLUMN name TEXT")
         db.execute("ROLLBACK")  # as SQLite does when the disk fills
         raise sqlite3.OperationalError("database or disk is full")
 

@@ -57,7 +57,7 @@ def test_check_a_sound_store(home, capsys):
     code, out, err = cli(capsys, "store", "check")
     path = home / "runs.sqlite"
     assert (code, err) == (0, "")
-    assert out == f"store check: {path} is sound: 2 run(s), schema version 2, integrity_check ok\n"
+    assert out == f"store check: {path} is sound: 2 run(s), schema version 3, integrity_check ok\n"
     code, out, _ = cli(capsys, "store", "check", "--quick")
     assert code == 0 and out.endswith("quick_check ok\n")
 

@@ -231,6 +231,35 @@ def test_engine_options_do_not_change_the_maths(run, tiny_splits):
     assert [b["step"] for b in rec.of_type("batch")] == list(range(1, 3 * STEPS_PER_EPOCH + 1))
 
 
+def test_min_events_per_epoch_picks_the_steps_per_execution():
+    live = EngineOptions(min_events_per_epoch=16)
+    assert live.execution_steps(78) == 4  # a quick run: 5,000 images at batch 64
+    assert live.execution_steps(796) == 32  # a full run keeps the default
+    assert live.execution_steps(10) == 1  # fewer steps than events: one event a step
+    assert EngineOptions().execution_steps(78) == 32  # 0: off
+    assert EngineOptions(steps_per_execution=8, min_events_per_epoch=2).execution_steps(78) == 8
+    with pytest.raises(ValueError, match="min_events_per_epoch >= 0. Received: 32 and -1"):
+        EngineOptions(min_events_per_epoch=-1)
+
+
+def test_min_events_per_epoch_gives_that_many_batch_events_an_epoch(run, tiny_splits):
+    # 32 steps an epoch, at least 5 events: 32 // 5 = 6 steps per execution, so events at
+    # batches 6, 12, ..., 30 and the epoch's last, short chunk at 32: 6 an epoch.
+    default, _ = run
+    rec = Recorder()
+    options = EngineOptions(min_events_per_epoch=5)
+    result = train(TrainConfig(**FAST), rec, splits=tiny_splits, options=options)
+    assert result.status == "completed"
+    batches = rec.of_type("batch")
+    assert [b["batch"] for b in batches] == [6, 12, 18, 24, 30, 32] * 3
+    assert [b["step"] for b in batches[6:12]] == [38, 44, 50, 56, 62, 64]
+    assert kinds(rec) == ["start"] + (["batch"] * 6 + ["epoch"]) * 3 + ["end"]
+    # The running means at each epoch's end are the epoch means, as with one event an epoch.
+    epochs = rec.of_type("epoch")
+    assert [b["loss"] for b in batches[5::6]] == pytest.approx([e["loss"] for e in epochs])
+    assert max_metric_diff(default, result) <= 1e-4  # only the speed changes, not the maths
+
+
 # ----------------------------------------------------------------------------- cancellation
 
 

@@ -1,12 +1,13 @@
 """``submit`` (queue a run through the same job runner the dashboard uses, so it lands in the
 store at ``$BN_LAB_HOME``; ``--wait`` also drives the runner until the run ends) and ``runs``
-(list the store)."""
+(list the store). ``runs delete|prune|rename|tag`` and ``groups`` are ``manage``'s."""
 
 from __future__ import annotations
 
 import json
 import sys
 
+from bn_core.cli import manage
 from bn_core.cli.common import EXIT_CODES, PROG, add_config_flags, config_from_args
 from bn_core.config import TrainConfig
 
@@ -23,10 +24,16 @@ def register(commands, formatter) -> None:
     )
 
     runs = commands.add_parser(
-        "runs", help="list the runs in the run store", formatter_class=formatter
+        "runs",
+        help="list the runs in the run store; delete, prune, rename or tag them",
+        formatter_class=formatter,
     )
     runs.add_argument("--json", action="store_true", help="print one JSON list")
     runs.set_defaults(handler=lambda args: cmd_runs(args.json))
+    manage.register_run_actions(
+        runs.add_subparsers(dest="runs_action", metavar="ACTION"), formatter
+    )
+    manage.register_groups(commands, formatter)
 
 
 def cmd_submit(config: TrainConfig, wait: bool, as_json: bool) -> int:
@@ -47,7 +54,8 @@ def report(runner, run_id: int, wait: bool, as_json: bool) -> int:
         finally:
             runner.stop()
     run = runner.status(run_id)
-    row = _run_row(run)
+    group = runner.store.group(run.group_id)
+    row = _run_row(run, group.name if group else None)
     if not wait and run.status == "queued":
         row["note"] = queued_note(runner.store)
     print(json.dumps(row) if as_json else _run_line(row))
@@ -73,7 +81,8 @@ def cmd_runs(as_json: bool) -> int:
     ensure_sound(store.path)  # damaged pages: one line (exit 4), not a partial listing
     if not store.read_only:
         reap(store)  # runs whose process died with no runner watching: say so
-    rows = [_run_row(run) for run in store.list_runs()]
+    names = {g.id: g.name for g in store.list_groups()}
+    rows = [_run_row(run, names.get(run.group_id)) for run in store.list_runs()]
     for run_id, reason in store.damaged_runs():  # stderr: --json's output stays one list
         print(f"{PROG} runs: {damage_note(run_id, reason)}", file=sys.stderr)
     if as_json:
@@ -85,10 +94,14 @@ def cmd_runs(as_json: bool) -> int:
     return 0
 
 
-def _run_row(run) -> dict:
+def _run_row(run, group_name: str | None) -> dict:
     return {
         "id": run.id,
         "group": run.group_id,
+        "group_name": group_name or run.group_id,
+        "name": run.name,
+        "tags": list(run.tag_list),
+        "node": run.node,
         "variant": run.variant,
         "seed": run.seed,
         "status": run.status,
@@ -101,4 +114,11 @@ def _run_line(row: dict) -> str:
     acc = "" if row["test_accuracy"] is None else f" test_accuracy={row['test_accuracy']:.4f}"
     err = f" ({row['error']})" if row["error"] else ""
     line = f"#{row['id']} {row['variant']} seed={row['seed']} {row['status']}{acc}{err}"
+    if row["name"]:
+        line += f" name={manage.quoted(row['name'])}"
+    if row["tags"]:
+        line += f" tags={','.join(row['tags'])}"
+    if row["node"]:
+        line += f" node={row['node']}"
+    line += f" group={manage.quoted(row['group_name'])}"
     return f"{line}: {row['note']}" if row.get("note") else line

@@ -89,19 +89,22 @@ def _study(args: argparse.Namespace) -> int:
 
 def cmd_study(preset: str, configs: list[TrainConfig], out: Path) -> int:
     """Train ``configs`` in order, then write the report and tables (also after Ctrl-C)."""
+    from bn_core.analysis.study import get_preset
+
     group = f"study-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    results, store, run_ids = _train_all(configs, out / "store", group)
+    title = get_preset(preset).title
+    results, store, run_ids = _train_all(configs, out / "store", group, title)
     _write_outputs(preset, results, store, run_ids, out)
     statuses = {r["status"] for r in results}
     return 130 if "cancelled" in statuses else 1 if "failed" in statuses else 0
 
 
-def _train_all(configs: list[TrainConfig], home: Path, group: str):
+def _train_all(configs: list[TrainConfig], home: Path, group: str, title: str):
     """Train each config in this process (data loaded once per distinct split); stops after a
     cancelled run. Every run is also recorded in a run store at ``home``: the report's probe
     charts come from it, and `BN_LAB_HOME=OUT/store bash scripts/run.sh` shows the study. The
-    store is created once the first split loaded (a bad dataset leaves nothing behind).
-    Returns (results, the store or None, run ids)."""
+    store is created once the first split loaded (a bad dataset leaves nothing behind); its
+    group is named ``title``. Returns (results, the store or None, run ids)."""
     from bn_core.cli import progress
     from bn_core.nn.training import train
     from bn_core.runs import owner
@@ -124,7 +127,7 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str):
             print(f"run {i}/{len(configs)}: {config.variant} seed {config.seed}", file=sys.stderr)
             store = store or RunStore(home)
             me = owner.current()  # this process owns the run: a runner sees it end if we die
-            run_id = store.create_run(config, group, owner=me)
+            run_id = store.create_run(config, group, owner=me, group_name=title)
             run_ids.append(run_id)
 
             def on_event(event, bar=None, run_id=run_id, store=store):

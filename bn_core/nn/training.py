@@ -75,6 +75,25 @@ class EngineOptions:
 
     jit_compile: bool = True  # XLA-compile the train step (measured faster in bench/)
     steps_per_execution: int = 32  # train steps per call into TF; events come this often
+    # At least this many batch events an epoch (0: off): a short epoch (a quick run's 78
+    # steps) then gets finer executions, so its live curve has points, not three dots.
+    min_events_per_epoch: int = 0
+
+    def __post_init__(self):
+        if self.steps_per_execution < 1 or self.min_events_per_epoch < 0:
+            raise ValueError(
+                "steps_per_execution must be >= 1 and min_events_per_epoch >= 0. Received: "
+                f"{self.steps_per_execution} and {self.min_events_per_epoch}"
+            )
+
+    def execution_steps(self, steps_per_epoch: int) -> int:
+        """Train steps per call into TF for epochs of ``steps_per_epoch`` steps:
+        ``steps_per_execution``, or with ``min_events_per_epoch`` = k > 0 the smaller
+        clamp(steps_per_epoch // k, 1, steps_per_execution), which gives at least k calls (and
+        batch events) an epoch whenever the epoch has k steps or more."""
+        if self.min_events_per_epoch == 0:
+            return self.steps_per_execution
+        return max(1, min(steps_per_epoch // self.min_events_per_epoch, self.steps_per_execution))
 
 
 class _Stop(Exception):
@@ -97,8 +116,8 @@ def train(
 ) -> TrainResult:
     """Train ``config.variant`` and return what was measured.
 
-    ``on_event`` receives ``start``, ``batch`` (every ``steps_per_execution`` steps: running
-    epoch means of loss and accuracy, as Keras reports them), ``epoch`` and ``end`` events;
+    ``on_event`` receives ``start``, ``batch`` (every ``options.execution_steps`` steps:
+    running epoch means of loss and accuracy, as Keras reports them), ``epoch`` and ``end`` events;
     with ``config.probe_every`` > 0 also ``probe`` and ``mode_gap`` (``bn_core.nn.probes``);
     ``stage`` events as each of ``STAGES`` begins (``loading data`` only without ``splits``).
     ``should_stop`` is polled with each batch event and after each epoch; when it returns
@@ -220,7 +239,7 @@ def _compiled_model(config: TrainConfig, steps_per_epoch: int, options: EngineOp
         # What "accuracy" becomes for integer labels, as an object: its variables exist now.
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=options.jit_compile,
-        steps_per_execution=options.steps_per_execution,
+        steps_per_execution=options.execution_steps(steps_per_epoch),
     )
     optimizer.build(model.trainable_variables)  # its slots (Adam's m and v), zeros, made here
     return model

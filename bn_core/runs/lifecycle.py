@@ -9,13 +9,15 @@ through their statuses (see ``bn_core.runs.records``). Status changes are guarde
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from bn_core.config import TrainConfig
+from bn_core.runs.names import clean_name, default_group_name
 from bn_core.runs.owner import pid_of
-from bn_core.runs.records import FINISHED, STATUSES, RunRecord, read_rows
+from bn_core.runs.records import STATUSES, RunRecord, read_rows
 from bn_core.runs.replay_queue import active_jobs, replay_goes_first
 from bn_core.runs.schema import transaction
 
@@ -28,33 +30,53 @@ class RunLifecycle:
     home: Path  # set by RunStore
     path: Path
     connect: Any  # RunStore.connect: a connection to the store, closed on exit
+    delete_runs: Any  # RunCleanup.delete_runs
     # {run id: reason} of the damaged rows the last complete listing skipped (None: not listed
     # yet). Replaced, never changed in place: threads share a store.
     _damaged: dict[int, str] | None = None
 
-    def create_run(self, config: TrainConfig, group_id: str, *, owner: str | None = None) -> int:
+    def create_run(
+        self,
+        config: TrainConfig,
+        group_id: str,
+        *,
+        owner: str | None = None,
+        group_name: str | None = None,
+    ) -> int:
         """Queue one run; with ``owner`` (an owner string, ``bn_core.runs.owner``) it is
         created ``running`` instead, owned by that process from its first moment (``study``,
         which trains it itself: no runner can claim it in between)."""
-        return self.create_runs([config], group_id, owner=owner)[0]
+        return self.create_runs([config], group_id, owner=owner, group_name=group_name)[0]
 
     def create_runs(
-        self, configs: list[TrainConfig], group_id: str, *, owner: str | None = None
+        self,
+        configs: list[TrainConfig],
+        group_id: str,
+        *,
+        owner: str | None = None,
+        group_name: str | None = None,
     ) -> list[int]:
         """Queue one run per config in one transaction: all of them, or none (a full disk
-        half way leaves nothing behind)."""
+        half way leaves nothing behind). A new group is named ``group_name`` (else
+        ``catalog.default_group_name``); a group that exists keeps its name."""
         for config in configs:
             config.validate()
         now = time.time()
+        name = clean_name(group_name) if group_name is not None else None
         status, pid = ("running", pid_of(owner)) if owner else ("queued", None)
         beat = now if owner else None
+        node = socket.gethostname() if owner else None  # an owned run runs here, from now
         with self.connect() as db, transaction(db):
+            db.execute(
+                "INSERT OR IGNORE INTO groups (id, name, created_at) VALUES (?, ?, ?)",
+                (group_id, name or default_group_name(configs, now), now),
+            )
             return [
                 int(
                     db.execute(
                         "INSERT INTO runs (group_id, variant, seed, config_json, status,"
-                        " created_at, started_at, heartbeat, pid, owner)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " created_at, started_at, heartbeat, pid, owner, node)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             group_id,
                             config.variant,
@@ -66,6 +88,7 @@ class RunLifecycle:
                             beat,
                             pid,
                             owner,
+                            node,
                         ),
                     ).lastrowid
                 )
@@ -213,19 +236,8 @@ class RunLifecycle:
 
     def delete(self, run_id: int) -> bool:
         """Delete a finished run, its metrics and its saved model; active runs are refused
-        (cancel them first)."""
-        with self.connect() as db:
-            cur = db.execute(
-                f"DELETE FROM runs WHERE id = ? AND status IN ({','.join('?' * len(FINISHED))})",
-                (run_id, *FINISHED),
-            )
-            deleted = cur.rowcount == 1
-        if deleted:
-            self.model_path(run_id).unlink(missing_ok=True)
-            self.checkpoint_path(run_id).unlink(missing_ok=True)
-            # bn_core.runs.replays.replay_path (not imported: that module imports the store)
-            (self.home / "replays" / f"run-{int(run_id)}.json").unlink(missing_ok=True)
-        return deleted
+        (cancel them first). ``RunCleanup.delete_runs`` of one run."""
+        return self.delete_runs([run_id]) == [run_id]
 
     def log_path(self, run_id: int) -> Path:
         """Where run ``run_id``'s worker writes its output (the folder exists)."""

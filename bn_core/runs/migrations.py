@@ -10,6 +10,8 @@ the new version, so a store is always at exactly one version, never half-migrate
 - version 1: the schema up to issue 10 (runs, batch/epoch metrics, probes, mode gaps, stages).
 - version 2: who owns a running run (``owner``), how often it was resumed (``resumes``), the
   live runners (``runners``) and the window-replay queue (``replay_jobs``).
+- version 3: run names, tags and the machine that ran each run (``node``), group names
+  (``groups``), and an index that lists groups and their runs without reading every row.
 
 Before migrating a store that holds runs, a copy is kept in ``backups/`` beside it (SQLite's
 online backup API, so the copy is consistent even while others read it). A store whose version
@@ -147,9 +149,36 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    """Run names and tags, nodes, group names (issue 11). A group without a ``groups`` row
+    (every group of an older store) is named by its id (``bn_core.runs.catalog``)."""
+    _add_columns(
+        db,
+        "runs",
+        {
+            "name": "TEXT",  # NULL: unnamed (shown as "variant seed N")
+            "tags": "TEXT",  # NULL, or the tags joined by commas (a tag holds no comma)
+            "node": "TEXT",  # the host that ran it; NULL while queued, and for older runs
+        },
+    )
+    db.execute(
+        """CREATE TABLE IF NOT EXISTS groups (
+            id TEXT PRIMARY KEY,                      -- runs.group_id
+            name TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )"""
+    )
+    # Leads with group_id (a group's runs), and covers what the group list aggregates (counts
+    # by status, first run of each variant, first created): that list reads no table rows.
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS runs_by_group ON runs(group_id, variant, status, created_at)"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, metrics, probes, mode gaps, stages (BN Lab up to issue 10)", _v1),
     Migration(2, "run owners and resumes, runners, the replay queue (issue 12)", _v2),
+    Migration(3, "group names, run names and tags, nodes (issue 11)", _v3),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -67,10 +67,23 @@ class RunRecord:
     stage: str | None = None
     owner: str | None = None  # bn_core.runs.owner: who has it while starting/running
     resumes: int = 0  # times it continued from a checkpoint
+    name: str | None = None  # given by its user (bn_core.runs.catalog); None: unnamed
+    tags: str | None = None  # its tags joined by commas, or None
+    node: str | None = None  # the host that ran it (None while queued, and for older runs)
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def tag_list(self) -> tuple[str, ...]:
+        """Its tags, in the order they were given."""
+        return tuple(self.tags.split(",")) if self.tags else ()
+
+    @property
+    def display_name(self) -> str:
+        """What a picker shows for it: its name, else its variant and seed."""
+        return self.name or f"{self.variant} seed {self.seed}"
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -151,6 +164,10 @@ def _columns_problem(values: dict) -> str | None:
     return None
 
 
+# Each config field's type and choices, read once: a page of runs reads hundreds of values.
+_SPECS = {f.name: field_spec(f.name) for f in dataclasses.fields(TrainConfig)}
+
+
 def _config(run_id: int | None, text: str) -> TrainConfig:
     """The stored config, if every value it holds has its field's type and choices."""
     try:
@@ -176,7 +193,7 @@ def _config_value_problem(name: str, value, *, nullable: bool) -> str | None:
     """What ``value`` of config field ``name`` should have been, or None when it is one."""
     if value is None and nullable:
         return None
-    spec = field_spec(name)
+    spec = _SPECS[name]
     if spec["choices"] is not None:
         ok = isinstance(value, str) and value in spec["choices"]
         return None if ok else "one of " + ", ".join(spec["choices"])

@@ -102,15 +102,22 @@ class JobRunner:
 
     # -- the interface ------------------------------------------------------------------------
 
-    def submit(self, configs: list[TrainConfig], group_id: str | None = None) -> list[int]:
-        """Queue one run per config (validated first, so nothing is queued on a bad one).
-        Raises ``caps.CapError`` (a ConfigError) when the submission or the queue would go
-        over its cap (``bn_core.runs.caps``); then nothing is queued either."""
+    def submit(
+        self,
+        configs: list[TrainConfig],
+        group_id: str | None = None,
+        group_name: str | None = None,
+    ) -> list[int]:
+        """Queue one run per config (validated first, so nothing is queued on a bad one), in
+        group ``group_id`` (a new one by default) named ``group_name`` (by default after its
+        variants, seeds and time; a group that exists keeps its name). Raises
+        ``caps.CapError`` (a ConfigError) when the submission or the queue would go over its
+        cap (``bn_core.runs.caps``); then nothing is queued either."""
         for config in configs:
             config.validate()
         caps.check_submit(len(configs), self.store.count_runs(("queued",)))
         group = group_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        ids = self.store.create_runs(configs, group)  # all or none
+        ids = self.store.create_runs(configs, group, group_name=group_name)  # all or none
         self._wake.set()
         return ids
 

@@ -17,7 +17,8 @@ per site, of the whole layer and of one unit), ``grad_norms`` (per linear layer)
 
 ``RunStore`` is the one class to construct. Its parts live beside it: ``schema`` (the
 tables, connections), ``records`` (``RunRecord``, statuses), ``lifecycle`` (the runner's and
-worker's status changes), ``metric_writes`` (the worker's metrics), ``metric_reads``
+worker's status changes), ``catalog`` (names, tags, the group list, pages of runs),
+``cleanup`` (deleting and pruning), ``metric_writes`` (the worker's metrics), ``metric_reads``
 (what views read back), ``presence`` (which job runners are alive) and ``replay_queue``
 (the window-replay jobs, scheduled with the runs).
 """
@@ -27,6 +28,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from bn_core.runs.catalog import RunCatalog
+from bn_core.runs.cleanup import RunCleanup
 from bn_core.runs.errors import StoreError
 from bn_core.runs.lifecycle import RunLifecycle
 from bn_core.runs.metric_reads import MetricReads
@@ -57,7 +60,9 @@ __all__ = [
 ]
 
 
-class RunStore(RunLifecycle, MetricWrites, MetricReads, RunnerPresence, ReplayQueue):
+class RunStore(
+    RunLifecycle, RunCatalog, RunCleanup, MetricWrites, MetricReads, RunnerPresence, ReplayQueue
+):
     """All reads and writes of the run store. Cheap to create; safe to share across threads
     (each call opens its own short-lived connection).
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -54,3 +58,36 @@ def metric_figure(curves: pd.DataFrame, metric: str, title: str | None = None) -
         legend_title="variant",
     )
     return fig
+
+
+def y_extent(figs: Iterable[go.Figure], log: bool = False) -> tuple[float, float] | None:
+    """(low, high) over the y values of every visible trace of ``figs`` (finite values only;
+    positive ones only when ``log``), widened by 5% of its span on each side: in data units,
+    or in log10 units when ``log`` (what plotly's range of a log axis takes). None when no
+    trace has such a value."""
+    low, high = math.inf, -math.inf
+    for fig in figs:
+        for trace in fig.data:
+            if trace.visible not in (None, True) or getattr(trace, "y", None) is None:
+                continue
+            y = np.asarray(trace.y, dtype=float)  # None -> NaN
+            y = y[np.isfinite(y) & (y > 0)] if log else y[np.isfinite(y)]
+            if y.size:
+                low, high = min(low, float(y.min())), max(high, float(y.max()))
+    if low > high:
+        return None
+    if log:
+        low, high = math.log10(low), math.log10(high)
+    # A flat line still gets a visible band around it.
+    pad = 0.05 * (high - low) if high > low else 0.05 * (abs(high) or 1.0)
+    return low - pad, high + pad
+
+
+def share_y(figs: Sequence[go.Figure], log: bool = False) -> None:
+    """Give every figure of ``figs`` the one y range ``y_extent(figs, log)``, so charts of the
+    same quantity read on one scale (each autoscaled alone magnifies its own noise). Nothing
+    changes when they hold no value."""
+    extent = y_extent(figs, log)
+    if extent is not None:
+        for fig in figs:
+            fig.update_yaxes(range=list(extent))

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from bn_core.constants import GRAD_LAYERS
 from bn_core.runs.store import RunRecord
 from bn_core.variants import SITES, VARIANTS
-from bn_core.views.charts import add_band, line, rgba
+from bn_core.views.charts import add_band, line, rgba, share_y
 
 BAND_ALPHA = 0.18  # the 15th-85th percentile band under a median line
 SCOPES = {"layer": "whole layer", "unit": "tracked unit (channel / unit 0)"}
@@ -249,11 +249,14 @@ def report_figures(store, runs: Sequence[RunRecord]) -> list[tuple[str, go.Figur
     frame = percentile_frame(rows)
     figures = []
     for site in SITES:
+        pair = []
         for group, what in zip(split_by_bn(runs, site), ("without BN", "with BN"), strict=True):
             if group:
                 title = f"{site} {what}: 15th/50th/85th percentiles of the activation's input"
                 fig = percentile_figure(frame, group, site, "layer", title=title, colors=colors)
-                figures.append((title, fig))
+                pair.append((title, fig))
+        share_y([fig for _, fig in pair])  # plain and BN on one scale, as on the page
+        figures.extend(pair)
     figures.append(
         ("Probe accuracy against steps", accuracy_figure(accuracy_frame(rows), labels, colors))
     )

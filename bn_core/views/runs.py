@@ -35,9 +35,57 @@ STATUS_COLORS: dict[str, str] = {
 }
 
 
-def run_label(run: RunRecord) -> str:
-    """'#12 lenet_fc_bn2 seed 0 (completed)'."""
-    return f"#{run.id} {run.variant} seed {run.seed} ({run.status})"
+def run_label(run: RunRecord, status: bool = True) -> str:
+    """'#12 lenet_fc_bn2 seed 0 (completed)'; a named run: '#12 wide lr (lenet_fc_bn2 seed 0,
+    completed)'. Without ``status``: '#12 lenet_fc_bn2 seed 0' (a chart's legend)."""
+    what = f"{run.variant} seed {run.seed}"
+    if run.name:
+        return f"#{run.id} {run.name} ({what}, {run.status})" if status else f"#{run.id} {run.name}"
+    return f"#{run.id} {what} ({run.status})" if status else f"#{run.id} {what}"
+
+
+TABLE_COLUMNS: tuple[str, ...] = (
+    "run",
+    "status",
+    "progress",
+    "name",
+    "group",
+    "variant",
+    "seed",
+    "test accuracy",
+    "tags",
+    "node",
+    "created",
+)
+
+
+def table_frame(
+    runs: Sequence[RunRecord], group_names: dict[str, str], steps_done: dict[int, int]
+) -> pd.DataFrame:
+    """The Runs table: one row per run in ``runs``' order, with ``TABLE_COLUMNS``. Progress
+    is steps done (``steps_done``: the newest batch event's step) over the run's total, 1 once
+    completed; a group is shown by its name (``group_names``), else its id."""
+    rows = []
+    for run in runs:
+        total = run.total_steps or 0
+        progress = min(steps_done.get(run.id, 0) / total, 1.0) if total else 0.0
+        label = "cancelling" if run.active and run.cancel_requested else run.status
+        rows.append(
+            {
+                "run": run.id,
+                "status": label,
+                "progress": 1.0 if run.status == "completed" else progress,
+                "name": run.name or "",
+                "group": group_names.get(run.group_id, run.group_id),
+                "variant": run.variant,
+                "seed": run.seed,
+                "test accuracy": finite(run.test_accuracy),
+                "tags": ", ".join(run.tag_list),
+                "node": run.node or "",
+                "created": pd.Timestamp.fromtimestamp(run.created_at),  # server local time
+            }
+        )
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
 
 def config_caption(config: TrainConfig) -> str:

@@ -1,0 +1,119 @@
+"""Links you can share: what a comparison page shows, as its URL's query string.
+
+``/compare?group=20261201-112631-4b928b&runs=12,13&metric=val_loss&smooth=0.8&x=epoch&log=1``
+reopens the same comparison after a reload or in a colleague's browser (the page itself is
+the URL's path), the way TensorFlow Playground keeps its whole state in its URL.
+
+A query string comes from anyone, so every value is checked here before a page uses it: a
+value that is malformed, out of range or names no group is dropped (the page's default is
+used) and reported in one line; nothing from the URL reaches SQL or the file system
+unchecked. No Streamlit here: plain mappings in, a ``View`` and strings out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container, Mapping
+from dataclasses import dataclass, fields, replace
+
+from bn_core.views.overlay import OVERLAY_METRICS, X_AXES
+
+MAX_RUNS = 200  # a link names at most this many runs (a group of a big sweep fits)
+MAX_SMOOTHING = 0.99
+_GROUP_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.:~-]{0,99}")  # ids runner.submit and studies make
+
+
+@dataclass(frozen=True)
+class View:
+    """What a comparison page shows: the defaults are what a plain link opens."""
+
+    group: str | None = None
+    runs: tuple[int, ...] = ()  # empty: every run of the group
+    metric: str = "val_accuracy"
+    smooth: float = 0.6  # TensorBoard's default smoothing weight
+    x: str = "step"
+    log: bool = False
+
+
+def parse(
+    params: Mapping[str, object], groups: Container[str] | None = None
+) -> tuple[View, str | None]:
+    """The ``View`` in ``params`` (``st.query_params``: each value a string, or a list when a
+    key repeats; the last one counts) and one line naming what was ignored, or None. With
+    ``groups``, a group that is not in it is ignored (it was deleted, or never existed)."""
+    view, ignored = View(), []
+    for name, raw in params.items():
+        if name not in _PARSERS:
+            continue  # other pages' keys, tracking tails: not ours to judge
+        text = raw[-1] if isinstance(raw, list) and raw else raw
+        value = _PARSERS[name](str(text).strip()) if isinstance(text, str) else None
+        if name == "group" and value is not None and groups is not None and value not in groups:
+            value = None
+        if value is None:
+            ignored.append(f"{name}={_short(text)}")
+        else:
+            view = replace(view, **{name: value})
+    if not ignored:
+        return view, None
+    return view, f"The link's {', '.join(ignored)} could not be used: the defaults are shown."
+
+
+def encode(view: View) -> dict[str, str]:
+    """The query string of ``view``: only what differs from the defaults, so a plain view has
+    a plain URL."""
+    default, out = View(), {}
+    for f in fields(View):
+        value = getattr(view, f.name)
+        if value == getattr(default, f.name):
+            continue
+        if f.name == "runs":
+            out["runs"] = ",".join(str(i) for i in value)
+        elif f.name == "log":
+            out["log"] = "1"
+        elif f.name == "smooth":
+            out["smooth"] = f"{value:g}"
+        else:
+            out[f.name] = str(value)
+    return out
+
+
+def _group(text: str) -> str | None:
+    return text if _GROUP_ID.fullmatch(text) else None
+
+
+def _runs(text: str) -> tuple[int, ...] | None:
+    parts = [p.strip().lstrip("#") for p in text.split(",") if p.strip()]
+    if not parts or len(parts) > MAX_RUNS or not all(p.isdigit() and len(p) <= 12 for p in parts):
+        return None
+    return tuple(dict.fromkeys(int(p) for p in parts))  # order kept, repeats dropped
+
+
+def _choice(choices: Container[str]):
+    return lambda text: text if text in choices else None
+
+
+def _smooth(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0.0 <= value <= MAX_SMOOTHING else None  # NaN fails both comparisons
+
+
+def _flag(text: str) -> bool | None:
+    return {"1": True, "0": False, "true": True, "false": False}.get(text.lower())
+
+
+_PARSERS = {
+    "group": _group,
+    "runs": _runs,
+    "metric": _choice(OVERLAY_METRICS),
+    "smooth": _smooth,
+    "x": _choice(X_AXES),
+    "log": _flag,
+}
+
+
+def _short(value: object) -> str:
+    text = str(value[-1] if isinstance(value, list) and value else value)
+    return text if len(text) <= 24 else text[:21] + "..."

@@ -1,0 +1,85 @@
+"""Shareable links (bn_core.views.links): a view survives the URL round trip, and whatever a
+URL holds that is not a valid view is dropped and named, never used."""
+
+from __future__ import annotations
+
+import pytest
+
+from bn_core.views.links import MAX_RUNS, View, encode, parse
+
+GROUPS = {"20261201-112631-4b928b", "sweep-20261202-090000-aa11bb"}
+
+
+def test_a_plain_view_has_a_plain_url():
+    assert encode(View()) == {}
+    assert parse({}) == (View(), None)
+
+
+def test_a_view_survives_the_round_trip():
+    view = View(
+        group="20261201-112631-4b928b",
+        runs=(12, 3, 40),
+        metric="val_loss",
+        smooth=0.85,
+        x="epoch",
+        log=True,
+    )
+    params = encode(view)
+    assert params == {
+        "group": "20261201-112631-4b928b",
+        "runs": "12,3,40",
+        "metric": "val_loss",
+        "smooth": "0.85",
+        "x": "epoch",
+        "log": "1",
+    }
+    assert parse(params, GROUPS) == (view, None)
+
+
+def test_smoothing_zero_is_kept_and_read_back():
+    params = encode(View(smooth=0.0))
+    assert params == {"smooth": "0"}
+    assert parse(params)[0].smooth == 0.0
+
+
+@pytest.mark.parametrize(
+    ("params", "ignored"),
+    [
+        ({"group": "no-such-group"}, "group=no-such-group"),
+        ({"group": "x' OR 1=1 --"}, "group=x' OR 1=1 --"),
+        ({"group": "../../etc/passwd"}, "group=../../etc/passwd"),
+        ({"runs": "1,two,3"}, "runs=1,two,3"),
+        ({"runs": ""}, "runs="),
+        ({"runs": ",".join(str(i) for i in range(MAX_RUNS + 1))}, "runs="),
+        ({"metric": "weights"}, "metric=weights"),
+        ({"smooth": "nan"}, "smooth=nan"),
+        ({"smooth": "1.5"}, "smooth=1.5"),
+        ({"smooth": "-0.1"}, "smooth=-0.1"),
+        ({"x": "batch"}, "x=batch"),
+        ({"log": "maybe"}, "log=maybe"),
+    ],
+)
+def test_a_bad_value_is_dropped_and_named(params, ignored):
+    view, note = parse(params, GROUPS)
+    assert view == View()  # the default in its place
+    assert note is not None and ignored in note and note.endswith("the defaults are shown.")
+
+
+def test_good_values_stay_when_another_is_bad():
+    view, note = parse({"metric": "loss", "x": "nowhere", "runs": "#5, 7,5"}, GROUPS)
+    assert view == View(metric="loss", runs=(5, 7))  # '#' allowed, repeats dropped
+    assert note == "The link's x=nowhere could not be used: the defaults are shown."
+
+
+def test_unknown_keys_are_not_ours_to_judge():
+    assert parse({"utm_source": "mail", "embed": "true"}) == (View(), None)
+
+
+def test_a_repeated_key_counts_its_last_value():
+    assert parse({"metric": ["loss", "val_loss"]})[0].metric == "val_loss"
+
+
+def test_without_a_group_list_any_well_formed_id_is_kept():
+    assert parse({"group": "study-original-20261201-101010"})[0].group == (
+        "study-original-20261201-101010"
+    )
