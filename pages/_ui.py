@@ -146,6 +146,20 @@ def group_picker(
     return by_id[chosen]
 
 
+def linked_group_picker(
+    page: str, groups: list[GroupRecord], default: str | None, help: str
+) -> GroupRecord | None:
+    """``group_picker`` keyed ``{page}-group`` whose group is also the page's URL
+    (``?group=…``): a link or a reload opens the same group."""
+    view = view_from_url(page, {g.id for g in groups})
+    if view is not None and view.group is not None:
+        st.session_state[f"{page}-group"] = view.group
+    group = group_picker(groups, f"{page}-group", default, help)
+    if group is not None:
+        write_url(page, links.View(group=group.id))
+    return group
+
+
 def rename_group_button(group: GroupRecord, key: str, read_only: str | None) -> None:
     """A "Rename" popover for ``group``: its name is what every picker shows and searches."""
     with st.popover(

@@ -16,7 +16,7 @@ from bn_core.views.charts import share_y
 from pages._ui import (
     TRAIN_PAGE,
     get_store,
-    group_picker,
+    linked_group_picker,
     png_config,
     quick_start_button,
     run_picker,
@@ -63,9 +63,9 @@ if not runs:
     st.stop()
 
 probe_groups = {r.group_id for r in runs}
-group = group_picker(
+group = linked_group_picker(
+    "network",
     [g for g in store.list_groups() if g.id in probe_groups],
-    "network-group",
     max(runs, key=lambda r: r.id).group_id,  # the newest group with probes
     help="groups with runs trained with probes; type to find one by name or date",
 )

@@ -23,7 +23,7 @@ from pages._ui import (
     TRAIN_PAGE,
     get_runner,
     get_store,
-    group_picker,
+    linked_group_picker,
     png_config,
     quick_start_button,
     store_banner,
@@ -153,9 +153,9 @@ if not groups:
 sweeps = dict(groups)
 records = {g.id: g for g in store.list_groups() if g.id in sweeps}
 finished = [g for g, runs in groups if any(r.status == "completed" for r in runs)]
-group = group_picker(
+group = linked_group_picker(
+    "sweep",
     [records[g] for g, _ in groups if g in records],
-    "sweep-group",
     finished[0] if finished else None,
     help="groups of runs that form a sweep; by default the newest with a completed run",
 )

@@ -13,7 +13,7 @@ from bn_core.views import runs as live
 from pages._ui import (
     RUNS_PAGE,
     get_runner,
-    group_picker,
+    linked_group_picker,
     png_config,
     quick_start_button,
     run_picker,
@@ -63,9 +63,9 @@ if not runs:
     quick_start_button("window", key="window-quick-start")
 
 finished_groups = {r.group_id for r in runs}
-group = group_picker(
+group = linked_group_picker(
+    "window",
     [g for g in store.list_groups() if g.id in finished_groups],
-    "window-group",
     runs[-1].group_id,  # the newest finished run's group
     help="groups with finished runs; by default the newest; type to find one by name or date",
 )

@@ -18,7 +18,7 @@ from bn_core.runs.store import RunStore
 from bn_core.variants import SITES
 from bn_core.views import probes as pv
 from tests.conftest import assert_runs_without_tensorflow
-from tests.test_app import open_page, runner  # noqa: F401 - runner is a fixture
+from tests.test_app import open_page, open_with_link, runner  # noqa: F401 - runner is a fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -243,3 +243,15 @@ def test_the_network_page_never_imports_tensorflow(tmp_path):
         """,
         tmp_path / "home",
     )
+
+
+def test_a_link_opens_its_group_and_the_url_follows_the_picker(runner):  # noqa: F811
+    ids = seed_probed(runner.store)
+    at = open_with_link(PAGE, group="old")
+    assert at.selectbox(key="network-group").value == "old"
+    assert at.multiselect(key="network-runs").value == [ids["old"]]
+    at.selectbox(key="network-group").set_value("study").run()
+    assert at.query_params["group"] == "study"
+    at = open_with_link(PAGE, group="newer")  # a group without probes: the default instead
+    assert at.selectbox(key="network-group").value == "study"
+    assert any("group=newer could not be used" in w.value for w in at.warning)
