@@ -19,30 +19,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(ROOT))  # run as a script: tests/
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, free_port, wait_healthy  # noqa: E402
+
 CONFIGS = {
     "before (file watcher on, rerun on save)": [
         "--server.fileWatcherType",
@@ -52,25 +42,6 @@ CONFIGS = {
     ],
     "after (.streamlit/config.toml)": [],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not become healthy in {timeout} s")
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -102,7 +73,7 @@ def measure(extra: list[str], browser, windows: int, seconds: float, settle: flo
         )
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, proc)
+            wait_healthy(url, proc, Path(os.devnull))
             page = browser.new_page()
             started = time.perf_counter()
             page.goto(url + "/")

@@ -37,31 +37,26 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: tests/
+from tests.browser import CHROMIUM  # noqa: E402 - after the path it needs
+from tests.browser import CHROMIUM_FLAGS as BASE_FLAGS  # noqa: E402
+from tests.browser import dashboard as serve  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 GENERATOR = HERE / "synthetic_store.py"
 STORE_CACHE = Path(tempfile.gettempdir()) / "bn-lab-bench-stores"
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *BASE_FLAGS,
     "--enable-precise-memory-info",  # usedJSHeapSize exact, not bucketed and cached
 ]
 PAGES = ("/", "/runs", "/compare", "/network", "/window", "/sweep", "/about")
@@ -246,53 +241,13 @@ def fresh_home(store: Path) -> Iterator[Path]:
         yield Path(home)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}; its output: {log}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not become healthy in {timeout:.0f} s; its output: {log}")
-
-
 @contextmanager
 def dashboard(app_root: Path, home: Path, log_path: Path) -> Iterator[str]:
-    """``streamlit run app.py`` of ``app_root`` on a free loopback port over the store in
-    ``home``, its output in ``log_path``; yields its URL once healthy, stops it afterwards."""
-    port = free_port()
+    """The dashboard of ``app_root`` over the store in ``home`` (no standby worker: nothing
+    trains), its output in ``log_path``; yields its URL once healthy, stops it afterwards."""
     env = {**_app_env(app_root), "BN_LAB_HOME": str(home), "BN_LAB_STANDBY": "0"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
-            + ["--server.address", "127.0.0.1", "--server.headless", "true"]
-            + ["--browser.gatherUsageStats", "false"],
-            cwd=app_root,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, proc, log_path)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with serve(env, log_path, app_root=app_root) as url:
+        yield url
 
 
 def measure_load(browser, url: str, cap: float) -> dict:
