@@ -1,15 +1,17 @@
 """How long does each dashboard page take to settle with 100, 1,000 or 5,000 finished runs?
 
     .venv/bin/python bench/bench_pages.py [--sizes 100,1000,5000] [--loads 3] [--json PATH]
-                                          [--app-root PATH] [--pages /,/runs,...]
+                                          [--app-root PATH] [--pages /,/runs,...] [--warm]
 
 For each store size: a synthetic store (``bench/synthetic_store.py``: the quick Original study
 in groups of 15, 10 epochs per run), built once per size and schema version and cached under
 ``/tmp/bn-lab-bench-stores/``, is copied into a fresh ``BN_LAB_HOME``; ``streamlit run app.py``
 of ``--app-root`` (default: this checkout; another checkout gives "before" numbers) serves it on
 a free loopback port (no standby worker: nothing trains); then every page is loaded
-``--loads`` times, each time in a fresh Chromium context (Debian's /usr/bin/chromium through
-Playwright; nothing is downloaded), after one uncounted warm-up load of the first page.
+``--loads`` times in Debian's /usr/bin/chromium through Playwright (nothing is downloaded):
+by default each time in a fresh browser context, a first visit (after one uncounted load of the
+first page); with ``--warm`` in new tabs of one context that has loaded every page once, so its
+HTTP and code caches hold the app's scripts, as for a returning visitor.
 
 Settle time of one load: from navigation start to the last DOM mutation before the app is
 idle, i.e. before a quiet period of 1.5 s during which the page's title is drawn, Streamlit's
@@ -109,11 +111,14 @@ def main() -> None:
                 store = cached_store(args.app_root, size)
                 log = args.log_dir / f"streamlit-{size}.log"
                 with fresh_home(store) as home, dashboard(args.app_root, home, log) as url:
-                    measure_load(browser, url + args.pages[0], args.cap)  # warm-up
+                    warm = new_context(browser) if args.warm else None
+                    for path in args.pages if args.warm else args.pages[:1]:  # uncounted
+                        measure_load(browser, url + path, args.cap, warm)
                     results[size] = {}
                     for path in args.pages:
                         loads = [
-                            measure_load(browser, url + path, args.cap) for _ in range(args.loads)
+                            measure_load(browser, url + path, args.cap, warm)
+                            for _ in range(args.loads)
                         ]
                         results[size][path] = {"loads": loads, **_medians(loads)}
                         _progress(size, path, loads, args.cap)
@@ -126,6 +131,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "loads_per_page": args.loads,
+        "browser": "warm (one context, each page loaded once before)" if args.warm else "cold",
         "cap_s": args.cap,
         "quiet_s": QUIET_S,
         "results": {str(size): pages for size, pages in results.items()},
@@ -149,6 +155,13 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--loads", type=_positive_int, default=3, help="loads per page and size")
     parser.add_argument("--cap", type=float, default=60.0, help="seconds before a load gives up")
     parser.add_argument("--json", type=Path, help="also write every load here")
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="a returning visitor: every load in one browser context whose caches hold the "
+        "app's scripts (each page loaded once, uncounted, first); default: a fresh context "
+        "per load, a first visit",
+    )
     parser.add_argument(
         "--app-root", type=Path, default=ROOT, help="the checkout whose app.py is served"
     )
@@ -250,11 +263,18 @@ def dashboard(app_root: Path, home: Path, log_path: Path) -> Iterator[str]:
         yield url
 
 
-def measure_load(browser, url: str, cap: float) -> dict:
-    """One load of ``url`` in a fresh browser context: ``settle_s`` (None when not idle within
-    ``cap`` seconds) and ``heap_mb``, the peak JS heap."""
+def new_context(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.add_init_script(RECORDER)
+    return context
+
+
+def measure_load(browser, url: str, cap: float, warm=None) -> dict:
+    """One load of ``url`` in a fresh browser context (a first visit: nothing cached), or
+    in a new tab of the context ``warm`` (a returning visitor: the browser's HTTP and code
+    caches hold the app's scripts): ``settle_s`` (None when not idle within ``cap`` seconds)
+    and ``heap_mb``, the peak JS heap. Either way a new Streamlit session."""
+    context = warm or new_context(browser)
     page = context.new_page()
     started = time.perf_counter()
     try:
@@ -270,7 +290,9 @@ def measure_load(browser, url: str, cap: float) -> dict:
             time.sleep(POLL_S)
         return {"settle_s": None, "heap_mb": _mb(state["heap"])}
     finally:
-        context.close()
+        page.close()
+        if warm is None:
+            context.close()
 
 
 def _mb(heap: float) -> float | None:

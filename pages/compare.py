@@ -210,8 +210,14 @@ def comparison() -> None:
     with right:
         chart(overlaid, f"overlay-{metric}")
 
-    st.subheader(f"{title} per variant")
-    chart(cv.small_multiples(curves, metric), f"{metric}_per_variant")
+    # Off by default: each plotly chart costs the browser ~0.5 s to draw on a 2-core machine
+    # (bench/RESULTS.md), and these panels repeat what the overlay shows, split per variant.
+    if st.toggle(
+        "Per-variant panels",
+        key=f"{PAGE}-per-variant",
+        help="one small chart per variant: each seed's curve and their mean",
+    ):
+        chart(cv.small_multiples(curves, metric), f"{metric}_per_variant")
 
     # Last, once the charts are drawn, into its column at the top. Built here rather than on
     # click: a click on a deferred download (data=callable) names a callable that the server

@@ -712,7 +712,7 @@ def test_compare_page_summarises_two_variants_by_two_seeds(runner):
     assert list(table["runs"]) == [2, 2]
     assert table["test accuracy"]["lenet"] == "0.9050 ± 0.0071"
     charts = at.get("plotly_chart")
-    assert len(charts) == 3  # mean ± std, every run overlaid, small multiples: one metric
+    assert len(charts) == 2  # mean ± std and every run overlaid, of one metric
     band, overlaid = (json.loads(c.proto.spec) for c in charts[:2])
     names = [t.get("name") for t in band["data"]]
     assert "lenet (mean ± std, 2 seeds)" in names
@@ -728,6 +728,12 @@ def test_compare_page_summarises_two_variants_by_two_seeds(runner):
     assert band["layout"]["yaxis"]["range"] == overlaid["layout"]["yaxis"]["range"]
     downloads = {b.key for b in at.get("download_button")}
     assert {"download-summary", "download-curves", "download-val_accuracy"} <= downloads
+    at.toggle(key="compare-per-variant").set_value(True).run()
+    panels = json.loads(at.get("plotly_chart")[2].proto.spec)
+    assert [a["text"] for a in panels["layout"]["annotations"]] == [
+        "lenet (2 seeds)",
+        "lenet_fc_bn2 (2 seeds)",
+    ]
 
 
 def test_compare_page_shows_statistics_over_three_seeds(runner):
