@@ -28,6 +28,7 @@ ABOUT_PAGE = "pages/about.py"
 FRAMED = "bn-lab-framed"  # session_state key: app.py has framed this session
 # Plotly's camera button saves a PNG in the browser (no kaleido on the server).
 PNG = {"displaylogo": False}
+URLS_KEPT = 200  # query strings a page remembers writing in one session (view_from_url)
 
 
 def use_navigation() -> None:
@@ -178,13 +179,16 @@ def rename_group_button(group: GroupRecord, key: str, read_only: str | None) -> 
 
 def view_from_url(page: str, groups: set[str]) -> links.View | None:
     """The view the URL asks for (``bn_core.views.links``) when it is news to this session:
-    the session's first run of ``page`` (a reload, a shared link), or a URL that differs from
-    the one this page last wrote (a pasted link); None otherwise, and when the URL is plain on
-    a later visit (the menu leads back here: the widgets keep what they had). What the URL
-    holds that cannot be used is said in one line."""
+    the session's first run of ``page`` (a reload, a shared link: each a new session) or a
+    URL this page never wrote (a link from another page, ``st.page_link(query_params=...)``);
+    None otherwise, and when the URL is plain on a later visit (the menu leads back here: the
+    widgets keep what they had). Every URL this page wrote counts as known, not only the
+    last: a rerun cut short by the next click may start before the browser shows the newest
+    one, and taking the older URL for a link would undo the click. What the URL holds that
+    cannot be used is said in one line."""
     params = st.query_params.to_dict()
     written = st.session_state.get(f"url-{page}")
-    if written is not None and (not params or params == written):
+    if written is not None and (not params or params in written):
         return None
     view, note = links.parse(params, groups)
     if note:
@@ -194,9 +198,12 @@ def view_from_url(page: str, groups: set[str]) -> links.View | None:
 
 def write_url(page: str, view: links.View) -> None:
     """Put ``view`` in the page's URL (replacing its query string), so reloading or sharing
-    the link shows the same thing."""
+    the link shows the same thing; ``view_from_url`` remembers it as this session's own."""
     params = links.encode(view)
-    st.session_state[f"url-{page}"] = params
+    written = st.session_state.setdefault(f"url-{page}", [])
+    if params not in written:
+        written.append(params)
+        del written[:-URLS_KEPT]
     if st.query_params.to_dict() != params:
         st.query_params.from_dict(params)
 
