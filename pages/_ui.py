@@ -139,12 +139,25 @@ def group_picker(
     if not groups:
         return None
     by_id = {g.id: g for g in groups}
-    if st.session_state.get(key) not in by_id:
-        st.session_state[key] = default if default in by_id else groups[0].id
+    keep_choice(key, {g.id: g.label for g in groups}, default if default in by_id else groups[0].id)
     chosen = container.selectbox(
         "Group", list(by_id), format_func=lambda i: by_id[i].label, key=key, help=help
     )
     return by_id[chosen]
+
+
+def keep_choice(key: str, labels: dict, fallback) -> None:
+    """Before the selectbox keyed ``key`` over ``labels`` (option -> label) is drawn: the
+    browser holds the label it shows, not the option, so a label that changed since (a renamed
+    group, a count that moved) comes back as text that is no longer an option, and Streamlit
+    would drop the choice. Every label this session was shown maps back to its option; setting
+    the state also makes the browser show the new label. ``fallback`` when the choice is gone."""
+    seen = st.session_state.setdefault(f"{key}-labels", {})
+    chosen = st.session_state.get(key)
+    if chosen not in labels:
+        chosen = seen.get(chosen, fallback)
+    seen.update({label: option for option, label in labels.items()})
+    st.session_state[key] = chosen if chosen in labels else fallback
 
 
 def linked_group_picker(

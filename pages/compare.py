@@ -75,7 +75,7 @@ runs_key = f"{PAGE}-runs"
 if view is not None and view.runs:
     st.session_state[runs_key] = [i for i in view.runs if i in {r.id for r in candidates}]
 elif st.session_state.get(f"{PAGE}-runs-of") != group.id:  # another group: all of its runs
-    st.session_state.pop(runs_key, None)
+    st.session_state[runs_key] = [r.id for r in candidates]
 st.session_state[f"{PAGE}-runs-of"] = group.id
 chosen = run_picker(
     candidates,

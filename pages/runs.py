@@ -23,6 +23,7 @@ from pages._ui import (
     COMPARE_PAGE,
     TRAIN_PAGE,
     get_runner,
+    keep_choice,
     png_config,
     status_badge,
     store_banner,
@@ -178,8 +179,7 @@ search = search_col.text_input(
     "or node contain every one of them",
 )
 statuses = status_col.multiselect("Status", STATUSES, key="runs-status", placeholder="any")
-if st.session_state.get("runs-group") not in ("", *group_by_id):
-    st.session_state["runs-group"] = ""  # that group was deleted
+keep_choice("runs-group", {"": "all groups", **{g.id: g.label for g in groups}}, "")
 group_id = group_col.selectbox(
     "Group",
     ["", *group_by_id],
@@ -309,20 +309,19 @@ if not selected_ids:
 def render_selected(run: RunRecord) -> None:
     """One selected run: what it is, how it ended, and what can be done with it."""
     with st.container(border=True, key=f"selected-{run.id}"):
-        head, info, actions = st.columns([3, 5, 3], vertical_alignment="center")
+        head, info, actions = st.columns([3, 4, 4], vertical_alignment="center")
         with head:
             st.markdown(f"**{live.run_label(run, status=False)}**")
             stuck = live.no_learning_note(run, store.epoch_metrics([run.id]))
             status_badge(run, no_learning=stuck is not None)
         info.caption(live.config_caption(run.config) + f" · group {run.group_id}")
-        with actions:
-            buttons = st.columns(3)
+        # One row that wraps, rather than three fixed columns that cut the labels short.
+        with actions, st.container(horizontal=True, horizontal_alignment="right"):
             if run.active:
-                with buttons[0]:
-                    cancel_button(run, f"cancel-selected-{run.id}")
+                cancel_button(run, f"cancel-selected-{run.id}")
             else:
                 if run.status in RESUMABLE:
-                    buttons[0].button(
+                    st.button(
                         "Resume",
                         key=f"resume-{run.id}",
                         on_click=act,
@@ -333,7 +332,7 @@ def render_selected(run: RunRecord) -> None:
                         "same run; without a checkpoint it starts over.",
                         icon=":material/play_arrow:",
                     )
-                buttons[1].button(
+                st.button(
                     "Delete",
                     key=f"delete-{run.id}",
                     on_click=act,
@@ -343,7 +342,7 @@ def render_selected(run: RunRecord) -> None:
                     help=read_only,
                     icon=":material/delete:",
                 )
-            with buttons[2].popover(
+            with st.popover(
                 "Name", icon=":material/edit:", disabled=read_only is not None, help=read_only
             ):
                 st.text_input("Name", value=run.name or "", key=f"name-{run.id}")

@@ -187,7 +187,7 @@ def _translated(exc: BaseException, path: Path) -> BaseException:
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[None]:
     """BEGIN ... COMMIT, or ROLLBACK on any error (connections are in autocommit mode)."""
-    db.execute("BEGIN")
+    db.execute("BEGIN IMMEDIATE")
     try:
         yield
     except BaseException:
