@@ -21,12 +21,31 @@ import pytest
 from bn_core.analysis.summary import SUMMARY_COLUMNS, summary_table
 from bn_core.config import ConfigError, TrainConfig
 from bn_core.results import HISTORY_KEYS
-from bn_core.runs import lifecycle, metric_reads, metric_writes, records, schema
+from bn_core.runs import (
+    catalog,
+    cleanup,
+    lifecycle,
+    metric_reads,
+    metric_writes,
+    names,
+    records,
+    schema,
+)
 from bn_core.runs import store as store_module
 from bn_core.runs.store import ACTIVE, FINISHED, STATUSES, RunRecord, RunStore
 
 # Every module the store is made of (RunStore composes them; see bn_core.runs.store).
-STORE_MODULES = (store_module, schema, records, lifecycle, metric_writes, metric_reads)
+STORE_MODULES = (
+    store_module,
+    schema,
+    records,
+    lifecycle,
+    metric_writes,
+    metric_reads,
+    catalog,
+    cleanup,
+    names,
+)
 
 
 @pytest.fixture
