@@ -190,7 +190,9 @@ def _run_scenario(page: Page, url: str, store: RunStore) -> None:
         time.sleep(1)
     statuses = [(r.variant, r.status, r.error) for r in store.list_runs()]
     assert [s[1] for s in statuses] == ["completed", "completed"], statuses
-    expect(page.get_by_text("completed").first).to_be_visible(timeout=30_000)
+    # Both ended: the live part is gone and the table (canvas cells) lists the two runs.
+    expect(page.get_by_text("Runs 1–2 of 2", exact=False)).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("heading", name="Training now")).to_have_count(0, timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "3-runs-done.png"), full_page=True)
 
     page.goto(url + "/compare")

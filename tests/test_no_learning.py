@@ -28,7 +28,7 @@ from bn_core.views import comparison as cv
 from bn_core.views import runs as live
 from bn_core.views.sweep import sweep_figure
 from tests.helpers import result
-from tests.test_app import open_page, runner  # noqa: F401 (fixture)
+from tests.test_app import open_page, open_with_link, runner  # noqa: F401 (fixture)
 
 # MNIST's test set holds 1,135 ones in 10,000: a network answering "1" to every image.
 CONSTANT_ONE = 0.1135
@@ -178,11 +178,14 @@ def test_runs_page_shows_the_no_learning_badge_and_why(runner):  # noqa: F811
     stuck = finished(runner.store, CONSTANT_ONE, learning_rate=10.0)
     finished(runner.store, 0.97, seed=1)
     at = open_page("pages/runs.py")
+    status = dict(zip(at.dataframe[0].value["run"], at.dataframe[0].value["status"], strict=True))
+    assert status[stuck] == "completed · no learning" and status[stuck + 1] == "completed"
+    at = open_with_link("pages/runs.py", runs=f"{stuck},{stuck + 1}")  # both selected
     flagged = [b for b in badges(at) if "no learning" in b]
     assert len(flagged) == 1 and "orange" in flagged[0]
     (warning,) = [w.value for w in at.warning]
     assert warning.startswith("No learning: final test accuracy 0.1135")
-    assert at.container(key=f"run-{stuck}") is not None
+    assert at.container(key=f"selected-{stuck}") is not None
 
 
 def test_compare_page_has_a_no_learning_column(runner):  # noqa: F811

@@ -70,6 +70,8 @@ def table_frame(
         total = run.total_steps or 0
         progress = min(steps_done.get(run.id, 0) / total, 1.0) if total else 0.0
         label = "cancelling" if run.active and run.cancel_requested else run.status
+        if no_learning(run.status, run.test_accuracy, [], run.config.val_size):
+            label += " · no learning"  # ended at chance (its card says why)
         rows.append(
             {
                 "run": run.id,
