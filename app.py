@@ -13,6 +13,7 @@ from bn_core.runs.errors import StoreError
 from pages._auth import logged_in, require_login
 from pages._ui import (
     ABOUT_PAGE,
+    CLUSTER_PAGE,
     COMPARE_PAGE,
     FRAMED,
     NETWORK_PAGE,
@@ -32,6 +33,7 @@ st.session_state[FRAMED] = True
 pages = [
     st.Page(TRAIN_PAGE, title="Train", icon=":material/play_circle:", default=True),
     st.Page(RUNS_PAGE, title="Runs", icon=":material/monitoring:"),
+    st.Page(CLUSTER_PAGE, title="Cluster", icon=":material/lan:"),
     st.Page(COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:"),
     st.Page(NETWORK_PAGE, title="Inside the network", icon=":material/hub:"),
     st.Page(WINDOW_PAGE, title="Window size", icon=":material/tune:"),

@@ -3,17 +3,20 @@ a few small renderers. Only TF-free bn_core modules are imported here."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 from bn_core.config import ConfigError
+from bn_core.runs.backends.ray_backend import ClusterInfo, ray_address
 from bn_core.runs.catalog import GroupRecord
 from bn_core.runs.errors import StoreError, describe
 from bn_core.runs.health import ensure_sound
 from bn_core.runs.records import damage_note
 from bn_core.runs.runner import JobRunner
 from bn_core.runs.store import RunRecord, RunStore, default_home
+from bn_core.views import cluster as cluster_view
 from bn_core.views import links, train_form
 from bn_core.views.runs import STATUS_COLORS, run_label
 from pages._auth import require_login
@@ -25,10 +28,12 @@ NETWORK_PAGE = "pages/network.py"
 WINDOW_PAGE = "pages/window.py"
 SWEEP_PAGE = "pages/sweep.py"
 ABOUT_PAGE = "pages/about.py"
+CLUSTER_PAGE = "pages/cluster.py"
 FRAMED = "bn-lab-framed"  # session_state key: app.py has framed this session
 # Plotly's camera button saves a PNG in the browser (no kaleido on the server).
 PNG = {"displaylogo": False}
 URLS_KEPT = 200  # query strings a page remembers writing in one session (view_from_url)
+CLUSTER_SECONDS = 5.0  # how long one answer of the cluster is reused: pages stay quick
 
 
 def use_navigation() -> None:
@@ -86,10 +91,12 @@ def read_only_reason(store: RunStore) -> str | None:
     return describe("readonly", store.path, "it cannot be written") if store.read_only else None
 
 
-def store_banner() -> str | None:
+def store_banner(move_key: str | None = None) -> str | None:
     """Call near the top of a page: one st.warning when the run store is in trouble (it is
     read-only; the runner cannot write it: a full disk, I/O errors; runs skipped as damaged),
-    nothing when all is well. Viewing goes on. Returns ``read_only_reason``: Start is off."""
+    nothing when all is well. Viewing goes on. Then ``cluster_banner`` (runs waiting for a
+    cluster that is gone), with its button where ``move_key`` is given. Returns
+    ``read_only_reason``: Start is off."""
     runner = get_runner()
     frozen = read_only_reason(runner.store)
     notes = [note for note in (frozen, runner.problem) if note]
@@ -99,7 +106,109 @@ def store_banner() -> str | None:
         notes.append(str(exc))
     if notes:
         st.warning("\n\n".join(dict.fromkeys(notes)), icon=":material/warning:")
+    cluster_banner(move_key, frozen)
     return frozen
+
+
+def cluster_banner(move_key: str | None = None, read_only: str | None = None) -> None:
+    """While the runner's Ray cluster cannot take runs (``JobRunner.cluster_problem``) and runs
+    are queued for it: one st.warning saying so; with ``move_key``, a "Run them on this
+    machine" button (keyed ``move_key``) that sends them to the local backend, which starts
+    them within its poll interval. Drawn on one or two pages only: one click is enough."""
+    runner = get_runner()
+    if said := st.session_state.pop("cluster-moved", None):  # the button's last click
+        ok, text = said
+        if ok:
+            st.success(text, icon=":material/check:")
+        else:
+            st.error(text, icon=":material/error:")
+    if not runner.cluster_problem:
+        return
+    try:
+        waiting = runner.store.queued_for("ray")
+    except StoreError:  # the store banner above already says the store cannot be read
+        return
+    if not waiting:
+        return
+    st.warning(
+        cluster_view.waiting_banner(runner.cluster_problem, waiting), icon=":material/cloud_off:"
+    )
+    if move_key is not None:
+        st.button(
+            "Run them on this machine",
+            key=move_key,
+            on_click=_run_waiting_here,
+            disabled=read_only is not None,
+            help=read_only or "queue them for this machine's worker processes instead",
+            icon=":material/computer:",
+        )
+
+
+def _run_waiting_here() -> None:
+    """The button's click (before the page reruns): the runs queued for Ray go local."""
+    try:
+        moved = get_runner().store.move_queued("ray", "local")
+    except StoreError as exc:  # a full disk, say: one line
+        st.session_state["cluster-moved"] = (False, str(exc))
+    else:
+        st.session_state["cluster-moved"] = (True, f"{moved} run(s) will run on this machine.")
+
+
+@dataclass(frozen=True)
+class ClusterReach:
+    """What the cluster answered: its nodes (``info``), or why it cannot be used (``problem``,
+    one line)."""
+
+    info: ClusterInfo | None
+    problem: str | None
+
+
+def cluster_reach() -> ClusterReach | None:
+    """The Ray cluster at $RAY_ADDRESS as the runner sees it, at most ``CLUSTER_SECONDS`` old;
+    None when no cluster is configured (nothing imports Ray then). The runner's cluster
+    backend is made here when it has none yet, so the runs queued for it start on the
+    connection this check made."""
+    address = ray_address()
+    if address is None:
+        return None
+    runner = get_runner()
+    return _ask_cluster(address, runner.runner_id, runner)
+
+
+@st.cache_data(ttl=CLUSTER_SECONDS, show_spinner=False)
+def _ask_cluster(address: str, runner_id: str, _runner: JobRunner) -> ClusterReach:
+    """``cluster_reach``'s answer, cached per address and runner (``_runner`` itself is not
+    hashed: its id stands for it)."""
+    try:
+        cluster = _runner.ensure_cluster()
+        cluster.capacity()
+        return ClusterReach(cluster.info(), None)
+    except Exception as exc:  # noqa: BLE001 - ClusterError, or Ray failing in its own ways
+        lines = str(exc).strip().splitlines()
+        return ClusterReach(None, lines[0] if lines else type(exc).__name__)
+
+
+def backend_choice(key: str) -> str:
+    """Where the runs a page queues execute: "ray" or "local". A "Run on" radio (keyed
+    ``key``, the cluster first chosen) when a cluster is configured and answers; a one-line
+    caption when it is configured but does not answer; nothing without $RAY_ADDRESS."""
+    reach = cluster_reach()
+    if reach is None:
+        return "local"
+    if reach.info is None:
+        st.caption(f":material/cloud_off: Runs execute on this machine: {reach.problem}")
+        return "local"
+    labels = {"local": cluster_view.LOCAL_LABEL, "ray": cluster_view.cluster_label(reach.info)}
+    return st.radio(
+        "Run on",
+        list(labels),
+        index=1,
+        format_func=labels.get,
+        key=key,
+        horizontal=True,
+        help="each run is one Ray task on a node with room; its metrics, checkpoints and "
+        "model come back to this machine's run store",
+    )
 
 
 def get_store() -> RunStore:
@@ -221,10 +330,12 @@ def write_url(page: str, view: links.View) -> None:
         st.query_params.from_dict(params)
 
 
-def quick_start_button(preset: str, key: str, group_id: str | None = None) -> None:
+def quick_start_button(
+    preset: str, key: str, group_id: str | None = None, backend: str = "local"
+) -> None:
     """The empty-page way forward: a caption and a one-click button that queues the quick
     version of ``preset`` on an available dataset (disabled, with the reason, when no dataset
-    is), then opens the Runs page. Stops the page script."""
+    is) to execute on ``backend``, then opens the Runs page. Stops the page script."""
     start = train_form.quick_start(preset, st.session_state)
     st.caption(start.caption)
     problem = read_only_reason(get_runner().store) or start.problem
@@ -237,7 +348,7 @@ def quick_start_button(preset: str, key: str, group_id: str | None = None) -> No
         help=problem,
     ):
         try:
-            get_runner().submit(start.configs, group_id=group_id)
+            get_runner().submit(start.configs, group_id=group_id, backend=backend)
         except (StoreError, ConfigError) as exc:  # a full disk or queue: one line, page usable
             st.error(str(exc), icon=":material/error:")
             st.stop()

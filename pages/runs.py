@@ -52,7 +52,9 @@ runner = get_runner()
 store = runner.store
 
 st.title("Runs")
-read_only = store_banner()  # Cancel, Delete, Rename are off while the store cannot be written
+# Cancel, Delete, Rename are off while the store cannot be written; runs waiting for a Ray
+# cluster that is gone can be sent to this machine from here.
+read_only = store_banner(move_key="runs-run-here")
 if failed := st.session_state.pop("runs-store-error", None):  # a click's write that failed
     st.error(failed, icon=":material/error:")
 if said := st.session_state.pop("runs-said", None):
@@ -226,6 +228,9 @@ event = st.dataframe(
         "run": st.column_config.NumberColumn("run", format="#%d", width="small"),
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
         "test accuracy": st.column_config.NumberColumn("test accuracy", format="%.4f"),
+        "img/s": st.column_config.NumberColumn(
+            "img/s", format="%.0f", help="training images per second, recorded at the run's end"
+        ),
         "seed": st.column_config.NumberColumn("seed", width="small"),
         "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
     },
@@ -314,7 +319,12 @@ def render_selected(run: RunRecord) -> None:
             st.markdown(f"**{live.run_label(run, status=False)}**")
             stuck = live.no_learning_note(run, store.epoch_metrics([run.id]))
             status_badge(run, no_learning=stuck is not None)
-        info.caption(live.config_caption(run.config) + f" · group {run.group_id}")
+        where = live.where_caption(run)
+        info.caption(
+            live.config_caption(run.config)
+            + f" · group {run.group_id}"
+            + (f" · {where}" if where else "")
+        )
         # One row that wraps, rather than three fixed columns that cut the labels short.
         with actions, st.container(horizontal=True, horizontal_alignment="right"):
             if run.active:

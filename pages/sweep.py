@@ -21,6 +21,7 @@ from bn_core.views.train_form import seed_list
 from pages._ui import (
     RUNS_PAGE,
     TRAIN_PAGE,
+    backend_choice,
     get_runner,
     get_store,
     linked_group_picker,
@@ -121,6 +122,7 @@ if error:
     st.warning(error, icon=":material/warning:")
 if cap_problem := caps.submit_problem(len(configs), queued_now):  # the button is off
     st.error(cap_problem, icon=":material/error:")
+backend = backend_choice("sweep-backend")  # "local" unless a Ray cluster answers
 start = st.button(
     "Start",
     type="primary",
@@ -133,7 +135,7 @@ if start and error:
     st.error(error, icon=":material/error:")
 elif start and cap_problem is None and read_only is None:
     try:
-        ids = get_runner().submit(configs, group_id=study.sweep_group_id())
+        ids = get_runner().submit(configs, group_id=study.sweep_group_id(), backend=backend)
     except (ConfigError, StoreError) as e:  # the queue filled up, or the disk, since drawn
         st.error(str(e), icon=":material/error:")
     else:
@@ -148,7 +150,9 @@ if not groups:
         "No sweep in the store yet: start one above, or the quick one below.",
         icon=":material/info:",
     )
-    quick_start_button("lr", key="sweep-quick-start", group_id=study.sweep_group_id())
+    quick_start_button(
+        "lr", key="sweep-quick-start", group_id=study.sweep_group_id(), backend=backend
+    )
     st.stop()
 sweeps = dict(groups)
 records = {g.id: g for g in store.list_groups() if g.id in sweeps}

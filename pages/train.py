@@ -17,7 +17,14 @@ from bn_core.runs.errors import StoreError
 from bn_core.variants import VARIANT_NAMES, VARIANTS
 from bn_core.views import train_form
 from pages._form import KEEP, choice, dataset_field, number, steps
-from pages._ui import RUNS_PAGE, get_runner, get_store, store_banner, use_navigation
+from pages._ui import (
+    RUNS_PAGE,
+    backend_choice,
+    get_runner,
+    get_store,
+    store_banner,
+    use_navigation,
+)
 
 use_navigation()
 for key, value in train_form.initial_form_state().items():
@@ -142,10 +149,11 @@ configs, errors = train_form.train_configs(form, variants, seeds, folder_text)
 
 
 def queue(configs) -> None:
-    """Queue ``configs`` as one group, named by the Group name box, else by the preset."""
+    """Queue ``configs`` as one group, named by the Group name box, else by the preset, to
+    execute where the "Run on" choice says."""
     typed = st.session_state.get("train-group-name", "").strip()
     try:
-        ids = get_runner().submit(configs, group_name=typed or preset_title)
+        ids = get_runner().submit(configs, group_name=typed or preset_title, backend=backend)
     except (ConfigError, StoreError) as e:  # configs were checked above; a full disk was not
         st.error(str(e), icon=":material/error:")
     else:
@@ -171,6 +179,7 @@ st.text_input(
     placeholder=preset_title or "the variants, seeds and time",
     help="how the runs' group is shown on every page (rename it later on Compare)",
 )
+backend = backend_choice("train-backend")  # "local" unless a Ray cluster answers
 cap_problem = caps.submit_problem(n_runs, queued_now)  # before the click: the button is off
 if errors:
     st.error(

@@ -26,6 +26,7 @@ APP = str(ROOT / "app.py")
 PAGES = (
     "pages/train.py",
     "pages/runs.py",
+    "pages/cluster.py",
     "pages/compare.py",
     "pages/network.py",
     "pages/window.py",
@@ -58,6 +59,7 @@ class RecordingBackend:
 def runner(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("BN_LAB_HOME", str(home))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a shell's cluster stays out of these
     st.cache_resource.clear()  # no runner cached by an earlier test (or a real one) leaks in
     fake = JobRunner(RunStore(home), backend=RecordingBackend())  # never .start()ed
     monkeypatch.setattr(_ui, "get_runner", lambda: fake)

@@ -29,6 +29,7 @@ TRAIN_LIMIT = 40000  # 625 steps per epoch: ~20 batch events while we watch, eve
 APP_MENU = [
     ["play_circle", "Train", "/"],
     ["monitoring", "Runs", "/runs"],
+    ["lan", "Cluster", "/cluster"],
     ["compare_arrows", "Compare", "/compare"],
     ["hub", "Inside the network", "/network"],
     ["tune", "Window size", "/window"],

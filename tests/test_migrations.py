@@ -273,7 +273,8 @@ def test_a_new_store_is_at_the_latest_version_with_every_table(tmp_path):
     store = RunStore(tmp_path / "home")
     assert version(store.path) == LATEST == len(migrations.MIGRATIONS)
     assert set(columns(store.path)) == LATEST_TABLES
-    assert {"stage", "owner", "resumes", "name", "tags", "node"} <= set(columns(store.path)["runs"])
+    runs_columns = set(columns(store.path)["runs"])
+    assert {"stage", "owner", "resumes", "name", "tags", "node", "backend"} <= runs_columns
     assert not (store.home / "backups").exists()  # nothing to keep a copy of
     run_id = store.create_run(TrainConfig(), "g")
     assert RunStore(store.home).get(run_id).resumes == 0  # reopening migrates nothing
@@ -345,10 +346,14 @@ def test_a_version_2_store_migrates_to_names_tags_nodes_and_groups(tmp_path):
     assert {"owner", "resumes", "runners", "replay_jobs"} <= {*old_columns, *old_columns["runs"]}
 
     store = RunStore(home)
-    assert version(path) == LATEST == 3 and not store.read_only
+    assert version(path) == LATEST and not store.read_only
     assert dump(path, old_columns) == before  # every run and metric, every old value
     assert schema_of(path) == schema_of(RunStore(tmp_path / "new").path)
     runs = store.list_runs()
+    # Migration 4 too: every older run ran here, on this machine's processes.
+    assert {(r.backend, r.backend_name, r.images_per_second) for r in runs} == {
+        (None, "local", None)
+    }
     assert [(r.seed, r.name, r.tags, r.node, r.display_name) for r in runs] == [
         (0, None, None, None, "lenet seed 0"),
         (1, None, None, None, "lenet seed 1"),
@@ -448,7 +453,7 @@ def test_a_migration_failing_half_way_leaves_the_store_at_its_old_version(tmp_pa
     before, old_schema = dump(path), columns(path)
 
     def half_then_disk_full(db: sqlite3.Connection) -> None:
-        db.execute("ALTER TABLE runs ADD COLUMN name TEXT")  # a column of the latest migration
+        db.execute("ALTER TABLE runs ADD COLUMN backend TEXT")  # a column of the latest migration
         raise sqlite3.OperationalError("database or disk is full")
 
     broken = Migration(LATEST, "fails after its first statement", half_then_disk_full)
@@ -475,7 +480,7 @@ def test_a_migration_that_sqlite_already_rolled_back_still_says_why_it_failed(
     before = dump(path)
 
     def disk_full_rolled_back(db: sqlite3.Connection) -> None:
-        db.execute("ALTER TABLE runs ADD COLUMN name TEXT")
+        db.execute("ALTER TABLE runs ADD COLUMN backend TEXT")
         db.execute("ROLLBACK")  # as SQLite does when the disk fills
         raise sqlite3.OperationalError("database or disk is full")
 

@@ -22,6 +22,7 @@ from tests.test_e2e_browser import server as server  # a fixture: pytest finds i
 PAGES = [
     ("/", "Train"),
     ("/runs", "Runs"),
+    ("/cluster", "Cluster"),
     ("/compare", "Compare"),
     ("/network", "Inside the network"),
     ("/window", "Window size"),

@@ -68,6 +68,42 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
         )
 
 
+def add_backend_flag(parser: argparse.ArgumentParser) -> None:
+    """``--backend {local,ray}``: where the runs execute (default: ray when $RAY_ADDRESS is
+    set, else local)."""
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default=None,
+        help="where the runs execute: local (processes on this machine) or ray (the Ray "
+        "cluster at $RAY_ADDRESS, else one `ray start` runs here); default: ray when "
+        "$RAY_ADDRESS is set, else local",
+    )
+
+
+def cluster_for(backend: str | None):
+    """(backend name, a connected RayBackend or None) for ``--backend``; raises
+    ``ClusterUnavailable`` (exit 2, one line) when ray is asked for and no cluster answers,
+    before anything is queued."""
+    import os
+
+    name = backend or ("ray" if os.environ.get("RAY_ADDRESS", "").strip() else "local")
+    if name == "local":
+        return name, None
+    from bn_core.runs.backends.ray_backend import ClusterError, RayBackend
+
+    try:
+        cluster = RayBackend()
+        cluster.capacity()
+    except ClusterError as exc:
+        raise ClusterUnavailable(str(exc)) from None
+    return name, cluster
+
+
+class ClusterUnavailable(Exception):
+    """``--backend ray`` with no cluster to run on; ``str(e)`` is the one-line reason."""
+
+
 def config_from_args(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     """The validated TrainConfig of the parsed flags (ConfigError: exit 2)."""
     values = {

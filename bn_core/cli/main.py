@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from bn_core.cli import datasets, queue, replay, runs, store, study, train
-from bn_core.cli.common import PROG, DefaultsFormatter, Parser
+from bn_core.cli.common import PROG, ClusterUnavailable, DefaultsFormatter, Parser
 from bn_core.config import ConfigError
 from bn_core.data import DatasetError
 from bn_core.runs.errors import StoreError
@@ -19,7 +19,8 @@ def build_parser() -> Parser:
         prog=PROG,
         description="BN Lab: train LeNet-5 with and without Batch Normalization.",
         epilog="Exit codes: 0 completed; 1 dataset missing/corrupt or run failed; 2 bad flags "
-        "or values; 3 diverged; 4 the run store cannot be used (disk full, read-only, damaged, "
+        "or values (or no Ray cluster answers for --backend ray); 3 diverged; 4 the run "
+        "store cannot be used (disk full, read-only, damaged, "
         "newer); 130 cancelled (Ctrl-C: the first one stops cleanly, keeping "
         "what was measured). TensorFlow's own start-up messages go to "
         "$BN_LAB_HOME/logs/cli.log (default ./.bn_lab/logs/cli.log).",
@@ -43,3 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 4
+    except ClusterUnavailable as exc:  # --backend ray, and no cluster: nothing was queued
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2

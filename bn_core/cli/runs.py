@@ -8,7 +8,14 @@ import json
 import sys
 
 from bn_core.cli import manage
-from bn_core.cli.common import EXIT_CODES, PROG, add_config_flags, config_from_args
+from bn_core.cli.common import (
+    EXIT_CODES,
+    PROG,
+    add_backend_flag,
+    add_config_flags,
+    cluster_for,
+    config_from_args,
+)
 from bn_core.config import TrainConfig
 
 
@@ -17,10 +24,13 @@ def register(commands, formatter) -> None:
         "submit", help="queue a run in the run store ($BN_LAB_HOME)", formatter_class=formatter
     )
     add_config_flags(submit)
+    add_backend_flag(submit)
     submit.add_argument("--wait", action="store_true", help="run the queue until this run ends")
     submit.add_argument("--json", action="store_true", help="print the run as one JSON object")
     submit.set_defaults(
-        handler=lambda args: cmd_submit(config_from_args(args), args.wait, args.json)
+        handler=lambda args: cmd_submit(
+            config_from_args(args), args.wait, args.json, backend=args.backend
+        )
     )
 
     runs = commands.add_parser(
@@ -36,12 +46,16 @@ def register(commands, formatter) -> None:
     manage.register_groups(commands, formatter)
 
 
-def cmd_submit(config: TrainConfig, wait: bool, as_json: bool) -> int:
+def cmd_submit(config: TrainConfig, wait: bool, as_json: bool, backend: str | None = None) -> int:
+    """Queue ``config`` on ``backend`` (``--backend``; a Ray cluster is checked first, so
+    nothing is queued when none answers)."""
     from bn_core.runs.runner import JobRunner
     from bn_core.runs.store import RunStore
 
-    runner = JobRunner(RunStore(), kind="submit --wait")
-    (run_id,) = runner.submit([config])
+    config.validate()
+    name, cluster = cluster_for(backend)
+    runner = JobRunner(RunStore(), kind="submit --wait", cluster=cluster)
+    (run_id,) = runner.submit([config], backend=name)
     return report(runner, run_id, wait, as_json)
 
 
@@ -57,14 +71,23 @@ def report(runner, run_id: int, wait: bool, as_json: bool) -> int:
     group = runner.store.group(run.group_id)
     row = _run_row(run, group.name if group else None)
     if not wait and run.status == "queued":
-        row["note"] = queued_note(runner.store)
+        row["note"] = queued_note(runner.store, run.backend_name)
     print(json.dumps(row) if as_json else _run_line(row))
     return EXIT_CODES.get(run.status, 0)
 
 
-def queued_note(store) -> str:
-    """Whether a queued run will start by itself: only while some runner is alive."""
+def queued_note(store, backend: str = "local") -> str:
+    """Whether a queued run will start by itself: only while some runner is alive (for a
+    Ray run: one that can reach the cluster too)."""
     live = store.live_runners()
+    if backend == "ray":
+        where = "for the Ray cluster"
+        if live:
+            return f"queued {where}; a running runner that reaches the cluster will start it"
+        return (
+            f"queued {where}; it will start when the dashboard or `bn-lab runner` runs with "
+            "RAY_ADDRESS set (or use --wait)"
+        )
     if live:
         kinds = ", ".join(sorted({r["kind"] for r in live}))
         return f"queued; a runner is running ({kinds}) and will start it"
@@ -102,6 +125,8 @@ def _run_row(run, group_name: str | None) -> dict:
         "name": run.name,
         "tags": list(run.tag_list),
         "node": run.node,
+        "backend": run.backend_name,
+        "images_per_second": run.images_per_second,
         "variant": run.variant,
         "seed": run.seed,
         "status": run.status,

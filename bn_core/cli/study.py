@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 
 from bn_core import data
-from bn_core.cli.common import CtrlC, check_data_dir, prepare_out, quiet_native_output
+from bn_core.cli.common import (
+    CtrlC,
+    add_backend_flag,
+    check_data_dir,
+    cluster_for,
+    prepare_out,
+    quiet_native_output,
+)
 from bn_core.config import TrainConfig, field_spec
 from bn_core.runs import artifacts
 
@@ -64,6 +71,7 @@ def register(commands, formatter) -> None:
         f"{seeds})",
     )
     study.add_argument("--out", required=True, help="folder for the report and CSVs")
+    add_backend_flag(study)
     study.set_defaults(handler=_study)
 
 
@@ -84,16 +92,19 @@ def study_configs(args: argparse.Namespace) -> list[TrainConfig]:
 def _study(args: argparse.Namespace) -> int:
     configs = study_configs(args)
     check_data_dir(args.data_dir)
-    return cmd_study(args.preset, configs, prepare_out(args.out))
+    _, cluster = cluster_for(args.backend)  # no cluster: one line, before --out is touched
+    return cmd_study(args.preset, configs, prepare_out(args.out), cluster=cluster)
 
 
-def cmd_study(preset: str, configs: list[TrainConfig], out: Path) -> int:
-    """Train ``configs`` in order, then write the report and tables (also after Ctrl-C)."""
+def cmd_study(preset: str, configs: list[TrainConfig], out: Path, cluster=None) -> int:
+    """Train ``configs`` in order (or all at once on ``cluster``, a RayBackend), then write
+    the report and tables (also after Ctrl-C)."""
     from bn_core.analysis.study import get_preset
 
     group = f"study-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     title = get_preset(preset).title
-    results, store, run_ids = _train_all(configs, out / "store", group, title)
+    train_all = _train_all if cluster is None else functools.partial(_on_cluster, cluster)
+    results, store, run_ids = train_all(configs, out / "store", group, title)
     _write_outputs(preset, results, store, run_ids, out)
     statuses = {r["status"] for r in results}
     return 130 if "cancelled" in statuses else 1 if "failed" in statuses else 0
@@ -108,8 +119,8 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str, title: str):
     from bn_core.cli import progress
     from bn_core.nn.training import train
     from bn_core.runs import owner
+    from bn_core.runs.recording import heartbeat, record_event
     from bn_core.runs.store import RunStore
-    from bn_core.runs.worker import heartbeat, record_event
 
     results, split_key, splits, run_ids, store = [], None, None, [], None
     with CtrlC() as stop:
@@ -157,6 +168,46 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str, title: str):
             print(progress.result_line(results[-1]), file=sys.stderr)
             if result.status == "cancelled":
                 break
+    return results, store, run_ids
+
+
+def _on_cluster(cluster, configs: list[TrainConfig], home: Path, group: str, title: str):
+    """Queue every config on ``cluster`` (a RayBackend) in the study's store at ``home`` and
+    wait, this process being the head that records their events; Ctrl-C cancels the runs
+    still going (a second one leaves at once). Returns what ``_train_all`` returns."""
+    from bn_core.runs.runner import JobRunner
+    from bn_core.runs.store import RunStore
+
+    store = RunStore(home)
+    runner = JobRunner(store, kind="study", cluster=cluster)
+    run_ids = runner.submit(configs, group_id=group, group_name=title, backend="ray")
+    print(f"{len(run_ids)} runs queued on the Ray cluster ({cluster.address})", file=sys.stderr)
+    seen: dict[int, str] = {}
+    with CtrlC() as stop:
+        runner.start()
+        try:
+            while True:
+                runs = [store.get(i) for i in run_ids]
+                for run in runs:
+                    if run is not None and not run.active and run.id not in seen:
+                        seen[run.id] = run.status
+                        where = f" on {run.node}" if run.node else ""
+                        print(
+                            f"run #{run.id} {run.variant} seed {run.seed}: {run.status}{where}",
+                            file=sys.stderr,
+                        )
+                if all(run is None or not run.active for run in runs):
+                    break
+                if stop():
+                    for run_id in run_ids:
+                        runner.cancel(run_id)
+                time.sleep(0.5)
+        finally:
+            runner.stop()
+    runs = [store.get(i) for i in run_ids]
+    results = store.result_dicts([run for run in runs if run is not None])
+    for i, (result, run) in enumerate(zip(results, runs, strict=False), start=1):
+        result["run_id"], result["steps_per_epoch"] = i, run.steps_per_epoch
     return results, store, run_ids
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from bn_core.config import TrainConfig
 from bn_core.runs.names import clean_name, default_group_name
 from bn_core.runs.owner import pid_of
-from bn_core.runs.records import STATUSES, RunRecord, read_rows
+from bn_core.runs.records import BACKENDS, STATUSES, RunRecord, read_rows
 from bn_core.runs.replay_queue import active_jobs, replay_goes_first
 from bn_core.runs.schema import transaction
 
@@ -55,12 +55,17 @@ class RunLifecycle:
         *,
         owner: str | None = None,
         group_name: str | None = None,
+        backend: str = "local",
     ) -> list[int]:
         """Queue one run per config in one transaction: all of them, or none (a full disk
         half way leaves nothing behind). A new group is named ``group_name`` (else
-        ``catalog.default_group_name``); a group that exists keeps its name."""
+        ``catalog.default_group_name``); a group that exists keeps its name. ``backend``:
+        where a runner executes them (``bn_core.runs.backends``: ``local`` or ``ray``)."""
         for config in configs:
             config.validate()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        stored_backend = None if backend == "local" else backend
         now = time.time()
         name = clean_name(group_name) if group_name is not None else None
         status, pid = ("running", pid_of(owner)) if owner else ("queued", None)
@@ -75,8 +80,8 @@ class RunLifecycle:
                 int(
                     db.execute(
                         "INSERT INTO runs (group_id, variant, seed, config_json, status,"
-                        " created_at, started_at, heartbeat, pid, owner, node)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " created_at, started_at, heartbeat, pid, owner, node, backend)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (
                             group_id,
                             config.variant,
@@ -89,6 +94,7 @@ class RunLifecycle:
                             pid,
                             owner,
                             node,
+                            stored_backend,
                         ),
                     ).lastrowid
                 )
@@ -189,20 +195,27 @@ class RunLifecycle:
             )
             return cur.rowcount == 1
 
-    def claim_next(self, max_active: int, owner: str | None = None) -> int | None:
-        """Move the oldest queued run to ``starting`` if fewer than ``max_active`` jobs are
-        active (runs starting or running, and window replays running: ``replay_queue``) and
-        no older replay is queued; return its id. One write transaction, so two runners sharing
-        a store (an old and a new server, two containers on one volume) never exceed the limit.
-        ``owner`` (the claiming runner's, ``bn_core.runs.owner``) has the run until its worker
-        claims it in turn.
+    def claim_next(
+        self, max_active: int, owner: str | None = None, backend: str = "local"
+    ) -> int | None:
+        """Move the oldest queued run of ``backend`` to ``starting`` if fewer than
+        ``max_active`` of its jobs are active and no older replay is queued; return its id.
+        Locally, runs starting or running and window replays running share the limit
+        (``replay_queue``); on ``ray`` only its runs count (the cluster's capacity). One write
+        transaction, so two runners sharing a store (an old and a new server, two containers
+        on one volume) never exceed the limit. ``owner`` (the claiming runner's,
+        ``bn_core.runs.owner``) has the run until its worker claims it in turn.
         """
+        where = "backend IS NULL" if backend == "local" else "backend = ?"
+        args = () if backend == "local" else (backend,)
         with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")  # take the write lock before counting
             try:
-                active = active_jobs(db)  # training runs and replays share the limit
+                active = active_jobs(db, backend)
                 row = db.execute(
-                    "SELECT id, created_at FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1"
+                    f"SELECT id, created_at FROM runs WHERE status = 'queued' AND {where}"
+                    " ORDER BY id LIMIT 1",
+                    args,
                 ).fetchone()
                 if active >= max_active or row is None or replay_goes_first(db, row[1]):
                     db.execute("COMMIT")
@@ -216,6 +229,30 @@ class RunLifecycle:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    def move_queued(self, source: str, target: str) -> int:
+        """Send the runs still queued for backend ``source`` to ``target`` instead (a cluster
+        that is gone: run them locally); returns how many moved."""
+        if target not in BACKENDS:
+            raise ValueError(f"unknown backend {target!r}: use one of {', '.join(BACKENDS)}")
+        where = "backend IS NULL" if source == "local" else "backend = ?"
+        args = () if source == "local" else (source,)
+        with self.connect() as db:
+            cur = db.execute(
+                f"UPDATE runs SET backend = ? WHERE status = 'queued' AND {where}",
+                (None if target == "local" else target, *args),
+            )
+            return cur.rowcount
+
+    def queued_for(self, backend: str) -> int:
+        """How many runs wait for ``backend``."""
+        where = "backend IS NULL" if backend == "local" else "backend = ?"
+        args = () if backend == "local" else (backend,)
+        with self.connect() as db:
+            row = db.execute(
+                f"SELECT COUNT(*) FROM runs WHERE status = 'queued' AND {where}", args
+            ).fetchone()
+        return int(row[0])
 
     def update(self, run_id: int, **fields: Any) -> None:
         """Set plain columns (pid, heartbeat, data_source, ...) without touching the status."""

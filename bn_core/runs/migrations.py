@@ -12,6 +12,8 @@ the new version, so a store is always at exactly one version, never half-migrate
   live runners (``runners``) and the window-replay queue (``replay_jobs``).
 - version 3: run names, tags and the machine that ran each run (``node``), group names
   (``groups``), and an index that lists groups and their runs without reading every row.
+- version 4: where each run executes (``backend``: NULL for this machine's processes, ``ray``
+  for a Ray cluster) and its training speed (``images_per_second``).
 
 Before migrating a store that holds runs, a copy is kept in ``backups/`` beside it (SQLite's
 online backup API, so the copy is consistent even while others read it). A store whose version
@@ -175,10 +177,23 @@ def _v3(db: sqlite3.Connection) -> None:
     )
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    """The backend a run asked for and its speed (issue 13). Older runs ran here: NULL."""
+    _add_columns(
+        db,
+        "runs",
+        {
+            "backend": "TEXT",  # NULL: local worker processes; 'ray': a Ray cluster
+            "images_per_second": "REAL",  # training images per second of training, at its end
+        },
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "runs, metrics, probes, mode gaps, stages (BN Lab up to issue 10)", _v1),
     Migration(2, "run owners and resumes, runners, the replay queue (issue 12)", _v2),
     Migration(3, "group names, run names and tags, nodes (issue 11)", _v3),
+    Migration(4, "the backend a run executes on, images per second (issue 13)", _v4),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -8,6 +8,7 @@ every pass (``JobRunner.tick``, which also judges heartbeats and kills hung work
 
 from __future__ import annotations
 
+import os
 import time
 
 from bn_core.runs import owner
@@ -21,12 +22,16 @@ def dead(run: RunRecord, backend: Backend | None = None) -> bool:
 
     By its owner when it has one (any process of this machine: a worker, a study). A pid
     that is not the owner's (a worker the owning runner started, which has not claimed the
-    run yet) is also checked through ``backend``, which started it. Runs owned on other
-    machines are never "dead" here: their heartbeats tell."""
+    run yet; a Ray task's handle, whose relay runs in the owner) is also checked through
+    ``backend``, which started it, but only in the owner's own process (or for a run with
+    no owner recorded): only there does ``backend`` know it. Runs owned on other machines
+    are never "dead" here: their heartbeats tell."""
     if owner.alive(run.owner) is False:
         return True
     if run.pid is None or backend is None or owner.pid_of(run.owner) == run.pid:
         return False
+    if run.owner is not None and owner.pid_of(run.owner) != os.getpid():
+        return False  # another process's handle: that process judges it
     return not backend.alive(run.pid)
 
 

@@ -33,6 +33,7 @@ from bn_core.results import HISTORY_KEYS
 ACTIVE = ("queued", "starting", "running")
 FINISHED = ("completed", "cancelled", "diverged", "failed", "interrupted")
 STATUSES = ACTIVE + FINISHED
+BACKENDS = ("local", "ray")  # where runs execute (bn_core.runs.backends)
 BATCH_FIELDS = ("step", "epoch", "batch", "epoch_progress", "loss", "accuracy", "t")
 EPOCH_FIELDS = ("epoch", "step", *HISTORY_KEYS, "t")  # one row per epoch of a run's history
 STARTING = "starting Python/TensorFlow"  # a worker's first stage: a process, imports, the store
@@ -70,6 +71,13 @@ class RunRecord:
     name: str | None = None  # given by its user (bn_core.runs.catalog); None: unnamed
     tags: str | None = None  # its tags joined by commas, or None
     node: str | None = None  # the host that ran it (None while queued, and for older runs)
+    backend: str | None = None  # where it executes: None for local processes, "ray"
+    images_per_second: float | None = None  # training speed, recorded at its end
+
+    @property
+    def backend_name(self) -> str:
+        """``local`` or ``ray``."""
+        return self.backend or "local"
 
     @property
     def active(self) -> bool:

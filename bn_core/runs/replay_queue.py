@@ -55,10 +55,19 @@ class ReplayJob:
     ahead: int | None = None
 
 
-def active_jobs(db: sqlite3.Connection) -> int:
-    """Training runs starting or running plus replays running: what the limit counts."""
+def active_jobs(db: sqlite3.Connection, backend: str = "local") -> int:
+    """What ``backend``'s limit counts: locally, training runs starting or running plus
+    replays running (they share this machine's cores); on another backend (``ray``), its
+    training runs starting or running."""
+    if backend != "local":
+        row = db.execute(
+            "SELECT COUNT(*) FROM runs WHERE status IN ('starting', 'running') AND backend = ?",
+            (backend,),
+        ).fetchone()
+        return int(row[0])
     row = db.execute(
-        "SELECT (SELECT COUNT(*) FROM runs WHERE status IN ('starting', 'running'))"
+        "SELECT (SELECT COUNT(*) FROM runs WHERE status IN ('starting', 'running')"
+        " AND backend IS NULL)"
         " + (SELECT COUNT(*) FROM replay_jobs WHERE status = 'running')"
     ).fetchone()
     return int(row[0])

@@ -81,9 +81,15 @@ class JobRunner:
         stale_after: float = 30.0,
         cancel_grace: float = 10.0,
         kind: str = "dashboard",
+        cluster: Backend | None = None,
     ):
         self.store = store
         self.backend = backend or LocalProcessBackend(store)
+        # Runs queued for Ray go to ``cluster`` (a RayBackend; made when the first such run
+        # waits, so nothing imports Ray before); ``cluster_problem`` says why it cannot.
+        self.cluster = cluster
+        self.cluster_problem: str | None = None
+        self._cluster_lock = threading.Lock()
         self.max_concurrent = max_concurrent or default_concurrency()
         self.poll_interval = poll_interval
         self.stale_after = stale_after
@@ -107,17 +113,19 @@ class JobRunner:
         configs: list[TrainConfig],
         group_id: str | None = None,
         group_name: str | None = None,
+        backend: str = "local",
     ) -> list[int]:
         """Queue one run per config (validated first, so nothing is queued on a bad one), in
         group ``group_id`` (a new one by default) named ``group_name`` (by default after its
-        variants, seeds and time; a group that exists keeps its name). Raises
+        variants, seeds and time; a group that exists keeps its name), to execute on
+        ``backend`` (``local`` or ``ray``: ``bn_core.runs.backends``). Raises
         ``caps.CapError`` (a ConfigError) when the submission or the queue would go over its
         cap (``bn_core.runs.caps``); then nothing is queued either."""
         for config in configs:
             config.validate()
         caps.check_submit(len(configs), self.store.count_runs(("queued",)))
         group = group_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        ids = self.store.create_runs(configs, group, group_name=group_name)  # all or none
+        ids = self.store.create_runs(configs, group, group_name=group_name, backend=backend)
         self._wake.set()
         return ids
 
@@ -178,7 +186,7 @@ class JobRunner:
             for run_id in set(self._cancel_since) - {run.id for run in active}:
                 del self._cancel_since[run_id]  # ended on its own
             claimed, me = False, owner.current()
-            while (run_id := self.store.claim_next(self.max_concurrent, me)) is not None:
+            while (run_id := self.store.claim_next(self.max_concurrent, me, "local")) is not None:
                 claimed = True
                 try:
                     pid = self.backend.start(run_id, self.store)
@@ -192,6 +200,7 @@ class JobRunner:
                     )
                     continue
                 self.store.update(run_id, pid=pid)
+            claimed = self._start_on_cluster(me) or claimed
             claimed = self._start_replays() or claimed
             prepare = getattr(self.backend, "prepare", None)
             busy = active or claimed or replaying or self._replay_pids  # ours, until they exit
@@ -202,8 +211,57 @@ class JobRunner:
                 for folder in PARTIALS_IN:  # files half written by killed workers
                     remove_partials(self.store.home / folder)
 
+    def ensure_cluster(self) -> Backend:
+        """``cluster``, made (a RayBackend for ``$RAY_ADDRESS``) if there is none yet; one
+        per runner, whichever thread (the scheduler's, a page's) asks first."""
+        with self._cluster_lock:
+            if self.cluster is None:
+                from bn_core.runs.backends.ray_backend import RayBackend
+
+                self.cluster = RayBackend()
+            return self.cluster
+
+    def _backend_of(self, run: RunRecord) -> Backend | None:
+        """The backend that executes ``run`` for this runner (None: a Ray run, and this
+        runner has no cluster: only its owner and heartbeats can tell)."""
+        return self.cluster if run.backend_name == "ray" else self.backend
+
+    def _start_on_cluster(self, me: str) -> bool:
+        """Start runs queued for Ray while the cluster has room; whether any started. When
+        the cluster cannot be reached they stay queued, and ``cluster_problem`` says why
+        (the dashboard offers to run them locally instead)."""
+        if not self.store.queued_for("ray"):
+            self.cluster_problem = None
+            return False
+        try:
+            room = self.ensure_cluster().capacity()
+        except Exception as exc:  # noqa: BLE001 - ClusterError, or Ray failing to connect
+            self._cluster_gone(exc)
+            return False
+        self.cluster_problem = None
+        claimed = False
+        while (run_id := self.store.claim_next(room, me, "ray")) is not None:
+            claimed = True
+            try:
+                handle = self.cluster.start(run_id, self.store)
+            except Exception as exc:  # noqa: BLE001 - the cluster went away: queue it again
+                self.store.transition(run_id, ("starting",), "queued", owner=None, heartbeat=None)
+                self._cluster_gone(exc)
+                break
+            self.store.update(run_id, pid=handle)
+        return claimed
+
+    def _cluster_gone(self, exc: Exception) -> None:
+        """Keep why the cluster cannot take runs (``cluster_problem``); say it once on stderr."""
+        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if line != self.cluster_problem:
+            waiting = self.store.queued_for("ray")
+            print(f"bn-lab runner: {line} ({waiting} runs wait for Ray)", file=sys.stderr)
+        self.cluster_problem = line
+
     def _check(self, run: RunRecord, now: float) -> None:
-        gone = dead(run, self.backend)
+        backend = self._backend_of(run)
+        gone = dead(run, backend)
         beat = max(run.heartbeat or 0.0, self._writable_since)
         stale = run.heartbeat is not None and now - beat > self.stale_after
         if gone or stale:
@@ -211,8 +269,8 @@ class JobRunner:
             # Re-read: the worker may have finished between our list and now.
             latest = self.store.get(run.id)
             if latest and latest.active:
-                if stale and not gone and run.pid is not None:
-                    self.backend.kill(run.pid)  # hung: make sure it cannot write later
+                if stale and not gone and run.pid is not None and backend is not None:
+                    backend.kill(run.pid)  # hung: make sure it cannot write later
                 reason = "worker process exited" if gone else "worker stopped sending heartbeats"
                 self.store.transition(
                     run.id,
@@ -222,12 +280,12 @@ class JobRunner:
                     finished_at=now,
                 )
             return
-        if run.cancel_requested and run.pid is not None:
+        if run.cancel_requested and run.pid is not None and backend is not None:
             since = self._cancel_since.setdefault(run.id, now)
             if now - since > 2 * self.cancel_grace:
-                self.backend.kill(run.pid)
+                backend.kill(run.pid)
             elif now - since > self.cancel_grace:
-                self.backend.terminate(run.pid)
+                backend.terminate(run.pid)
 
     def _start_replays(self) -> bool:
         """Start queued replays on the backend while the limit allows; whether any started.

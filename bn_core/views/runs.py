@@ -55,6 +55,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "test accuracy",
     "tags",
     "node",
+    "img/s",
     "created",
 )
 
@@ -64,7 +65,8 @@ def table_frame(
 ) -> pd.DataFrame:
     """The Runs table: one row per run in ``runs``' order, with ``TABLE_COLUMNS``. Progress
     is steps done (``steps_done``: the newest batch event's step) over the run's total, 1 once
-    completed; a group is shown by its name (``group_names``), else its id."""
+    completed; a group is shown by its name (``group_names``), else its id. "img/s" is the
+    training speed recorded at the run's end (None before, and for older runs)."""
     rows = []
     for run in runs:
         total = run.total_steps or 0
@@ -84,10 +86,22 @@ def table_frame(
                 "test accuracy": finite(run.test_accuracy),
                 "tags": ", ".join(run.tag_list),
                 "node": run.node or "",
+                "img/s": finite(run.images_per_second),
                 "created": pd.Timestamp.fromtimestamp(run.created_at),  # server local time
             }
         )
     return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+
+def where_caption(run: RunRecord) -> str | None:
+    """Where a Ray run executes, for its card: 'ran on gpu-3 (Ray)' ('runs on' while active),
+    'waiting for a Ray node' before one took it; None for a local run (its node is the
+    table's)."""
+    if run.backend_name != "ray":
+        return None
+    if run.node is None:
+        return "waiting for a Ray node" if run.active else "on Ray (no node took it)"
+    return f"{'runs' if run.active else 'ran'} on {run.node} (Ray)"
 
 
 def config_caption(config: TrainConfig) -> str:

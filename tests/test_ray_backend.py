@@ -1,0 +1,181 @@
+"""The Ray backend's parts that need no cluster: settings, a wrong or silent address, how the
+runner shares out runs between this machine and a cluster (with a stand-in cluster), what a
+lost cluster does to queued runs, and that the default install never imports Ray."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bn_core.config import TrainConfig
+from bn_core.runs import owner
+from bn_core.runs.backends import ray_backend
+from bn_core.runs.backends.ray_backend import ClusterError, RayBackend, resources_from_env
+from bn_core.runs.reaper import dead
+from bn_core.runs.runner import JobRunner
+from bn_core.runs.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakeCluster:
+    """Stands in for a RayBackend: room for ``room`` runs; records what it was asked."""
+
+    name = "ray"
+
+    def __init__(self, room: int = 2, problem: str | None = None):
+        self.room, self.problem = room, problem
+        self.started: list[int] = []
+        self.signals: list[tuple[str, int]] = []
+
+    def capacity(self) -> int:
+        if self.problem:
+            raise ClusterError(self.problem)
+        return self.room
+
+    def start(self, run_id: int, store: RunStore) -> int:
+        self.started.append(run_id)
+        store.transition(run_id, ("starting",), "running", heartbeat=time.time())
+        return 1000 + run_id
+
+    def alive(self, pid: int) -> bool:
+        return True
+
+    def terminate(self, pid: int) -> None:
+        self.signals.append(("terminate", pid))
+
+    def kill(self, pid: int) -> None:
+        self.signals.append(("kill", pid))
+
+
+class IdleLocal(FakeCluster):
+    """A local backend whose runs never start anything."""
+
+
+@pytest.fixture
+def store(tmp_path) -> RunStore:
+    return RunStore(tmp_path / "home")
+
+
+def test_resources_come_from_the_environment_and_bad_values_are_one_line(monkeypatch):
+    monkeypatch.delenv("BN_LAB_RAY_CPUS", raising=False)
+    monkeypatch.delenv("BN_LAB_RAY_GPUS", raising=False)
+    assert resources_from_env() == (1.0, 0.0)
+    monkeypatch.setenv("BN_LAB_RAY_CPUS", "2")
+    monkeypatch.setenv("BN_LAB_RAY_GPUS", "0.5")
+    assert resources_from_env() == (2.0, 0.5)
+    backend = RayBackend("127.0.0.1:6379")
+    assert (backend.num_cpus, backend.num_gpus, backend.address) == (2.0, 0.5, "127.0.0.1:6379")
+    for name, value in (
+        ("BN_LAB_RAY_CPUS", "0"),
+        ("BN_LAB_RAY_CPUS", "two"),
+        ("BN_LAB_RAY_GPUS", "-1"),
+    ):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ClusterError) as caught:
+            resources_from_env()
+        assert name in str(caught.value) and "\n" not in str(caught.value)
+        monkeypatch.setenv(name, "1")
+
+
+def test_an_address_nobody_listens_at_fails_in_seconds_with_one_line():
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(ClusterError) as caught:
+        ray_backend._reachable(f"127.0.0.1:{port}")
+    assert time.perf_counter() - started < ray_backend.CONNECT_SECONDS + 1
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in str(caught.value)
+    for bad in ("localhost", "host:port", ":6379"):
+        with pytest.raises(ClusterError, match="is not HOST:PORT"):
+            ray_backend._reachable(bad)
+
+
+def test_ray_runs_go_to_the_cluster_up_to_its_room_beside_the_local_limit(store):
+    local, cluster = IdleLocal(), FakeCluster(room=2)
+    runner = JobRunner(store, local, max_concurrent=1, cluster=cluster)
+    first_local = runner.submit([TrainConfig(seed=0), TrainConfig(seed=1)])
+    on_ray = runner.submit([TrainConfig(seed=s) for s in range(3)], backend="ray")
+    runner.tick()
+    assert local.started == first_local[:1]  # this machine's limit: 1
+    assert cluster.started == on_ray[:2]  # the cluster's room: 2, not held back by local runs
+    assert {store.get(i).backend_name for i in on_ray} == {"ray"}
+    assert store.get(on_ray[2]).status == "queued" and store.queued_for("ray") == 1
+    assert store.get(on_ray[0]).pid == 1000 + on_ray[0]  # the backend's handle
+
+
+def test_an_unreachable_cluster_leaves_its_runs_queued_says_why_once_and_they_can_move(
+    store, capsys
+):
+    local, cluster = IdleLocal(), FakeCluster(problem="the Ray cluster at 10.0.0.5:6379 is gone")
+    runner = JobRunner(store, local, max_concurrent=4, cluster=cluster)
+    ids = runner.submit([TrainConfig(seed=s) for s in range(2)], backend="ray")
+    runner.tick()
+    runner.tick()
+    assert [store.get(i).status for i in ids] == ["queued", "queued"]
+    assert runner.cluster_problem == "the Ray cluster at 10.0.0.5:6379 is gone"
+    assert capsys.readouterr().err.count("is gone (2 runs wait for Ray)") == 1  # said once
+    assert store.move_queued("ray", "local") == 2
+    runner.tick()
+    assert local.started == ids and runner.cluster_problem is None
+
+
+def test_a_cluster_run_is_judged_by_the_process_that_started_it_only(store):
+    """The handle a Ray run keeps as its pid means something to its owner's backend only: a
+    second runner (a CLI's) must not take it for a dead local process."""
+    (run_id,) = store.create_runs([TrainConfig()], "g", backend="ray")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        other = owner.owner_of(sleeper.pid)
+        store.transition(run_id, ("queued",), "running", owner=other, pid=4242)
+        gone = IdleLocal()
+        gone.alive = lambda pid: False  # any backend here would not know handle 4242
+        assert not dead(store.get(run_id), gone)  # another live process's run
+        store.update(run_id, owner=owner.current())  # this process's: its backend decides
+        assert dead(store.get(run_id), gone)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    store.update(run_id, owner=other)
+    assert dead(store.get(run_id), gone)  # its owner is gone: dead whatever the backend says
+
+
+def test_unknown_backends_are_refused_before_anything_is_queued(store):
+    with pytest.raises(ValueError, match="unknown backend 'slurm'"):
+        store.create_runs([TrainConfig()], "g", backend="slurm")
+    assert store.list_runs() == []
+
+
+def test_the_default_install_never_imports_ray(tmp_path):
+    """No RAY_ADDRESS, no --backend: queueing and scheduling local runs imports no Ray."""
+    code = (
+        "import sys\n"
+        "from bn_core.config import TrainConfig\n"
+        "from bn_core.runs.runner import JobRunner\n"
+        "from bn_core.runs.store import RunStore\n"
+        "from bn_core.cli.main import build_parser\n"
+        "build_parser()\n"
+        "class Idle:\n"
+        "    def start(self, run_id, store): return 0\n"
+        "    def alive(self, pid): return True\n"
+        "    def terminate(self, pid): pass\n"
+        "    kill = terminate\n"
+        f"runner = JobRunner(RunStore({str(tmp_path / 'home')!r}), Idle(), max_concurrent=1)\n"
+        "runner.submit([TrainConfig()])\n"
+        "runner.tick()\n"
+        "runner.cancel(runner.store.list_runs()[0].id)\n"
+        "print('ray' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
