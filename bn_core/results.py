@@ -39,6 +39,16 @@ class TrainResult:
     steps: int = 0  # training steps (batches) done
     seconds: float = 0.0  # wall time of the run, data loading excluded
     model: Any = field(default=None, repr=False)  # the trained keras.Model, if any
+    resumed_steps: int = 0  # of ``steps``, those a checkpoint restored (not this process's)
+
+    @property
+    def images_per_second(self) -> float | None:
+        """Training images per second of this process's part of the run (compiling and the
+        test-set evaluation included: what a user waits for), None before any step."""
+        done = self.steps - self.resumed_steps
+        if self.seconds <= 0 or done <= 0:
+            return None
+        return done * self.config.batch_size / self.seconds
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary: non-finite numbers become None (JSON has no NaN)."""

@@ -294,6 +294,8 @@ def test_queue_order_and_concurrency_limit(store, reaper, mnist_dir):
     for run in runs:
         assert run.status == "completed", describer(store, run.id)()
         assert run.error is None and run.test_accuracy is not None
+        assert run.images_per_second is not None and run.images_per_second > 0
+        assert run.backend is None and run.backend_name == "local"
         assert run.steps_per_epoch == 2 and run.total_steps == 2
         assert run.data_source and "mnist.npz" in run.data_source
         epochs = store.epoch_metrics([run.id])

@@ -596,3 +596,15 @@ def test_statuses_and_history_keys():
         "seconds",
         "images_per_second",
     )
+
+
+def test_images_per_second_counts_only_this_processs_steps():
+    """A resumed run's speed is the steps it trained itself over its own seconds (the steps a
+    checkpoint restored took another process's time)."""
+    from bn_core.results import TrainResult
+
+    config = TrainConfig(batch_size=50)
+    assert TrainResult("completed", config, steps=100, seconds=2.0).images_per_second == 2500
+    resumed = TrainResult("completed", config, steps=100, seconds=2.0, resumed_steps=60)
+    assert resumed.images_per_second == 1000
+    assert TrainResult("failed", config).images_per_second is None  # no step, no speed

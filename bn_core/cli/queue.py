@@ -4,6 +4,7 @@ run: it continues from its last completed epoch)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -72,9 +73,11 @@ def cmd_runner(args) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     runner = JobRunner(store, max_concurrent=args.max_concurrent, kind="runner").start()
+    cluster = os.environ.get("RAY_ADDRESS", "").strip()
+    where = f"; runs queued for Ray go to {cluster}" if cluster else ""
     print(
-        f"runner: store {store.path}, at most {runner.max_concurrent} run(s) at once "
-        "(Ctrl-C to stop)",
+        f"runner: store {store.path}, at most {runner.max_concurrent} run(s) at once here"
+        f"{where} (Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )

@@ -145,5 +145,7 @@ def _run_line(row: dict) -> str:
         line += f" tags={','.join(row['tags'])}"
     if row["node"]:
         line += f" node={row['node']}"
+    if row.get("backend") == "ray":
+        line += " backend=ray"
     line += f" group={manage.quoted(row['group_name'])}"
     return f"{line}: {row['note']}" if row.get("note") else line

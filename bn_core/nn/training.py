@@ -161,6 +161,7 @@ def train(
     if saved is not None:
         ckpt.restore(saved, model, Path(checkpoint).name)
         result.history, first_epoch = saved.history, saved.epoch
+        result.resumed_steps = saved.step
     stream = _Stream(config, steps_per_epoch, emit, should_stop, result, first_epoch)
     if checkpoint is not None:
         stream.save = lambda epochs_done: ckpt.save(

@@ -136,6 +136,8 @@ def _train(store: RunStore, run_id: int, stop: threading.Event) -> tuple[str, di
             "test_loss": result.test_loss,
             "test_accuracy": result.test_accuracy,
         }
+        if result.images_per_second is not None:  # this attempt's speed, for the Runs table
+            fields["images_per_second"] = result.images_per_second
     except StoreError as exc:  # reading the run or its stage: the end says why
         trouble.append(exc)
     except Exception as exc:  # noqa: BLE001 - config, data or TF errors: the run failed

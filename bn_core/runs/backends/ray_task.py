@@ -118,7 +118,7 @@ def train_events(
         while (event := events.get()) is not _DONE:
             kind = event["type"]
             if kind == "_result":
-                yield from _ending(event["result"], path, config)
+                yield from _ending(event["result"], path)
                 continue
             if kind == "_failed":
                 yield {"type": "done", "status": "failed", "error": event["error"]}
@@ -133,7 +133,7 @@ def train_events(
         trainer.join()
 
 
-def _ending(result: Any, path: Path, config: Any) -> Iterator[dict[str, Any]]:
+def _ending(result: Any, path: Path) -> Iterator[dict[str, Any]]:
     """The events after ``train`` returned: the checkpoint of a run that did not end
     (cancelled), its saved model, and ``done``."""
     if result.status in ("cancelled", "failed", "interrupted") and path.exists():
@@ -144,16 +144,13 @@ def _ending(result: Any, path: Path, config: Any) -> Iterator[dict[str, Any]]:
         model_path = path.with_name("model.keras")
         save_model(result.model, model_path)
         yield {"type": "model", "data": model_path.read_bytes()}
-    speed = None
-    if result.seconds > 0 and result.steps:
-        speed = result.steps * config.batch_size / result.seconds
     yield {
         "type": "done",
         "status": result.status,
         "error": result.error,
         "test_loss": result.test_loss,
         "test_accuracy": result.test_accuracy,
-        "images_per_second": speed,
+        "images_per_second": result.images_per_second,
     }
 
 
