@@ -32,9 +32,11 @@ class FakeCluster:
     def __init__(self, room: int = 2, problem: str | None = None):
         self.room, self.problem = room, problem
         self.started: list[int] = []
+        self.asked = 0
         self.signals: list[tuple[str, int]] = []
 
     def capacity(self) -> int:
+        self.asked += 1
         if self.problem:
             raise ClusterError(self.problem)
         return self.room
@@ -56,6 +58,14 @@ class FakeCluster:
 
 class IdleLocal(FakeCluster):
     """A local backend whose runs never start anything."""
+
+
+def settle(runner: JobRunner) -> None:
+    """Two passes, the cluster's answer in between (it is asked in a thread of its own)."""
+    runner.tick()
+    if runner._cluster_probe is not None:
+        runner._cluster_probe.join(timeout=30)
+    runner.tick()
 
 
 @pytest.fixture
@@ -103,7 +113,7 @@ def test_ray_runs_go_to_the_cluster_up_to_its_room_beside_the_local_limit(store)
     runner = JobRunner(store, local, max_concurrent=1, cluster=cluster)
     first_local = runner.submit([TrainConfig(seed=0), TrainConfig(seed=1)])
     on_ray = runner.submit([TrainConfig(seed=s) for s in range(3)], backend="ray")
-    runner.tick()
+    settle(runner)
     assert local.started == first_local[:1]  # this machine's limit: 1
     assert cluster.started == on_ray[:2]  # the cluster's room: 2, not held back by local runs
     assert {store.get(i).backend_name for i in on_ray} == {"ray"}
@@ -117,11 +127,12 @@ def test_an_unreachable_cluster_leaves_its_runs_queued_says_why_once_and_they_ca
     local, cluster = IdleLocal(), FakeCluster(problem="the Ray cluster at 10.0.0.5:6379 is gone")
     runner = JobRunner(store, local, max_concurrent=4, cluster=cluster)
     ids = runner.submit([TrainConfig(seed=s) for s in range(2)], backend="ray")
-    runner.tick()
-    runner.tick()
+    settle(runner)
+    settle(runner)  # within CLUSTER_RETRY: not asked again
     assert [store.get(i).status for i in ids] == ["queued", "queued"]
     assert runner.cluster_problem == "the Ray cluster at 10.0.0.5:6379 is gone"
     assert capsys.readouterr().err.count("is gone (2 runs wait for Ray)") == 1  # said once
+    assert cluster.asked == 1
     assert store.move_queued("ray", "local") == 2
     runner.tick()
     assert local.started == ids and runner.cluster_problem is None
@@ -179,3 +190,18 @@ def test_the_default_install_never_imports_ray(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_machine_that_is_no_node_of_the_cluster_is_told_how_to_join(monkeypatch):
+    """A Ray driver joins through a node of its own machine: without one, ray.init would
+    retry for a minute; we say what to run instead."""
+    monkeypatch.setattr(ray_backend, "_raylet_here", lambda: False)
+    with socket.socket() as listener:  # something answers at the address
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        with pytest.raises(ClusterError) as caught:
+            ray_backend.connect(address)
+    message = str(caught.value)
+    assert "is not a node of the Ray cluster" in message and "\n" not in message
+    assert f"ray start --address={address} --num-cpus=0" in message

@@ -405,3 +405,20 @@ def test_the_replay_process_beats_while_it_works_and_ends_done(store, monkeypatc
     first, during = beats[0]
     assert during.status == "running" and during.heartbeat > first
     assert status(store, x) == "done" and store.replay_jobs([x])[x].error is None
+
+
+def test_runs_queued_for_a_cluster_and_replays_do_not_wait_for_each_other(store, clock):
+    """Replays run here; runs queued for Ray run there: two queues, two limits."""
+    x = finished_run(store)
+    (on_ray,) = store.create_runs([TrainConfig()], "g", backend="ray")
+    store.queue_replays([x])
+    later_ray = store.create_runs([TrainConfig(seed=1)], "g", backend="ray")[0]
+    assert store.replay_jobs([x])[x].ahead == 0  # the older Ray run is not ahead of it
+    running_here = store.create_run(TrainConfig(), "g")
+    store.transition(running_here, ("queued",), "running")  # this machine's one slot: taken
+    assert store.claim_replay(1, "runner") is None  # waits for this machine's slot
+    assert store.claim_next(2, "runner", "ray") == on_ray
+    assert store.claim_next(2, "runner", "ray") == later_ray  # the older replay holds it not
+    assert store.claim_next(2, "runner", "ray") is None  # its limit: 2 Ray runs active
+    store.transition(running_here, ("running",), "completed")
+    assert store.claim_replay(1, "runner") == x  # Ray runs do not count against this machine

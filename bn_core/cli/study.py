@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bn_core import data
 from bn_core.cli.common import (
+    ClusterUnavailable,
     CtrlC,
     add_backend_flag,
     check_data_dir,
@@ -24,6 +25,8 @@ from bn_core.cli.common import (
 )
 from bn_core.config import TrainConfig, field_spec
 from bn_core.runs import artifacts
+
+CLUSTER_PATIENCE = 60.0  # seconds a study waits for a cluster that stopped answering
 
 
 def register(commands, formatter) -> None:
@@ -43,7 +46,8 @@ def register(commands, formatter) -> None:
         "report.html, summary.csv, curves.csv and results.json to --out.\n\nPresets:\n"
         + "\n".join(lines),
         epilog="Exit codes: 0 done (diverged runs are results of a study); 1 dataset error or "
-        "a failed run; 2 bad flags; 130 cancelled (the report covers what was measured).",
+        "a failed run (or one interrupted by a lost Ray node); 2 bad flags, or no Ray cluster "
+        "for --backend ray; 130 cancelled (the report covers what was measured).",
     )
     study.add_argument(
         "preset", choices=list(PRESETS), metavar="PRESET", help=f"one of {', '.join(PRESETS)}"
@@ -107,7 +111,9 @@ def cmd_study(preset: str, configs: list[TrainConfig], out: Path, cluster=None) 
     results, store, run_ids = train_all(configs, out / "store", group, title)
     _write_outputs(preset, results, store, run_ids, out)
     statuses = {r["status"] for r in results}
-    return 130 if "cancelled" in statuses else 1 if "failed" in statuses else 0
+    if "cancelled" in statuses:
+        return 130
+    return 1 if statuses & {"failed", "interrupted"} else 0  # interrupted: a node was lost
 
 
 def _train_all(configs: list[TrainConfig], home: Path, group: str, title: str):
@@ -175,18 +181,31 @@ def _on_cluster(cluster, configs: list[TrainConfig], home: Path, group: str, tit
     """Queue every config on ``cluster`` (a RayBackend) in the study's store at ``home`` and
     wait, this process being the head that records their events; Ctrl-C cancels the runs
     still going (a second one leaves at once). Returns what ``_train_all`` returns."""
+    from bn_core.runs.backends.local import LocalProcessBackend
     from bn_core.runs.runner import JobRunner
     from bn_core.runs.store import RunStore
 
     store = RunStore(home)
-    runner = JobRunner(store, kind="study", cluster=cluster)
+    here = LocalProcessBackend(store, standby=False)  # runs nothing here: no standby worker
+    runner = JobRunner(store, here, kind="study", cluster=cluster)
     run_ids = runner.submit(configs, group_id=group, group_name=title, backend="ray")
     print(f"{len(run_ids)} runs queued on the Ray cluster ({cluster.address})", file=sys.stderr)
     seen: dict[int, str] = {}
+    gone_since = None
     with CtrlC() as stop:
         runner.start()
         try:
             while True:
+                if runner.cluster_problem and store.queued_for("ray"):
+                    gone_since = gone_since or time.time()
+                    if time.time() - gone_since > CLUSTER_PATIENCE:
+                        for run_id in run_ids:
+                            runner.cancel(run_id)
+                        raise ClusterUnavailable(
+                            f"{runner.cluster_problem}; the study's queued runs are cancelled"
+                        )
+                else:
+                    gone_since = None
                 runs = [store.get(i) for i in run_ids]
                 for run in runs:
                     if run is not None and not run.active and run.id not in seen:

@@ -217,7 +217,9 @@ class RunLifecycle:
                     " ORDER BY id LIMIT 1",
                     args,
                 ).fetchone()
-                if active >= max_active or row is None or replay_goes_first(db, row[1]):
+                # Replays run here: they only go before runs of this machine.
+                first = backend == "local" and row is not None and replay_goes_first(db, row[1])
+                if active >= max_active or row is None or first:
                     db.execute("COMMIT")
                     return None
                 db.execute(

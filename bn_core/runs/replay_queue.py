@@ -17,7 +17,9 @@ of many runs never starts more TensorFlow processes than the runner's concurrenc
 **One queue, oldest first.** Queued runs and queued replays are started in the order they were
 queued (``created_at``); on a tie the training run goes first, and replays queued together go
 by run id. ``claim_next`` (``lifecycle``) holds a run back while an older replay waits
-(``replay_goes_first``); ``claim_replay`` holds a replay back while an older run waits.
+(``replay_goes_first``); ``claim_replay`` holds a replay back while an older run waits. Runs
+queued for a Ray cluster are another queue: replays (which run here) neither wait for them
+nor hold them back.
 
 ``ReplayQueue`` is one part of ``RunStore``; construct that.
 """
@@ -152,7 +154,8 @@ class ReplayQueue:
             if job is None or active_jobs(db) + _exiting(db, pids) >= max_active:
                 return None
             older_run = db.execute(
-                "SELECT 1 FROM runs WHERE status = 'queued' AND created_at <= ? LIMIT 1",
+                "SELECT 1 FROM runs WHERE status = 'queued' AND backend IS NULL"
+                " AND created_at <= ? LIMIT 1",
                 (job["created_at"],),
             ).fetchone()
             if older_run is not None:
@@ -241,7 +244,7 @@ class ReplayQueue:
         the order ``claim_next``/``claim_replay`` start them."""
         sql = (
             "SELECT j.*, CASE WHEN j.status = 'queued' THEN"
-            " (SELECT COUNT(*) FROM runs r WHERE r.status = 'queued'"
+            " (SELECT COUNT(*) FROM runs r WHERE r.status = 'queued' AND r.backend IS NULL"
             "  AND r.created_at <= j.created_at)"
             " + (SELECT COUNT(*) FROM replay_jobs q WHERE q.status = 'queued'"
             "  AND (q.created_at < j.created_at"

@@ -90,6 +90,9 @@ class JobRunner:
         self.cluster = cluster
         self.cluster_problem: str | None = None
         self._cluster_lock = threading.Lock()
+        self._cluster_probe: threading.Thread | None = None  # asking the cluster for its room
+        self._cluster_answer: int | Exception | None = None  # what it said, not yet used
+        self._cluster_asked = 0.0
         self.max_concurrent = max_concurrent or default_concurrency()
         self.poll_interval = poll_interval
         self.stale_after = stale_after
@@ -222,9 +225,12 @@ class JobRunner:
             return self.cluster
 
     def _backend_of(self, run: RunRecord) -> Backend | None:
-        """The backend that executes ``run`` for this runner (None: a Ray run, and this
-        runner has no cluster: only its owner and heartbeats can tell)."""
-        return self.cluster if run.backend_name == "ray" else self.backend
+        """The backend that executes ``run`` for this runner. None for a Ray run of another
+        process (or when this runner has no cluster): its handle means something only to the
+        backend that started it, so only its owner and heartbeats can tell."""
+        if run.backend_name != "ray":
+            return self.backend
+        return self.cluster if owner.pid_of(run.owner) == os.getpid() else None
 
     def _start_on_cluster(self, me: str) -> bool:
         """Start runs queued for Ray while the cluster has room; whether any started. When
@@ -233,12 +239,9 @@ class JobRunner:
         if not self.store.queued_for("ray"):
             self.cluster_problem = None
             return False
-        try:
-            room = self.ensure_cluster().capacity()
-        except Exception as exc:  # noqa: BLE001 - ClusterError, or Ray failing to connect
-            self._cluster_gone(exc)
+        room = self._cluster_room()
+        if room is None:
             return False
-        self.cluster_problem = None
         claimed = False
         while (run_id := self.store.claim_next(room, me, "ray")) is not None:
             claimed = True
@@ -250,6 +253,35 @@ class JobRunner:
                 break
             self.store.update(run_id, pid=handle)
         return claimed
+
+    def _cluster_room(self) -> int | None:
+        """The cluster's room for runs, or None while it cannot say (``cluster_problem``
+        says why). Asking may take a minute when a cluster does not answer: that happens in
+        a thread of its own, at most every ``CLUSTER_RETRY`` seconds, never in this pass
+        (which also starts local runs and escalates cancels)."""
+        probe = self._cluster_probe
+        if probe is not None and probe.is_alive():
+            return None
+        if self._cluster_answer is not None:
+            answer, self._cluster_answer = self._cluster_answer, None
+            if isinstance(answer, int):
+                self.cluster_problem = None
+                return answer
+            self._cluster_gone(answer)
+        if time.time() - self._cluster_asked < (CLUSTER_RETRY if self.cluster_problem else 0):
+            return None
+        self._cluster_asked = time.time()
+
+        def ask() -> None:
+            try:
+                self._cluster_answer = self.ensure_cluster().capacity()
+            except Exception as exc:  # noqa: BLE001 - ClusterError, or Ray failing to connect
+                self._cluster_answer = exc
+            self._wake.set()
+
+        self._cluster_probe = threading.Thread(target=ask, name="bn-lab-cluster", daemon=True)
+        self._cluster_probe.start()
+        return None
 
     def _cluster_gone(self, exc: Exception) -> None:
         """Keep why the cluster cannot take runs (``cluster_problem``); say it once on stderr."""
@@ -378,5 +410,6 @@ class JobRunner:
 
 
 BACKOFF = 5.0  # seconds between scheduling passes while the store cannot be written
+CLUSTER_RETRY = 30.0  # seconds between asking a Ray cluster that did not answer
 SWEEP_EVERY = 60.0  # seconds between looks for partial files (only while nothing runs)
 PARTIALS_IN = ("models", "checkpoints", "replays")  # folders of the store's atomic writes

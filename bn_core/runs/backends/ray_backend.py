@@ -34,6 +34,7 @@ must be one you trust (Ray's security guidance); BN Lab itself unpickles nothing
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import socket
@@ -46,7 +47,7 @@ from typing import Any
 from bn_core.atomic import atomic_path
 from bn_core.data.files import DatasetError
 from bn_core.runs import owner
-from bn_core.runs.errors import StoreError
+from bn_core.runs.errors import StoreError, describe
 from bn_core.runs.recording import HEARTBEAT_SECONDS, Resumed, finish, heartbeat, record_event
 from bn_core.runs.records import STARTING
 from bn_core.runs.store import RunStore
@@ -55,15 +56,23 @@ NAMESPACE = "bn-lab"
 CANCELS_ACTOR = "bn-lab-cancels"
 WAITING = "waiting for a Ray node"  # a run's stage until its task starts on a node
 CONNECT_SECONDS = 3.0  # how long an address may take to answer before it counts as gone
-_LOST = (
-    "NodeDiedError",
-    "WorkerCrashedError",
-    "LocalRayletDiedError",
-    "ObjectLostError",
-    "OwnerDiedError",
-    "RaySystemError",
-    "ActorDiedError",
-)
+HANDLE_BASE = 1 << 40  # handles start here: never a process id, so never mistaken for one
+KEEP_RELAYS = 1000  # ended relays kept for relay_stats before the oldest are forgotten
+
+
+def _lost_errors(ray: Any) -> tuple[type, ...]:
+    """Ray's exceptions that mean the run's node, worker or data was lost (not its code)."""
+    errors = ray.exceptions
+    return (
+        errors.NodeDiedError,
+        errors.WorkerCrashedError,
+        errors.LocalRayletDiedError,
+        errors.ObjectLostError,  # and its subclasses: reconstruction failed, fetch timed out
+        errors.OwnerDiedError,
+        errors.RaySystemError,
+        errors.OutOfMemoryError,  # Ray's memory monitor killed the worker (as an OOM kill here)
+        errors.ActorDiedError,
+    )
 
 
 class ClusterError(RuntimeError):
@@ -127,8 +136,14 @@ def connect(address: str | None = None) -> Any:
     if ray.is_initialized():
         return ray
     target = ray_address(address) or "auto"
-    if target != "auto":
+    if target != "auto" and not target.startswith("ray://"):
         _reachable(target)
+        if not _raylet_here():
+            raise ClusterError(
+                f"this machine is not a node of the Ray cluster at {target}: run `ray start "
+                f"--address={target} --num-cpus=0` here first (the dashboard's machine joins "
+                "the cluster, holding no runs), or start the dashboard on the cluster's head"
+            )
     try:
         info = ray.init(
             address=target,
@@ -148,24 +163,36 @@ def connect(address: str | None = None) -> Any:
     return ray
 
 
+def _raylet_here() -> bool:
+    """Whether a Ray node (its raylet) runs on this machine: a Ray driver can only join a
+    cluster through a node of its own machine (else ``ray.init`` retries for a minute)."""
+    import psutil
+
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "raylet":
+            return True
+    return False
+
+
 _dashboard: list[str | None] = [None]  # Ray's own dashboard, as the cluster reported it
 
 
 class Cancels:
     """The cancel flags of this head's runs, an actor pinned to this node (``num_cpus=0``):
-    the relay sets a run's flag, its task polls it."""
+    the relay sets its attempt's flag (a token, "RUN_ID:HANDLE"), its task polls it, and the
+    relay forgets it once the run has ended."""
 
     def __init__(self):
-        self._ids: set[int] = set()
+        self._tokens: set[str] = set()
 
-    def cancel(self, run_id: int) -> None:
-        self._ids.add(int(run_id))
+    def cancel(self, token: str) -> None:
+        self._tokens.add(str(token))
 
-    def forget(self, run_id: int) -> None:
-        self._ids.discard(int(run_id))
+    def forget(self, token: str) -> None:
+        self._tokens.discard(str(token))
 
-    def cancelled(self, run_id: int) -> bool:
-        return int(run_id) in self._ids
+    def cancelled(self, token: str) -> bool:
+        return str(token) in self._tokens
 
 
 @dataclass(frozen=True)
@@ -212,10 +239,11 @@ class RayBackend:
         self._ray: Any = None
         self._cancels: Any = None
         self._remote: Any = None
-        self._handles = itertools.count(1)
+        self._handles = itertools.count(HANDLE_BASE)
         self._relays: dict[int, _Relay] = {}
         self._data: dict[tuple[str, str | None], tuple[Any, Any]] = {}  # -> (stamp, ObjectRef)
         self._lock = threading.Lock()
+        self._data_lock = threading.Lock()  # one read and put of a dataset at a time
         self._capacity = (0.0, 0)  # (when read, runs the cluster has room for)
 
     # -- the cluster ----------------------------------------------------------------------------
@@ -243,20 +271,32 @@ class RayBackend:
             self._ray = ray
 
     def capacity(self) -> int:
-        """How many runs the cluster's live nodes have room for at once (read every 5 s);
-        raises ``ClusterError`` when the cluster cannot be reached."""
+        """How many runs the cluster's live nodes have room for at once, node by node (read
+        every 5 s); raises ``ClusterError`` when the cluster cannot be reached or no node can
+        take a run."""
         now = time.time()
         if now - self._capacity[0] < 5.0:
             return self._capacity[1]
         self.connect()
         try:
-            total = self._ray.cluster_resources()
+            nodes = [node for node in self._ray.nodes() if node.get("Alive")]
         except Exception as exc:  # noqa: BLE001 - any failure here means: no cluster
             raise ClusterError(f"the Ray cluster at {self.address} is unreachable: {exc}") from None
-        room = int(total.get("CPU", 0) // self.num_cpus)
-        if self.num_gpus > 0:
-            room = min(room, int(total.get("GPU", 0) // self.num_gpus))
+        room = sum(self._room(node.get("Resources", {})) for node in nodes)
+        if room == 0:
+            gpus = f" and {self.num_gpus:g} GPU(s)" if self.num_gpus else ""
+            raise ClusterError(
+                f"no live node of the Ray cluster at {self.address} has {self.num_cpus:g} "
+                f"CPU(s){gpus} for a run: add nodes, or lower BN_LAB_RAY_CPUS / BN_LAB_RAY_GPUS"
+            )
         self._capacity = (now, room)
+        return room
+
+    def _room(self, resources: dict) -> int:
+        """How many runs fit on a node with ``resources`` (a run never spans nodes)."""
+        room = int(resources.get("CPU", 0) // self.num_cpus)
+        if self.num_gpus > 0:
+            room = min(room, int(resources.get("GPU", 0) // self.num_gpus))
         return room
 
     def info(self) -> ClusterInfo:
@@ -284,11 +324,11 @@ class RayBackend:
         its handle. Raises ``ClusterError`` when the cluster cannot be reached (the runner
         leaves the run queued)."""
         self.connect()
-        self._cancels.forget.remote(run_id)  # a flag of an earlier attempt of it, if any
+        self.close()  # forget relays that ended long ago
         handle = next(self._handles)
         relay = _Relay(self, handle, run_id, store)
+        relay.start()  # raises if the run is no longer this runner's to start
         self._relays[handle] = relay
-        relay.start()
         return handle
 
     def alive(self, pid: int) -> bool:
@@ -316,7 +356,7 @@ class RayBackend:
         from a node (scheduling, worker start, data transfer), its node and how many times
         its task started. For ``bench/`` and the tests."""
         stats = {}
-        for relay in self._relays.values():
+        for relay in list(self._relays.values()):
             lags = sorted(relay.lags)
             started = None
             if relay.submitted is not None and relay.on_node is not None:
@@ -333,10 +373,11 @@ class RayBackend:
         return stats
 
     def close(self) -> None:
-        """Forget relays that have ended (running ones go on until their run ends)."""
-        for handle, relay in list(self._relays.items()):
-            if not relay.thread.is_alive():
-                self._relays.pop(handle, None)
+        """Forget the oldest ended relays beyond ``KEEP_RELAYS`` (running ones go on until
+        their run ends; a process that exits leaves its runs to the next runner)."""
+        ended = [h for h, relay in list(self._relays.items()) if not relay.thread.is_alive()]
+        for handle in ended[: max(0, len(ended) - KEEP_RELAYS)]:
+            self._relays.pop(handle, None)
 
     # -- data ------------------------------------------------------------------------------------
 
@@ -346,18 +387,17 @@ class RayBackend:
         from bn_core import data as data_lib
         from bn_core.data.search import find_local
 
-        hit, _ = find_local(dataset, data_dir)
-        stamp = _stamp(hit)
         key = (dataset, data_dir)
-        with self._lock:
+        with self._data_lock:  # a study's runs start together: one reads, the others reuse
+            hit, _ = find_local(dataset, data_dir)
+            stamp = _stamp(hit)
             cached = self._data.get(key)
             if cached is not None and stamp is not None and cached[0] == stamp:
                 return cached[1]
-        raw = data_lib.load_raw(dataset, data_dir)  # may download, as a local run would
-        ref = self._ray.put(raw)
-        with self._lock:
+            raw = data_lib.load_raw(dataset, data_dir)  # may download, as a local run would
+            ref = self._ray.put(raw)  # the previous ref of this key is released with it
             self._data[key] = (stamp or _stamp(find_local(dataset, data_dir)[0]), ref)
-        return ref
+            return ref
 
 
 def _stamp(hit: Path | None) -> tuple | None:
@@ -374,6 +414,7 @@ class _Relay:
     def __init__(self, backend: RayBackend, handle: int, run_id: int, store: RunStore):
         self.backend, self.handle, self.run_id, self.store = backend, handle, run_id, store
         self.holder = f"{owner.current()}/ray-{handle}"  # this attempt's owner string
+        self.token = f"{run_id}:{handle}"  # this attempt's cancel flag (``Cancels``)
         self.generator: Any = None
         self.escalated = False  # the runner called terminate/kill
         self.node: tuple[str, str] | None = None  # (hostname, node id) once the task started
@@ -386,7 +427,7 @@ class _Relay:
     def start(self) -> None:
         # The run becomes this relay's (a resumed run's new attempt is another owner), and it
         # waits for a node as "running" with a heartbeat: a busy cluster may take a while.
-        self.store.transition(
+        if not self.store.transition(
             self.run_id,
             ("starting",),
             "running",
@@ -394,7 +435,8 @@ class _Relay:
             heartbeat=time.time(),
             stage=WAITING,
             node=None,
-        )
+        ):  # cancelled meanwhile, or taken by another runner: not ours to start
+            raise ClusterError(f"run #{self.run_id} is no longer waiting to start")
         self.thread.start()
 
     def _run(self) -> None:
@@ -403,18 +445,27 @@ class _Relay:
         with heartbeat(self.store, self.run_id, self.holder, stop):
             flagger = threading.Thread(target=self._flag_when, args=(stop, ended), daemon=True)
             flagger.start()
+            finished = False
             try:
                 status, fields = self._relay()
+                finished = True
             except StoreError as exc:  # the store cannot record it: stop the task, say why
-                self._flag()
                 status, fields = "failed", {"error": str(exc)}
+            except OSError as exc:  # writing its checkpoint or model here
+                status, fields = "failed", {"error": f"could not write its files: {exc}"}
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    status, fields = "failed", {"error": describe("full", self.store.path)}
             except DatasetError as exc:  # read here, before any task: as a local run says it
                 status, fields = "failed", {"error": str(exc)}
             except Exception as exc:  # noqa: BLE001 - Ray's errors: see _ended
                 status, fields = self._ended(exc)
             finally:
                 ended.set()
+                if not finished and self.generator is not None:
+                    self._stop_task()  # no one records it any more: free its node now
             finish(self.store, self.run_id, status, fields, self.holder)
+        with contextlib.suppress(Exception):
+            self.backend._cancels.forget.remote(self.token)
 
     def _relay(self) -> tuple[str, dict]:
         ray, store, run_id = self.backend._ray, self.store, self.run_id
@@ -424,6 +475,8 @@ class _Relay:
         checkpoint_path = store.checkpoint_path(run_id)
         saved = checkpoint_path.read_bytes() if checkpoint_path.exists() else None
         raw = self.backend.dataset(run.config.dataset, run.config.data_dir)
+        if store.cancel_requested(run_id):  # while its data was read: no task at all
+            return "cancelled", {"error": "cancelled before it started on a node"}
         self.generator = self.backend._remote.options(
             num_cpus=self.backend.num_cpus, num_gpus=self.backend.num_gpus
         ).remote(
@@ -433,6 +486,7 @@ class _Relay:
             saved,
             self.backend._cancels,
             int(self.backend.num_cpus),
+            self.token,
         )
         self.submitted = time.time()
         resumed = Resumed(store, run_id, again=run.resumes > 0)
@@ -473,13 +527,13 @@ class _Relay:
 
     def _ended(self, exc: Exception) -> tuple[str, dict]:
         """The status and error of a run whose task raised ``exc``."""
-        name = type(exc).__name__
+        errors = self.backend._ray.exceptions
         cancel = self.store.cancel_requested(self.run_id)
-        if name == "TaskCancelledError" or (self.escalated and cancel):
+        if isinstance(exc, errors.TaskCancelledError) or (self.escalated and cancel):
             return ("cancelled" if cancel else "interrupted"), {
                 "error": "the Ray task was cancelled; metrics up to then are kept"
             }
-        if name in _LOST or isinstance(exc, ConnectionError):
+        if isinstance(exc, (*_lost_errors(self.backend._ray), ConnectionError)):
             if self.node is not None:
                 where = f"the Ray node {self.node[0]} (node id {self.node[1][:12]}) was lost"
             else:
@@ -487,7 +541,7 @@ class _Relay:
             return "interrupted", {"error": f"{where}; metrics up to then are kept"}
         cause = getattr(exc, "cause", None) or exc
         text = str(cause).strip().splitlines()
-        line = text[-1] if text else type(cause).__name__
+        line = text[0] if text else type(cause).__name__
         return "failed", {"error": f"on Ray: {line[:300]}"}
 
     def _flag_when(self, stop: threading.Event, ended: threading.Event) -> None:
@@ -500,4 +554,8 @@ class _Relay:
 
     def _flag(self) -> None:
         with contextlib.suppress(Exception):
-            self.backend._cancels.cancel.remote(self.run_id)
+            self.backend._cancels.cancel.remote(self.token)
+
+    def _stop_task(self) -> None:
+        with contextlib.suppress(Exception):
+            self.backend._ray.cancel(self.generator, force=True)

@@ -8,7 +8,7 @@ put there once per dataset) and the run's checkpoint, if any, as bytes; it sends
 - ``{"type": "node", "node": HOSTNAME, "node_id": ID}`` first (where it runs);
 - every event of ``bn_core.nn.training.train`` (stage, start, resume, batch, epoch, probe,
   mode_gap, end), as the local worker records them, each with ``sent`` (its wall-clock time);
-- ``{"type": "checkpoint", "epoch": k, "data": BYTES}`` after each epoch end that wrote one
+- ``{"type": "checkpoint", "data": BYTES}`` once the engine has written an epoch's checkpoint
   (``bn_core.nn.checkpoint``, 0.75-2.2 MB), so a run resumes on any node, or locally;
 - ``{"type": "model", "data": BYTES}`` (the ``.keras`` file) after a completed or cancelled run;
 - ``{"type": "done", "status": ..., "error": ..., "test_loss": ..., "test_accuracy": ...,
@@ -46,10 +46,12 @@ def train_events(
     checkpoint: bytes | None,
     cancels: Any,
     num_cpus: int,
+    token: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Train run ``run_id`` (``config_dict``) on ``raw`` (``bn_core.data.RawData``), starting
     from ``checkpoint`` (bytes of a checkpoint file) if given; yield its events (module doc).
-    ``cancels``: the head's ``Cancels`` actor handle (None: never cancelled)."""
+    ``cancels``: the head's ``Cancels`` actor handle (None: never cancelled), asked about
+    ``token`` (this attempt of the run: a flag set for an earlier attempt never stops it)."""
     import ray
 
     yield {
@@ -74,7 +76,7 @@ def train_events(
         if checkpoint:
             path.write_bytes(checkpoint)
         poller = threading.Thread(
-            target=_poll_cancel, args=(cancels, run_id, stop, events), daemon=True
+            target=_poll_cancel, args=(cancels, token or str(run_id), stop), daemon=True
         )
         poller.start()
 
@@ -114,7 +116,7 @@ def train_events(
 
         trainer = threading.Thread(target=work, name=f"bn-lab-run-{run_id}", daemon=True)
         trainer.start()
-        stamp = None
+        stamp, _ = _changed(path, None)  # the checkpoint it resumes from needs no sending back
         while (event := events.get()) is not _DONE:
             kind = event["type"]
             if kind == "_result":
@@ -124,20 +126,30 @@ def train_events(
                 yield {"type": "done", "status": "failed", "error": event["error"]}
                 continue
             yield {**event, "sent": time.time()}  # the relay measures how late it arrives
-            if kind == "epoch" and path.exists():  # the engine wrote it before this event
-                now = (path.stat().st_mtime_ns, path.stat().st_size)
-                if now != stamp:
-                    stamp = now
-                    yield {"type": "checkpoint", "epoch": event["epoch"], "data": path.read_bytes()}
+            # The engine writes an epoch's checkpoint (atomically) just after its epoch event:
+            # the next event after it, whatever its kind, finds the new file and sends it.
+            stamp, data = _changed(path, stamp)
+            if data is not None:
+                yield {"type": "checkpoint", "data": data}
         stop.set()  # ends the poller
         trainer.join()
+
+
+def _changed(path: Path, stamp: tuple | None) -> tuple[tuple | None, bytes | None]:
+    """(the file's stamp, its bytes if it changed since ``stamp``, else None)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return stamp, None
+    now = (info.st_mtime_ns, info.st_size, info.st_ino)
+    return (now, path.read_bytes()) if now != stamp else (stamp, None)
 
 
 def _ending(result: Any, path: Path) -> Iterator[dict[str, Any]]:
     """The events after ``train`` returned: the checkpoint of a run that did not end
     (cancelled), its saved model, and ``done``."""
     if result.status in ("cancelled", "failed", "interrupted") and path.exists():
-        yield {"type": "checkpoint", "epoch": None, "data": path.read_bytes()}
+        yield {"type": "checkpoint", "data": path.read_bytes()}  # the latest, to resume from
     if result.model is not None and result.status in ("completed", "cancelled"):
         from bn_core.runs.artifacts import save_model
 
@@ -154,18 +166,18 @@ def _ending(result: Any, path: Path) -> Iterator[dict[str, Any]]:
     }
 
 
-def _poll_cancel(cancels: Any, run_id: int, stop: threading.Event, events: queue.Queue) -> None:
-    """Set ``stop`` once the head's ``Cancels`` actor says run ``run_id`` was cancelled."""
+def _poll_cancel(cancels: Any, token: str, stop: threading.Event) -> None:
+    """Set ``stop`` once the head's ``Cancels`` actor says ``token`` was cancelled."""
     if cancels is None:
         return
     import ray
 
     while not stop.wait(POLL_SECONDS):
         try:
-            if ray.get(cancels.cancelled.remote(run_id), timeout=10):
+            if ray.get(cancels.cancelled.remote(token), timeout=10):
                 stop.set()
         except Exception as exc:  # noqa: BLE001 - the head is gone: Ray ends this task anyway
-            print(f"run {run_id}: cannot reach the head's cancel flags: {exc}", file=sys.stderr)
+            print(f"{token}: cannot reach the head's cancel flags: {exc}", file=sys.stderr)
             time.sleep(POLL_SECONDS)
 
 
