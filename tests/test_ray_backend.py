@@ -205,3 +205,33 @@ def test_a_machine_that_is_no_node_of_the_cluster_is_told_how_to_join(monkeypatc
     message = str(caught.value)
     assert "is not a node of the Ray cluster" in message and "\n" not in message
     assert f"ray start --address={address} --num-cpus=0" in message
+
+
+def test_a_runner_that_waits_for_its_own_runs_takes_no_other_cluster_run(store):
+    """A run's relay lives in the process that claimed it: ``submit --wait`` leaves once its
+    run ends, so it must not claim (and then orphan) runs others queued for the cluster."""
+    cluster = FakeCluster(room=4)
+    others = JobRunner(store, IdleLocal(), cluster=FakeCluster()).submit(
+        [TrainConfig(seed=1)], backend="ray"
+    )
+    runner = JobRunner(store, IdleLocal(), cluster=cluster)
+    (mine,) = runner.submit([TrainConfig(seed=2)], backend="ray")
+    runner.cluster_claims = {mine}
+    settle(runner)
+    assert cluster.started == [mine]
+    assert store.get(others[0]).status == "queued"  # left for the dashboard's runner
+
+
+def test_the_compose_cluster_workers_hold_no_store_and_no_data():
+    """`docker compose --profile cluster up`: the workers are Ray nodes only. They mount no
+    volume (no run store, no datasets), publish no port, point BN_LAB_HOME at nothing, and
+    exist only in the cluster profile (plain `docker compose up` starts no Ray)."""
+    import yaml  # PyYAML: a dependency of ray[default]
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    worker, dashboard = services["ray-worker"], services["bn-lab"]
+    assert worker["profiles"] == ["cluster"] and "profiles" not in dashboard
+    assert "volumes" not in worker and "ports" not in worker
+    assert worker["environment"]["BN_LAB_HOME"] == "/nonexistent"
+    assert worker["command"] == "ray-worker" and worker["image"] == dashboard["image"]
+    assert all(p.startswith("127.0.0.1:") for p in dashboard["ports"])  # Ray's ports: never

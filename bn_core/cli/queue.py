@@ -53,6 +53,7 @@ def cmd_resume(args) -> int:
     from bn_core.runs.store import RunStore
 
     runner = JobRunner(RunStore(), kind="resume --wait")
+    runner.cluster_claims = {args.run_id}  # it leaves when this run ends: it takes no other
     print(runner.resume(args.run_id), file=sys.stderr)
     return report(runner, args.run_id, args.wait, args.json)
 

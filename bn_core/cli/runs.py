@@ -56,6 +56,7 @@ def cmd_submit(config: TrainConfig, wait: bool, as_json: bool, backend: str | No
     name, cluster = cluster_for(backend)
     runner = JobRunner(RunStore(), kind="submit --wait", cluster=cluster)
     (run_id,) = runner.submit([config], backend=name)
+    runner.cluster_claims = {run_id}  # it leaves when this run ends: it takes no other
     return report(runner, run_id, wait, as_json)
 
 

@@ -189,6 +189,7 @@ def _on_cluster(cluster, configs: list[TrainConfig], home: Path, group: str, tit
     here = LocalProcessBackend(store, standby=False)  # runs nothing here: no standby worker
     runner = JobRunner(store, here, kind="study", cluster=cluster)
     run_ids = runner.submit(configs, group_id=group, group_name=title, backend="ray")
+    runner.cluster_claims = set(run_ids)  # this process leaves once they end: only them
     print(f"{len(run_ids)} runs queued on the Ray cluster ({cluster.address})", file=sys.stderr)
     seen: dict[int, str] = {}
     gone_since = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,11 @@ class RunLifecycle:
             return cur.rowcount == 1
 
     def claim_next(
-        self, max_active: int, owner: str | None = None, backend: str = "local"
+        self,
+        max_active: int,
+        owner: str | None = None,
+        backend: str = "local",
+        only: Collection[int] | None = None,
     ) -> int | None:
         """Move the oldest queued run of ``backend`` to ``starting`` if fewer than
         ``max_active`` of its jobs are active and no older replay is queued; return its id.
@@ -204,10 +209,15 @@ class RunLifecycle:
         (``replay_queue``); on ``ray`` only its runs count (the cluster's capacity). One write
         transaction, so two runners sharing a store (an old and a new server, two containers
         on one volume) never exceed the limit. ``owner`` (the claiming runner's,
-        ``bn_core.runs.owner``) has the run until its worker claims it in turn.
+        ``bn_core.runs.owner``) has the run until its worker claims it in turn. ``only``: claim
+        none but these runs (a runner that leaves once they end).
         """
         where = "backend IS NULL" if backend == "local" else "backend = ?"
-        args = () if backend == "local" else (backend,)
+        args: tuple = () if backend == "local" else (backend,)
+        if only is not None:
+            ids = [int(i) for i in only] or [-1]
+            where += f" AND id IN ({','.join('?' * len(ids))})"
+            args = (*args, *ids)
         with self.connect() as db:
             db.execute("BEGIN IMMEDIATE")  # take the write lock before counting
             try:

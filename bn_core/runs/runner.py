@@ -89,6 +89,10 @@ class JobRunner:
         # waits, so nothing imports Ray before); ``cluster_problem`` says why it cannot.
         self.cluster = cluster
         self.cluster_problem: str | None = None
+        # Ray runs this runner may claim (None: any). A run's relay lives in the process that
+        # claimed it: a runner that leaves once its own runs end (``submit --wait``) must
+        # not take others' runs along.
+        self.cluster_claims: set[int] | None = None
         self._cluster_lock = threading.Lock()
         self._cluster_probe: threading.Thread | None = None  # asking the cluster for its room
         self._cluster_answer: int | Exception | None = None  # what it said, not yet used
@@ -243,7 +247,8 @@ class JobRunner:
         if room is None:
             return False
         claimed = False
-        while (run_id := self.store.claim_next(room, me, "ray")) is not None:
+        only = self.cluster_claims
+        while (run_id := self.store.claim_next(room, me, "ray", only)) is not None:
             claimed = True
             try:
                 handle = self.cluster.start(run_id, self.store)

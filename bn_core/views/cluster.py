@@ -23,7 +23,7 @@ NO_CLUSTER_TEXT = (
     "Runs execute on this machine, one worker process each.\n\n"
     "To train on a Ray cluster instead, start the dashboard with `RAY_ADDRESS=HOST:6379` (the "
     "cluster's head) or with `docker compose --profile cluster up`; Train and Sweep then offer "
-    'where to run. See the README, "Running on a Ray cluster".'
+    'where to run. See the README, "Running on a Ray cluster", and docs/CLUSTER.md.'
 )
 
 
