@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from bn_core.config import TrainConfig  # noqa: E402
 from bn_core.runs.backends.ray_backend import RayBackend  # noqa: E402
 from bn_core.runs.runner import JobRunner  # noqa: E402
 from bn_core.runs.store import RunStore  # noqa: E402
-from tests.test_runner import long_config, write_mnist  # noqa: E402
+from tests.test_runner import long_config, wait_for, write_mnist  # noqa: E402
 
 pytestmark = pytest.mark.ray
 NOWHERE = "/nonexistent/bn-lab-home"  # the worker nodes' BN_LAB_HOME
@@ -86,16 +85,6 @@ def quick_config(data_dir: Path, **changes) -> TrainConfig:
 
 def worker_ids(cluster) -> set[str]:
     return {node.node_id for node in cluster.workers if node.all_processes}
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def ended(store: RunStore, run_id: int):
@@ -153,9 +142,11 @@ def test_cancel_stops_the_task_and_keeps_what_it_measured(runner, data):
     (run_id,) = runner.submit([long_config(data)], backend="ray")
     runner.start()
     store = runner.store
-    wait_for(lambda: len(store.batch_metrics([run_id])) >= 3, 120, "the run's first batches")
+    wait_for(
+        lambda: len(store.batch_metrics([run_id])) >= 3, "the run's first batches", timeout=120
+    )
     runner.cancel(run_id)
-    run = wait_for(lambda: ended(store, run_id), 60, "the run to end")
+    run = wait_for(lambda: ended(store, run_id), "the run to end", timeout=60)
     assert run.status == "cancelled", run.error
     assert store.batch_metrics([run_id])  # every metric received is kept
     assert store.model_path(run_id).is_file()  # stopped cleanly (the cooperative flag)
@@ -219,12 +210,14 @@ def test_a_lost_node_interrupts_its_run_keeping_its_metrics_and_resume_continues
     other_config = quick_config(data, seed=2, epochs=3, train_limit=384)
     doomed, other = runner.submit([doomed_config, other_config], backend="ray")
     runner.start()
-    wait_for(lambda: store.checkpoint_path(doomed).exists(), 180, "the first epoch's checkpoint")
+    wait_for(
+        lambda: store.checkpoint_path(doomed).exists(), "the first epoch's checkpoint", timeout=180
+    )
     node_id = backend.relay_stats()[doomed]["node_id"]
     (node,) = [n for n in cluster.workers if n.node_id == node_id]
     kept = len(store.batch_metrics([doomed]))
     cluster.remove_node(node, allow_graceful=False)
-    run = wait_for(lambda: ended(store, doomed), 120, "the run to end")
+    run = wait_for(lambda: ended(store, doomed), "the run to end", timeout=120)
     assert run.status == "interrupted", run.error
     assert "Ray node" in run.error and "was lost" in run.error and node_id[:12] in run.error
     assert len(store.batch_metrics([doomed])) >= kept  # nothing received is lost

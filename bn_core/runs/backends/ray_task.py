@@ -86,27 +86,15 @@ def train_events(
                 splits = prepare(
                     raw, val_size=config.val_size, train_limit=config.train_limit, seed=config.seed
                 )
+                args = (config, events.put, stop.is_set)
+                kwargs = {"splits": splits, "checkpoint": path, "options": options}
                 try:
-                    result = train(
-                        config,
-                        events.put,
-                        stop.is_set,
-                        splits=splits,
-                        checkpoint=path,
-                        options=options,
-                    )
+                    result = train(*args, **kwargs)
                 except CheckpointError as exc:  # damaged, or another config's: start over
                     path.unlink(missing_ok=True)
                     events.put({"type": "stage", "stage": f"starting over: {exc}"})
                     events.put({"type": "restart"})
-                    result = train(
-                        config,
-                        events.put,
-                        stop.is_set,
-                        splits=splits,
-                        checkpoint=path,
-                        options=options,
-                    )
+                    result = train(*args, **kwargs)
                 events.put({"type": "_result", "result": result})
             except Exception as exc:  # noqa: BLE001 - the run failed: say why, in one line
                 message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
