@@ -34,7 +34,7 @@ from pages._auth import (
     password_matches,
 )
 from tests.test_app import runner as runner  # a fixture: a JobRunner that starts nothing
-from tests.test_e2e_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, dashboard
+from tests.test_e2e_browser import APP_MENU, ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, dashboard
 
 pytestmark = pytest.mark.reliability
 
@@ -250,7 +250,7 @@ def test_with_a_password_every_url_shows_only_the_password_field(browser, tmp_pa
         expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=60_000)
         expect(page.locator(PASSWORD_FIELD)).to_have_count(0)
         expect(page.get_by_text(_auth.WRONG, exact=True)).to_have_count(0)
-        expect(page.locator(MENU)).to_have_count(7)
+        expect(page.locator(MENU)).to_have_count(len(APP_MENU))
         # The login lasts for the session: the menu's Train link needs no password again.
         page.locator(MENU).filter(has_text="Train").click()
         expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible(timeout=60_000)
@@ -269,7 +269,7 @@ def test_without_a_password_the_app_opens_directly(browser, tmp_path):
         page = _new_page(browser)
         page.goto(url + "/runs")
         expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=60_000)
-        expect(page.locator(MENU)).to_have_count(7)
+        expect(page.locator(MENU)).to_have_count(len(APP_MENU))
         assert page.locator("input[type='password']").count() == 0
         page.context.close()
 
