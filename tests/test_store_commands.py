@@ -19,6 +19,7 @@ import pytest
 
 from bn_core.cli import main
 from bn_core.config import TrainConfig
+from bn_core.runs.migrations import LATEST
 from bn_core.runs.store import RunStore
 from tests.test_migrations import ISSUE_10_SCHEMA, dump, old_store, version
 
@@ -57,7 +58,8 @@ def test_check_a_sound_store(home, capsys):
     code, out, err = cli(capsys, "store", "check")
     path = home / "runs.sqlite"
     assert (code, err) == (0, "")
-    assert out == f"store check: {path} is sound: 2 run(s), schema version 3, integrity_check ok\n"
+    latest = f"schema version {LATEST}"
+    assert out == f"store check: {path} is sound: 2 run(s), {latest}, integrity_check ok\n"
     code, out, _ = cli(capsys, "store", "check", "--quick")
     assert code == 0 and out.endswith("quick_check ok\n")
 
