@@ -85,12 +85,11 @@ def cluster_for(backend: str | None):
     """(backend name, a connected RayBackend or None) for ``--backend``; raises
     ``ClusterUnavailable`` (exit 2, one line) when ray is asked for and no cluster answers,
     before anything is queued."""
-    import os
+    from bn_core.runs.backends.ray_backend import ClusterError, RayBackend, ray_address
 
-    name = backend or ("ray" if os.environ.get("RAY_ADDRESS", "").strip() else "local")
+    name = backend or ("ray" if ray_address() else "local")
     if name == "local":
         return name, None
-    from bn_core.runs.backends.ray_backend import ClusterError, RayBackend
 
     try:
         cluster = RayBackend()

@@ -4,7 +4,6 @@ run: it continues from its last completed epoch)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -74,7 +73,9 @@ def cmd_runner(args) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     runner = JobRunner(store, max_concurrent=args.max_concurrent, kind="runner").start()
-    cluster = os.environ.get("RAY_ADDRESS", "").strip()
+    from bn_core.runs.backends.ray_backend import ray_address
+
+    cluster = ray_address()
     where = f"; runs queued for Ray go to {cluster}" if cluster else ""
     print(
         f"runner: store {store.path}, at most {runner.max_concurrent} run(s) at once here"

@@ -52,7 +52,6 @@ def cmd_submit(config: TrainConfig, wait: bool, as_json: bool, backend: str | No
     from bn_core.runs.runner import JobRunner
     from bn_core.runs.store import RunStore
 
-    config.validate()
     name, cluster = cluster_for(backend)
     runner = JobRunner(RunStore(), kind="submit --wait", cluster=cluster)
     (run_id,) = runner.submit([config], backend=name)

@@ -244,3 +244,11 @@ def _idx_shape(path: Path, ndim: int) -> tuple[int, ...]:
             f"{path}: {what} {size} bytes, header {shape} implies {expected} (truncated or corrupt)"
         )
     return shape
+
+
+def files_stamp(hit: str | os.PathLike) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime) of the file ``hit`` names, or of the folder's files: it changes
+    when they do (a standby worker and the Ray backend keep read datasets while it holds)."""
+    hit = Path(hit)
+    paths = sorted(hit.iterdir()) if hit.is_dir() else [hit]
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file())

@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from bn_core import data as data_lib
 from bn_core.config import TrainConfig
+from bn_core.data.search import files_stamp
 from bn_core.nn import checkpoint as ckpt
 from bn_core.nn.batches import TrainBatches, eval_dataset
 from bn_core.nn.model import build_model
@@ -199,23 +200,18 @@ def preload(dataset: str) -> None:
     it waits for its run): the next run of it, on the same unchanged files, skips reading."""
     with contextlib.suppress(data_lib.DatasetError):  # if so, the run will say what is wrong
         if (hit := data_lib.locate(dataset)) is not None:
-            _preloaded[dataset] = (_stamp(hit), data_lib.load_raw(dataset, allow_download=False))
+            stamp = files_stamp(hit)  # before reading: a file changed meanwhile reads again
+            _preloaded[dataset] = (stamp, data_lib.load_raw(dataset, allow_download=False))
 
 
-def _stamp(hit: str) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of the file or the folder's files ``hit`` names: changes if they do."""
-    paths = sorted(Path(hit).iterdir()) if Path(hit).is_dir() else [Path(hit)]
-    return [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file()]
-
-
-_preloaded: dict[str, tuple[list, data_lib.RawData]] = {}  # dataset -> (its _stamp, its data)
+_preloaded: dict[str, tuple[tuple, data_lib.RawData]] = {}  # dataset -> (files_stamp, data)
 
 
 def _load(config: TrainConfig) -> data_lib.Splits:
     split = {"val_size": config.val_size, "train_limit": config.train_limit, "seed": config.seed}
     stamp, raw = _preloaded.pop(config.dataset, (None, None))  # used once: free it after
     hit = data_lib.locate(config.dataset) if raw is not None and not config.data_dir else None
-    if hit is not None and _stamp(hit) == stamp:
+    if hit is not None and files_stamp(hit) == stamp:
         return data_lib.prepare(raw, **split)
     return data_lib.load(config.dataset, config.data_dir, **split)
 

@@ -212,8 +212,7 @@ class RunLifecycle:
         ``bn_core.runs.owner``) has the run until its worker claims it in turn. ``only``: claim
         none but these runs (a runner that leaves once they end).
         """
-        where = "backend IS NULL" if backend == "local" else "backend = ?"
-        args: tuple = () if backend == "local" else (backend,)
+        where, args = _backend_where(backend)
         if only is not None:
             ids = [int(i) for i in only] or [-1]
             where += f" AND id IN ({','.join('?' * len(ids))})"
@@ -247,8 +246,7 @@ class RunLifecycle:
         that is gone: run them locally); returns how many moved."""
         if target not in BACKENDS:
             raise ValueError(f"unknown backend {target!r}: use one of {', '.join(BACKENDS)}")
-        where = "backend IS NULL" if source == "local" else "backend = ?"
-        args = () if source == "local" else (source,)
+        where, args = _backend_where(source)
         with self.connect() as db:
             cur = db.execute(
                 f"UPDATE runs SET backend = ? WHERE status = 'queued' AND {where}",
@@ -258,8 +256,7 @@ class RunLifecycle:
 
     def queued_for(self, backend: str) -> int:
         """How many runs wait for ``backend``."""
-        where = "backend IS NULL" if backend == "local" else "backend = ?"
-        args = () if backend == "local" else (backend,)
+        where, args = _backend_where(backend)
         with self.connect() as db:
             row = db.execute(
                 f"SELECT COUNT(*) FROM runs WHERE status = 'queued' AND {where}", args
@@ -322,3 +319,9 @@ class RunLifecycle:
                 (run_id, *RESUMABLE),
             )
             return cur.rowcount == 1
+
+
+def _backend_where(backend: str) -> tuple[str, tuple]:
+    """The SQL condition (and its arguments) of runs queued for ``backend``: local runs have
+    NULL in ``runs.backend``."""
+    return ("backend IS NULL", ()) if backend == "local" else ("backend = ?", (backend,))

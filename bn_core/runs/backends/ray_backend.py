@@ -41,7 +41,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bn_core.atomic import atomic_path
@@ -385,27 +384,21 @@ class RayBackend:
         """The dataset's raw arrays in Ray's object store: read and put once per dataset and
         files (a file that changes is read again)."""
         from bn_core import data as data_lib
-        from bn_core.data.search import find_local
+        from bn_core.data.search import files_stamp, find_local
 
         key = (dataset, data_dir)
         with self._data_lock:  # a study's runs start together: one reads, the others reuse
             hit, _ = find_local(dataset, data_dir)
-            stamp = _stamp(hit)
+            stamp = files_stamp(hit) if hit is not None else None
             cached = self._data.get(key)
             if cached is not None and stamp is not None and cached[0] == stamp:
                 return cached[1]
             raw = data_lib.load_raw(dataset, data_dir)  # may download, as a local run would
             ref = self._ray.put(raw)  # the previous ref of this key is released with it
-            self._data[key] = (stamp or _stamp(find_local(dataset, data_dir)[0]), ref)
+            if stamp is None and (hit := find_local(dataset, data_dir)[0]) is not None:
+                stamp = files_stamp(hit)  # downloaded just now
+            self._data[key] = (stamp, ref)
             return ref
-
-
-def _stamp(hit: Path | None) -> tuple | None:
-    """(path, size, mtime) of the file, or of the folder's files, that ``hit`` names."""
-    if hit is None:
-        return None
-    paths = sorted(hit.iterdir()) if hit.is_dir() else [hit]
-    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths if p.is_file())
 
 
 class _Relay:
