@@ -9,7 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from bn_core.runs.errors import StoreError
+from bn_core.runs.store import StoreError
 from pages._auth import logged_in, require_login
 from pages._ui import (
     ABOUT_PAGE,

@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_dashboard_overhead.py [--epochs 4] [--train-limit N] [--repeats 2]
 
 The dashboard path is exactly what the Train page does: ``JobRunner.submit`` -> a worker
-process (``python -m bn_core.runs.worker``) that streams every batch/epoch event into the
+process (``python -m bn_core.runs.execution.worker``) that streams every batch/epoch event into the
 SQLite run store. The CLI path is ``python -m bn_core train --json`` in a subprocess.
 Both train the same config on Fashion-MNIST; the two paths alternate, ``--repeats`` times.
 
@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from bn_core.config import TrainConfig
-from bn_core.runs.runner import JobRunner
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.runner import JobRunner
+from bn_core.runs.store.run_store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,8 +26,8 @@ import tempfile
 import time
 
 from bn_core.config import TrainConfig
-from bn_core.runs.runner import JobRunner
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.runner import JobRunner
+from bn_core.runs.store.run_store import RunStore
 
 POLL = 0.02  # seconds between store reads while a run starts
 

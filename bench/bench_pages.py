@@ -222,7 +222,7 @@ def cached_store(app_root: Path, size: int) -> Path:
     reused while the generator is unchanged."""
     env = _app_env(app_root)
     version = subprocess.run(
-        [sys.executable, "-c", "from bn_core.runs.migrations import LATEST; print(LATEST)"],
+        [sys.executable, "-c", "from bn_core.runs.store.migrations import LATEST; print(LATEST)"],
         cwd=app_root,
         env=env,
         capture_output=True,

@@ -42,8 +42,8 @@ from bn_core.config import TrainConfig
 from bn_core.constants import MODE_GAP_SIZE, PROBE_EVERY_DEFAULT, PROBE_SIZE
 from bn_core.nn import probes
 from bn_core.nn.training import train
-from bn_core.runs.recording import record_event
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.recording import record_event
+from bn_core.runs.store.run_store import RunStore
 
 
 class _Clock:

@@ -45,10 +45,10 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 from bn_core import data as data_lib  # noqa: E402
 from bn_core.analysis.study import PRESETS, preset_configs  # noqa: E402
 from bn_core.config import ConfigError, TrainConfig, training_images  # noqa: E402
-from bn_core.runs.backends.local import LocalProcessBackend  # noqa: E402
-from bn_core.runs.backends.ray_backend import RayBackend, resources_from_env  # noqa: E402
-from bn_core.runs.runner import JobRunner  # noqa: E402
-from bn_core.runs.store import RunRecord, RunStore  # noqa: E402
+from bn_core.runs.execution.backends.local import LocalProcessBackend  # noqa: E402
+from bn_core.runs.execution.backends.ray_backend import RayBackend, resources_from_env  # noqa: E402
+from bn_core.runs.execution.runner import JobRunner  # noqa: E402
+from bn_core.runs.store.run_store import RunRecord, RunStore  # noqa: E402
 
 DATASET = "fashion_mnist"
 NODES = (1, 4, 16)  # cluster sizes of the paper estimate

@@ -38,7 +38,7 @@ from bn_core import data
 from bn_core.config import TrainConfig
 from bn_core.nn.model import build_model
 from bn_core.nn.training import EngineOptions, train
-from bn_core.runs.worker import LIVE_EVENTS_PER_EPOCH
+from bn_core.runs.execution.worker import LIVE_EVENTS_PER_EPOCH
 
 
 class _EpochTimer(keras.callbacks.Callback):

@@ -31,8 +31,8 @@ import numpy as np
 
 from bn_core.analysis.study import get_preset, preset_configs
 from bn_core.config import TrainConfig
-from bn_core.runs.schema import transaction
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.run_store import RunStore
+from bn_core.runs.store.schema import transaction
 
 PRESET = "original"
 SEEDS = 3  # per variant: 5 variants x 3 seeds = a group of 15, as the Original study runs

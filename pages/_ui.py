@@ -9,13 +9,17 @@ from pathlib import Path
 import streamlit as st
 
 from bn_core.config import ConfigError
-from bn_core.runs.backends.ray_backend import ClusterInfo, ray_address
-from bn_core.runs.catalog import GroupRecord
-from bn_core.runs.errors import StoreError, describe
-from bn_core.runs.health import ensure_sound
-from bn_core.runs.records import damage_note
-from bn_core.runs.runner import JobRunner
-from bn_core.runs.store import RunRecord, RunStore, default_home
+from bn_core.runs.execution import ClusterInfo, JobRunner, ray_address
+from bn_core.runs.store import (
+    GroupRecord,
+    RunRecord,
+    RunStore,
+    StoreError,
+    damage_note,
+    default_home,
+    describe,
+    ensure_sound,
+)
 from bn_core.views import cluster as cluster_view
 from bn_core.views import links, train_form
 from bn_core.views.runs import STATUS_COLORS, run_label

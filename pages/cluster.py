@@ -5,7 +5,7 @@ each host trains (``views.cluster.node_frame``). The cluster's answer is at most
 
 import streamlit as st
 
-from bn_core.runs.backends.ray_backend import ray_address
+from bn_core.runs.execution import ray_address
 from bn_core.views import cluster as view
 from pages._ui import cluster_reach, get_runner, store_banner, use_navigation
 

@@ -13,9 +13,7 @@ Three parts, so that a store of thousands of runs stays quick and an idle page n
 import streamlit as st
 
 from bn_core.config import ConfigError
-from bn_core.runs.errors import StoreError
-from bn_core.runs.lifecycle import RESUMABLE
-from bn_core.runs.store import ACTIVE, STATUSES, RunRecord
+from bn_core.runs.store import ACTIVE, RESUMABLE, STATUSES, RunRecord, StoreError
 from bn_core.views import links
 from bn_core.views import overlay as ov
 from bn_core.views import runs as live

@@ -11,8 +11,8 @@ import streamlit as st
 from bn_core.analysis import comparison as cmp
 from bn_core.analysis import study
 from bn_core.config import ConfigError, TrainConfig, field_spec
-from bn_core.runs import caps
-from bn_core.runs.errors import StoreError
+from bn_core.runs.execution import caps
+from bn_core.runs.store import StoreError
 from bn_core.variants import VARIANT_NAMES
 from bn_core.views import datasets, train_form
 from bn_core.views import runs as live

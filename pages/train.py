@@ -12,8 +12,8 @@ import streamlit as st
 
 from bn_core.analysis import study
 from bn_core.config import PROBE_EVERY_MIN, ConfigError, field_spec
-from bn_core.runs import caps
-from bn_core.runs.errors import StoreError
+from bn_core.runs.execution import caps
+from bn_core.runs.store import StoreError
 from bn_core.variants import VARIANT_NAMES, VARIANTS
 from bn_core.views import train_form
 from pages._form import KEEP, choice, dataset_field, number, steps

@@ -1,13 +1,13 @@
 """Window size: replay a finished run's BN inference statistics over other windows (no
 retraining) and compare test accuracy. A replay is a job of the job runner (``JobRunner.replay``):
 it waits in the runner's queue with the training runs, under the same limit, and runs as
-``python -m bn_core.runs.replay_job RUN_ID`` (TensorFlow loads only there). The page shows each
+``python -m bn_core.runs.replays.job RUN_ID`` (TensorFlow loads only there). The page shows each
 job's state from the store (``replay_jobs``) and reads the JSON it writes."""
 
 import streamlit as st
 
 from bn_core.runs import replays
-from bn_core.runs.errors import StoreError
+from bn_core.runs.store import StoreError
 from bn_core.views import replay as rv
 from bn_core.views import runs as live
 from pages._ui import (

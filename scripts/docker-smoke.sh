@@ -206,7 +206,7 @@ nodes=""
 deadline=$((SECONDS + 120))  # the workers join once the head answers: seconds, not minutes
 while ((SECONDS < deadline)); do
   nodes=$(docker exec "$dash" python -c '
-from bn_core.runs.backends.ray_backend import RayBackend
+from bn_core.runs.execution.backends.ray_backend import RayBackend
 nodes = [n for n in RayBackend("auto").info().nodes if n.alive]
 print(" ".join(n.host + ":" + format(n.cpus, "g") + ("(head)" if n.head else "") for n in nodes))
 ' 2>/dev/null)

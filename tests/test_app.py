@@ -16,8 +16,8 @@ from streamlit.testing.v1 import AppTest
 from bn_core import data
 from bn_core.config import TrainConfig, field_spec
 from bn_core.constants import DATASETS
-from bn_core.runs.runner import JobRunner
-from bn_core.runs.store import RunRecord, RunStore
+from bn_core.runs.execution.runner import JobRunner
+from bn_core.runs.store.run_store import RunRecord, RunStore
 from pages import _ui
 from tests.conftest import assert_runs_without_tensorflow
 
@@ -803,7 +803,7 @@ def test_the_ui_process_never_imports_tensorflow(tmp_path):
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
-        from bn_core.runs.store import RunRecord, RunStore
+        from bn_core.runs.store.run_store import RunRecord, RunStore
         from tests.test_app import seed_group
         seed_group(RunStore())  # finished runs only: the real runner must not start anything
         at = AppTest.from_file({APP!r}, default_timeout=60).run()

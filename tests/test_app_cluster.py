@@ -15,9 +15,9 @@ import pytest
 import streamlit as st
 
 from bn_core.config import TrainConfig
-from bn_core.runs.backends import ray_backend
-from bn_core.runs.backends.ray_backend import ClusterError, ClusterInfo, NodeInfo
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.backends import ray_backend
+from bn_core.runs.execution.backends.ray_backend import ClusterError, ClusterInfo, NodeInfo
+from bn_core.runs.store.run_store import RunStore
 from bn_core.views import cluster as view
 from bn_core.views.runs import TABLE_COLUMNS, table_frame, where_caption
 from pages import _ui

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.run_store import RunStore
 from bn_core.variants import SITES
 from bn_core.views import probes as pv
 from tests.conftest import assert_runs_without_tensorflow
@@ -232,7 +232,7 @@ def test_the_network_page_never_imports_tensorflow(tmp_path):
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
-        from bn_core.runs.store import RunStore
+        from bn_core.runs.store.run_store import RunStore
         from tests.test_app_network import seed_probed
         import bn_core.views.probes, pages._ui  # the page's own imports
         seed_probed(RunStore())  # finished runs only: the real runner starts nothing

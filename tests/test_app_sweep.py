@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.run_store import RunStore
 from tests.conftest import assert_runs_without_tensorflow
 from tests.test_app import have, runner  # noqa: F401  (fixtures)
 
@@ -195,7 +195,7 @@ def test_the_sweep_page_does_not_import_tensorflow(tmp_path):
     assert_runs_without_tensorflow(
         f"""
         from streamlit.testing.v1 import AppTest
-        from bn_core.runs.store import RunStore
+        from bn_core.runs.store.run_store import RunStore
         from tests.test_app_sweep import seed_sweep
         seed_sweep(RunStore())  # finished runs only: the real runner starts nothing
         at = AppTest.from_file({PAGE!r}, default_timeout=60).run()

@@ -14,10 +14,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from bn_core.config import TrainConfig
-from bn_core.runs import replays
-from bn_core.runs.errors import StoreError, describe
-from bn_core.runs.runner import JobRunner
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.runner import JobRunner
+from bn_core.runs.replays import files as replays
+from bn_core.runs.store.errors import StoreError, describe
+from bn_core.runs.store.run_store import RunStore
 from bn_core.views import replay as rv
 from pages import _ui
 from tests.conftest import assert_runs_without_tensorflow
@@ -283,7 +283,7 @@ def test_the_page_never_imports_tensorflow(tmp_path):
         f"""
         import sys
         from streamlit.testing.v1 import AppTest
-        from bn_core.runs.store import RunStore
+        from bn_core.runs.store.run_store import RunStore
         from tests.test_app_window import seed_store
         seed_store(RunStore())
         at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
@@ -314,9 +314,9 @@ def test_progress_file_round_trip_and_files_that_are_not_one(tmp_path):
 
 
 def test_the_replay_job_reports_each_stage_then_removes_its_progress_file(store, monkeypatch):
-    """bn_core.runs.replay_job with its TensorFlow half stubbed: what the progress file says
+    """bn_core.runs.replays.job with its TensorFlow half stubbed: what the progress file says
     at each step, one replay call per choice, and the rows in the order of one call."""
-    from bn_core.runs import replay_job
+    from bn_core.runs.replays import job as replay_job
 
     run_id = seed_store(store)["fresh"]  # lenet_bn2, cancelled, with a model file
     path = replays.replay_progress_path(store.home, run_id)

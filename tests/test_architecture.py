@@ -6,7 +6,9 @@
 - ``pages/`` and ``app.py`` never import ``bn_core.nn``;
 - imports point down the layers: bottom (config, constants, variants, results) <- data <- nn
   <- runs | analysis <- views <- cli, pages; runs and analysis are siblings that never import
-  each other.
+  each other;
+- ``bn_core/runs/`` is three rooms, store <- replays <- execution, and code outside it imports
+  a room only through its facade (the names in the room's ``__init__.__all__``).
 
 The checker reads the sources with ``ast`` (it never imports them), so a lazy import inside a
 function counts as much as one at the top of a file.
@@ -26,6 +28,27 @@ ROOT = Path(__file__).resolve().parent.parent
 RANKS = {"": 0, "data": 1, "nn": 2, "runs": 3, "analysis": 3, "views": 4, "cli": 5}
 SIBLINGS = {("runs", "analysis"), ("analysis", "runs")}
 TF_ROOTS = ("tensorflow", "keras", "tf_keras")
+# The rooms of bn_core/runs with their ranks (imports point down here too).
+RUNS_RANKS = {"store": 0, "replays": 1, "execution": 2}
+
+
+def facade(run_room: str) -> set[str]:
+    """The names a runs room's facade exports (its ``__init__``'s ``__all__``), read with ast."""
+    tree = ast.parse((ROOT / "bn_core" / "runs" / run_room / "__init__.py").read_text("utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def runs_room(module: str) -> str | None:
+    """'store' for bn_core.runs.store.schema; None outside bn_core.runs' rooms."""
+    parts = module.split(".")
+    if parts[:2] != ["bn_core", "runs"] or len(parts) < 3:
+        return None
+    return parts[2]
 
 
 def source_files() -> list[Path]:
@@ -34,7 +57,7 @@ def source_files() -> list[Path]:
 
 
 def module_name(path: Path) -> str:
-    """'bn_core.runs.store' for bn_core/runs/store.py; 'pages.train', 'app'."""
+    """'bn_core.runs.store.run_store' for bn_core/runs/store/run_store.py; 'pages.train', 'app'."""
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
@@ -82,6 +105,7 @@ def violations(path: Path, source: str) -> list[str]:
             found.append(f"{rel}: imports {name} (TensorFlow/Keras only in bn_core/nn/)")
         if top == "streamlit" and mine is not None:
             found.append(f"{rel}: imports {name} (bn_core never imports Streamlit)")
+        found += _runs_violations(rel, module, name)
         target = room(name)
         if target is None:
             continue
@@ -94,6 +118,24 @@ def violations(path: Path, source: str) -> list[str]:
         if RANKS[target] > RANKS[mine] or (mine, target) in SIBLINGS:
             found.append(f"{rel}: imports {name} (bn_core.{mine or '*'} may not import upward)")
     return sorted(set(found))
+
+
+def _runs_violations(rel: str, module: str, name: str) -> list[str]:
+    """The rules inside bn_core/runs (rooms point down) and around it (facades only)."""
+    target = runs_room(name)
+    if target is None:
+        return []
+    mine = runs_room(module)
+    if target not in RUNS_RANKS:
+        return [f"{rel}: imports {name} (bn_core.runs has the rooms {', '.join(RUNS_RANKS)})"]
+    if mine is not None:
+        if mine in RUNS_RANKS and RUNS_RANKS[target] > RUNS_RANKS[mine]:
+            return [f"{rel}: imports {name} (runs.{mine} may not import upward)"]
+        return []
+    parts = name.split(".")
+    if len(parts) == 3 or (len(parts) == 4 and parts[3] in facade(target)):
+        return []
+    return [f"{rel}: imports {name} (outside bn_core.runs, only a room's facade)"]
 
 
 def test_the_tree_has_every_room():
@@ -109,7 +151,7 @@ def test_every_import_points_down():
 @pytest.mark.parametrize(
     "rel, source, why",
     [
-        ("bn_core/runs/store.py", "import tensorflow as tf\n", "TensorFlow/Keras only"),
+        ("bn_core/runs/store/run_store.py", "import tensorflow as tf\n", "TensorFlow/Keras only"),
         ("bn_core/data/search.py", "def f():\n    import keras\n", "TensorFlow/Keras only"),
         ("bn_core/views/runs.py", "import streamlit as st\n", "never imports Streamlit"),
         ("pages/train.py", "from bn_core.nn import training\n", "pages never import"),
@@ -119,6 +161,12 @@ def test_every_import_points_down():
         ("bn_core/analysis/x.py", "from bn_core.runs.store import RunStore\n", "upward"),
         ("bn_core/runs/x.py", "def f():\n    from bn_core.analysis import study\n", "upward"),
         ("bn_core/data/x.py", "from ..nn import model\n", "may not import upward"),
+        ("pages/runs.py", "from bn_core.runs.store.schema import connect\n", "facade"),
+        ("bn_core/cli/x.py", "def f():\n    import bn_core.runs.execution.worker\n", "facade"),
+        ("bn_core/views/x.py", "from bn_core.runs.store import transaction\n", "facade"),
+        ("bn_core/runs/store/x.py", "from bn_core.runs.execution import caps\n", "upward"),
+        ("bn_core/runs/replays/x.py", "from bn_core.runs.execution.runner import x\n", "upward"),
+        ("bn_core/cli/x.py", "from bn_core.runs.worker import main\n", "has the rooms"),
     ],
 )
 def test_the_checker_catches(rel, source, why):
@@ -132,9 +180,14 @@ def test_the_checker_catches(rel, source, why):
     [
         ("bn_core/nn/training.py", "import tensorflow as tf\nfrom bn_core.data import load\n"),
         ("bn_core/views/runs.py", "from bn_core.runs.store import RunRecord\n"),
+        ("pages/window.py", "from bn_core.runs import replays\n"),
+        ("bn_core/runs/execution/runner.py", "from bn_core.runs.store.schema import connect\n"),
         ("bn_core/cli/main.py", "from bn_core.cli import train\nfrom bn_core.nn import model\n"),
         ("pages/runs.py", "import streamlit\nfrom bn_core.views import runs\n"),
-        ("bn_core/runs/worker.py", "def f():\n    from bn_core.nn.training import train\n"),
+        (
+            "bn_core/runs/execution/worker.py",
+            "def f():\n    from bn_core.nn.training import train\n",
+        ),
     ],
 )
 def test_the_checker_allows(rel, source):

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bn_core.atomic import atomic_path, remove_partials
-from bn_core.runs import artifacts
+from bn_core.runs.store import artifacts
 
 
 def test_a_finished_write_replaces_the_file_readable_by_others(tmp_path):

@@ -1,4 +1,5 @@
-"""Caps on what one submission and the queue may hold (bn_core.runs.caps), as JobRunner.submit,
+"""Caps on what one submission and the queue may hold (bn_core.runs.execution.caps), as
+JobRunner.submit,
 the CLI (``submit``, ``study --seeds``) and the Train and Sweep pages apply them.
 
 The pages run headless in AppTest with test_app's runner, whose backend starts nothing."""
@@ -11,9 +12,9 @@ from streamlit.testing.v1 import AppTest
 from bn_core import cli
 from bn_core.analysis.study import MAX_SEEDS, preset_configs
 from bn_core.config import ConfigError, TrainConfig
-from bn_core.runs import caps
-from bn_core.runs.runner import JobRunner
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution import caps
+from bn_core.runs.execution.runner import JobRunner
+from bn_core.runs.store.run_store import RunStore
 from tests.test_app import RecordingBackend, have, open_page, runner  # noqa: F401 (fixtures)
 
 PROG = "python -m bn_core"

@@ -1,4 +1,4 @@
-"""Tests for bn_core.runs.catalog, cleanup and names: group and run names, tags, the group
+"""Tests for bn_core.runs.store.catalog, cleanup and names: group and run names, tags, the group
 list, pages of runs, deleting and pruning, on a store of 60 runs in 4 groups and on one of
 5,000 runs.
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.catalog import SORTS, GroupRecord
-from bn_core.runs.names import MAX_NAME, MAX_TAGS, clean_name, clean_tags, default_group_name
-from bn_core.runs.records import ACTIVE, FINISHED
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.catalog import SORTS, GroupRecord
+from bn_core.runs.store.names import MAX_NAME, MAX_TAGS, clean_name, clean_tags, default_group_name
+from bn_core.runs.store.records import ACTIVE, FINISHED
+from bn_core.runs.store.run_store import RunStore
 
 VARIANTS = ("lenet", "lenet_bn1", "lenet_bn2")
 # group id -> (name given at creation or None, the statuses of its 15 runs), oldest first.
@@ -158,7 +158,7 @@ def test_rename_and_tag_runs_and_groups(filled):
 
 
 def test_writes_to_a_read_only_store_raise_store_errors(filled):
-    from bn_core.runs.errors import StoreError
+    from bn_core.runs.store.errors import StoreError
 
     store, ids = filled
     name = store.group("g-old").name
@@ -449,7 +449,8 @@ def test_group_record_label_counts():
 def test_a_run_records_the_node_that_runs_it(tmp_path, monkeypatch):
     """The worker writes its host as it claims the run (the same write that makes it running);
     a run created owned (``study``) is running here from its first moment."""
-    from bn_core.runs import owner, worker
+    from bn_core.runs.execution import worker
+    from bn_core.runs.store import owner
 
     store = RunStore(tmp_path / "home")
     (run_id,) = store.create_runs([TrainConfig()], "g")

@@ -649,7 +649,7 @@ def test_study_quick_end_to_end(tmp_path, capsys, study_dir):
 def test_study_figure1_report_has_the_probe_charts_and_a_run_store(tmp_path, capsys, study_dir):
     """The quick Figure 1 preset: probes (at least the one at step 0) reach the report, and
     the study's runs are in OUT/store for the dashboard."""
-    from bn_core.runs.store import RunStore
+    from bn_core.runs.store.run_store import RunStore
 
     out = tmp_path / "fig1"
     args = ["study", "figure1", "--quick", "--seeds", "1", "--data-dir", str(study_dir)]

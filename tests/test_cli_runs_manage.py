@@ -12,8 +12,8 @@ import pytest
 
 from bn_core.cli import main
 from bn_core.config import TrainConfig
-from bn_core.runs import store as store_module
-from bn_core.runs.store import RunStore
+from bn_core.runs.store import run_store as store_module
+from bn_core.runs.store.run_store import RunStore
 
 DAY = 86400.0
 
@@ -266,7 +266,7 @@ def test_groups_on_an_empty_store(tmp_path, monkeypatch, capsys):
     ],
 )
 def test_writes_to_a_read_only_store_exit_4_with_one_line(store, capsys, monkeypatch, argv):
-    """As RunStore opens a file it cannot write (see bn_core.runs.schema.open_store): listing
+    """As RunStore opens a file it cannot write (see bn_core.runs.store.schema.open_store): listing
     works, every write is a one-line StoreError."""
     monkeypatch.setattr(store_module, "open_store", lambda home, path: (path, True))
     code, out, err = cli(capsys, *argv)

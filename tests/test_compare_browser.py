@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from bn_core.runs.catalog import GroupRecord
-from bn_core.runs.store import RunRecord, RunStore
+from bn_core.runs.store.catalog import GroupRecord
+from bn_core.runs.store.run_store import RunRecord, RunStore
 from bn_core.views import overlay as ov
 from bn_core.views.runs import rows_by_run, run_label
 from tests.test_e2e_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, ROOT, dashboard

@@ -17,7 +17,7 @@ from bn_core.analysis import study
 from bn_core.config import TrainConfig, field_spec
 from bn_core.constants import DATASETS
 from bn_core.data import DatasetError
-from bn_core.runs.store import RunRecord
+from bn_core.runs.store.run_store import RunRecord
 from bn_core.views import comparison as cv
 from bn_core.views import datasets, train_form
 from bn_core.views import runs as live
@@ -576,7 +576,7 @@ def test_variant_summary_without_baseline_or_test_accuracy():
 
 
 def test_result_dicts_from_the_store_feed_run_curves(tmp_path):
-    from bn_core.runs.store import RunStore
+    from bn_core.runs.store.run_store import RunStore
 
     store = RunStore(tmp_path)
     first = store.create_run(TrainConfig(), "g")

@@ -20,7 +20,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.run_store import RunStore
 from tests.browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, dashboard  # noqa: F401 - re-exported
 
 ARTIFACTS = ROOT / "artifacts" / "e2e"

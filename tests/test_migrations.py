@@ -1,4 +1,4 @@
-"""The run store's versioned schema (bn_core.runs.migrations): stores written by older BN Labs
+"""The run store's versioned schema (bn_core.runs.store.migrations): stores written by older BN Labs
 open, migrate and keep every row, with a backup; a newer store is refused untouched; two
 processes migrating at once, and a migration failing half way, leave one consistent version.
 
@@ -18,12 +18,12 @@ import pytest
 
 from bn_core.cli import main
 from bn_core.config import TrainConfig
-from bn_core.runs import migrations
-from bn_core.runs.errors import StoreError
-from bn_core.runs.migrations import LATEST, Migration
-from bn_core.runs.store import RunStore
+from bn_core.runs.store import migrations
+from bn_core.runs.store.errors import StoreError
+from bn_core.runs.store.migrations import LATEST, Migration
+from bn_core.runs.store.run_store import RunStore
 
-# bn_core/runs/schema.py's SCHEMA at af657e3 (issue 10, the last store without a version): WAL
+# bn_core/runs/store/schema.py's SCHEMA at af657e3 (issue 10, the last store without a version): WAL
 # mode, this script, and the ``stage`` column; user_version stayed 0.
 ISSUE_10_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -126,7 +126,7 @@ CREATE TABLE IF NOT EXISTS epoch_metrics (
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 """
 
-# What bn_core/runs/migrations.py's _v2 at 245fa82 (issue 12, schema version 2) added to the
+# What bn_core/runs/store/migrations.py's _v2 at 245fa82 (issue 12, schema version 2) added to the
 # issue 10 schema, as SQL.
 V2_ADDITIONS = """
 ALTER TABLE runs ADD COLUMN owner TEXT;

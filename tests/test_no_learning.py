@@ -23,7 +23,7 @@ from bn_core.results import (
     final_accuracy,
     no_learning,
 )
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.run_store import RunStore
 from bn_core.views import comparison as cv
 from bn_core.views import runs as live
 from bn_core.views.sweep import sweep_figure

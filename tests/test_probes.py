@@ -1,4 +1,5 @@
-"""Tests for bn_core.nn.probes (the measurements) and the probe tables of bn_core.runs.store.
+"""Tests for bn_core.nn.probes (the measurements) and the probe tables of
+bn_core.runs.store.run_store.
 
 Models are LeNet-5 on the tiny synthetic splits of conftest.py. The training runs use
 steps_per_execution=8 so that Keras calls back every 8 steps and several probes fire in
@@ -23,7 +24,7 @@ from bn_core.nn.batchnorm import BatchNorm
 from bn_core.nn.model import build_model
 from bn_core.nn.probes import GRAD_LAYERS, PERCENTILES, Probe, probe_data
 from bn_core.nn.training import EVENT_TYPES, EngineOptions, train
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.run_store import RunStore
 from bn_core.variants import SITES
 from tests.conftest import f32_atol, f32_rtol, make_splits
 from tests.helpers import Recorder
@@ -427,7 +428,7 @@ def test_an_older_store_gains_the_probe_tables(tmp_path):
 def test_the_worker_stores_probe_and_mode_gap_events(tmp_path, monkeypatch):
     from bn_core.nn import training
     from bn_core.results import TrainResult
-    from bn_core.runs import worker
+    from bn_core.runs.execution import worker
 
     store = RunStore(tmp_path)
     run_id = store.create_run(TrainConfig(probe_every=32), "g")

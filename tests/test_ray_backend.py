@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs import owner
-from bn_core.runs.backends import ray_backend
-from bn_core.runs.backends.ray_backend import ClusterError, RayBackend, resources_from_env
-from bn_core.runs.reaper import dead
-from bn_core.runs.runner import JobRunner
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.backends import ray_backend
+from bn_core.runs.execution.backends.ray_backend import ClusterError, RayBackend, resources_from_env
+from bn_core.runs.execution.reaper import dead
+from bn_core.runs.execution.runner import JobRunner
+from bn_core.runs.store import owner
+from bn_core.runs.store.run_store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,8 +169,8 @@ def test_the_default_install_never_imports_ray(tmp_path):
     code = (
         "import sys\n"
         "from bn_core.config import TrainConfig\n"
-        "from bn_core.runs.runner import JobRunner\n"
-        "from bn_core.runs.store import RunStore\n"
+        "from bn_core.runs.execution.runner import JobRunner\n"
+        "from bn_core.runs.store.run_store import RunStore\n"
         "from bn_core.cli.main import build_parser\n"
         "build_parser()\n"
         "class Idle:\n"

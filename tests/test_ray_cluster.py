@@ -27,9 +27,9 @@ import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from bn_core.config import TrainConfig  # noqa: E402
-from bn_core.runs.backends.ray_backend import RayBackend  # noqa: E402
-from bn_core.runs.runner import JobRunner  # noqa: E402
-from bn_core.runs.store import RunStore  # noqa: E402
+from bn_core.runs.execution.backends.ray_backend import RayBackend  # noqa: E402
+from bn_core.runs.execution.runner import JobRunner  # noqa: E402
+from bn_core.runs.store.run_store import RunStore  # noqa: E402
 from tests.test_runner import long_config, wait_for, write_mnist  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -124,7 +124,7 @@ def test_runs_complete_on_the_worker_nodes_once_each_with_their_metrics_in_order
 def test_a_run_on_the_cluster_computes_what_it_computes_locally(tmp_path, runner, data):
     """Same seed, same maths: the relay changes where a run executes, not what it measures."""
     from bn_core.nn.training import EngineOptions, train
-    from bn_core.runs.worker import LIVE_EVENTS_PER_EPOCH
+    from bn_core.runs.execution.worker import LIVE_EVENTS_PER_EPOCH
 
     config = quick_config(data, seed=7, epochs=2)
     (run_id,) = runner.submit([config], backend="ray")

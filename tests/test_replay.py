@@ -1,4 +1,4 @@
-"""Window replay (bn_core.nn.replay, bn_core.runs.replay_job): the statistics against
+"""Window replay (bn_core.nn.replay, bn_core.runs.replays.job): the statistics against
 independent numpy and Keras references, the replay of a trained LeNet against its own test
 accuracy, and the command line on a run stored in a temporary $BN_LAB_HOME."""
 
@@ -28,10 +28,10 @@ from bn_core.nn.replay import (
     replay,
 )
 from bn_core.nn.training import EngineOptions, train
-from bn_core.runs import replays
-from bn_core.runs.replay_job import main
-from bn_core.runs.runner import JobRunner, LocalProcessBackend
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.runner import JobRunner, LocalProcessBackend
+from bn_core.runs.replays import files as replays
+from bn_core.runs.replays.job import main
+from bn_core.runs.store.run_store import RunStore
 from tests.conftest import f32_atol, f64_atol
 from tests.helpers import write_npz
 
@@ -348,7 +348,7 @@ def test_command_line_writes_a_valid_replay_file(stored):
 
 def test_a_replay_queued_on_the_job_runner_runs_in_its_own_process(stored):
     """The Window page's path: JobRunner.replay queues, the runner starts ``python -m
-    bn_core.runs.replay_job`` on the local backend, the process holds the job and ends it."""
+    bn_core.runs.replays.job`` on the local backend, the process holds the job and ends it."""
     home, run_id, result = stored
     store = RunStore(home)
     path = replays.replay_path(home, run_id)

@@ -1,10 +1,11 @@
-"""Window replays as jobs of the job runner: the store's queue (bn_core.runs.replay_queue), the
+"""Window replays as jobs of the job runner: the store's queue
+(bn_core.runs.store.replay_queue), the
 runner that starts them under the training runs' limit (JobRunner.replay, tick), the local
 backend's replay process (LocalProcessBackend.start_replay) and the process's own bookkeeping
-(bn_core.runs.replay_job.main).
+(bn_core.runs.replays.job.main).
 
 Store and runner tests use fake backends and pids. The process tests start real
-``python -m bn_core.runs.replay_job`` processes on runs that have no model, so every replay
+``python -m bn_core.runs.replays.job`` processes on runs that have no model, so every replay
 fails at once with its one-line error, before TensorFlow is imported (tests/test_replay.py
 runs a real replay through the runner)."""
 
@@ -20,9 +21,11 @@ import psutil
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs import owner, replay_job, replays
-from bn_core.runs.runner import JobRunner, LocalProcessBackend
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.runner import JobRunner, LocalProcessBackend
+from bn_core.runs.replays import files as replays
+from bn_core.runs.replays import job as replay_job
+from bn_core.runs.store import owner
+from bn_core.runs.store.run_store import RunStore
 
 DEADLINE = 120.0  # seconds; generous, the machine is shared and small
 
@@ -316,7 +319,7 @@ def replay_processes() -> list[psutil.Process]:
     found = []
     for child in psutil.Process().children():
         try:
-            if child.status() != psutil.STATUS_ZOMBIE and "bn_core.runs.replay_job" in (
+            if child.status() != psutil.STATUS_ZOMBIE and "bn_core.runs.replays.job" in (
                 child.cmdline()
             ):
                 found.append(child)

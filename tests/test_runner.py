@@ -1,10 +1,11 @@
-"""Tests for bn_core.runs.runner and its local backend (bn_core.runs.backends.local): the queue,
+"""Tests for bn_core.runs.execution.runner and its local backend
+(bn_core.runs.execution.backends.local): the queue,
 real worker processes, cancellation, dead runs, which processes count as workers.
 
-Most tests start real ``python -m bn_core.runs.worker`` processes on a tiny synthetic MNIST file
-(a worker needs several seconds to import TensorFlow and compile). Tests that need a worker
-that misbehaves (ignores SIGTERM, hangs) use plain sleeping processes instead. Every process
-a test starts is SIGKILLed at teardown, whatever the outcome.
+Most tests start real ``python -m bn_core.runs.execution.worker`` processes on a tiny synthetic
+MNIST file (a worker needs several seconds to import TensorFlow and compile). Tests that need a
+worker that misbehaves (ignores SIGTERM, hangs) use plain sleeping processes instead. Every
+process a test starts is SIGKILLed at teardown, whatever the outcome.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import psutil
 import pytest
 
 from bn_core.config import ConfigError, TrainConfig
-from bn_core.runs import runner as jobs
-from bn_core.runs.backends.local import worker_process
-from bn_core.runs.runner import JobRunner, LocalProcessBackend, default_concurrency
-from bn_core.runs.store import RunRecord, RunStore
-from bn_core.runs.worker import record_event, run_worker, use_xla_cache, xla_cache_folder
+from bn_core.runs.execution import runner as jobs
+from bn_core.runs.execution.backends.local import worker_process
+from bn_core.runs.execution.runner import JobRunner, LocalProcessBackend, default_concurrency
+from bn_core.runs.execution.worker import record_event, run_worker, use_xla_cache, xla_cache_folder
+from bn_core.runs.store.run_store import RunRecord, RunStore
 from tests.conftest import assert_runs_without_tensorflow
 
 DEADLINE = 120.0  # seconds; generous, the machine is shared and small
@@ -240,7 +241,7 @@ class Reaper:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
         home = str(self.store.home.resolve())
-        return "bn_core.runs.worker" in cmdline and environ.get("BN_LAB_HOME") == home
+        return "bn_core.runs.execution.worker" in cmdline and environ.get("BN_LAB_HOME") == home
 
 
 @pytest.fixture
@@ -508,10 +509,11 @@ def test_killed_worker_is_interrupted_and_keeps_its_metrics(store, reaper, mnist
 
 
 def lookalike(run_id: int, code: str = "import time; time.sleep(600)") -> list[str]:
-    """A command line holding ``-m bn_core.runs.worker RUN_ID``, as a real worker's does, that
+    """A command line holding ``-m bn_core.runs.execution.worker RUN_ID``, as a real
+    worker's does, that
     runs ``code`` instead: the runner only ever signals such processes (a stored pid may belong
     to someone else after a restart)."""
-    return [sys.executable, "-c", code, "-m", "bn_core.runs.worker", str(run_id)]
+    return [sys.executable, "-c", code, "-m", "bn_core.runs.execution.worker", str(run_id)]
 
 
 def test_stale_heartbeat_interrupts_and_kills_the_process(store, reaper):
@@ -702,7 +704,11 @@ def test_a_standby_worker_takes_the_next_run_and_a_new_one_waits_after_it(store,
     runner.tick()  # idle: a standby worker starts importing TensorFlow
     standby = backend.standby_pid
     assert standby is not None and worker_process(standby) is not None
-    assert psutil.Process(standby).cmdline()[-3:] == ["-m", "bn_core.runs.worker", "--standby"]
+    assert psutil.Process(standby).cmdline()[-3:] == [
+        "-m",
+        "bn_core.runs.execution.worker",
+        "--standby",
+    ]
     runner.tick()
     assert backend.standby_pid == standby  # one at a time
 
@@ -769,7 +775,7 @@ def test_a_standby_worker_without_a_run_exits_when_its_input_ends(store, reaper)
     env = {**os.environ, "BN_LAB_HOME": str(store.home)}
     for given in (b"", b"not a run id\n"):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bn_core.runs.worker", "--standby"],
+            [sys.executable, "-m", "bn_core.runs.execution.worker", "--standby"],
             stdin=subprocess.PIPE,
             env=env,
             start_new_session=True,
@@ -805,7 +811,7 @@ def test_a_standby_lookalike_counts_only_for_a_run_it_began_before(store, reaper
 def lookalike_standby() -> list[str]:
     """A command line like a standby worker's that only sleeps."""
     code = "import time; time.sleep(600)"
-    return [sys.executable, "-c", code, "-m", "bn_core.runs.worker", "--standby"]
+    return [sys.executable, "-c", code, "-m", "bn_core.runs.execution.worker", "--standby"]
 
 
 def test_workers_share_an_xla_cache_per_machine(tmp_path, monkeypatch):
@@ -831,7 +837,7 @@ def test_workers_share_an_xla_cache_per_machine(tmp_path, monkeypatch):
     assert os.environ["TF_XLA_FLAGS"] == ""
 
 
-# -- which processes count as workers (bn_core.runs.backends.local) -----------------------------
+# -- which processes count as workers (bn_core.runs.execution.backends.local) -----------------
 
 
 def record_running(store: RunStore, proc: subprocess.Popen, run_id: int | None = None) -> RunRecord:
@@ -922,7 +928,11 @@ def test_a_real_worker_is_recognised_from_any_folder(
         "the worker to claim its run",
         describe=describe,
     )
-    assert psutil.Process(run.pid).cmdline()[-3:] == ["-m", "bn_core.runs.worker", str(run_id)]
+    assert psutil.Process(run.pid).cmdline()[-3:] == [
+        "-m",
+        "bn_core.runs.execution.worker",
+        str(run_id),
+    ]
     assert worker_process(run.pid, run) is not None
 
     adopter = LocalProcessBackend(store)  # a later server's backend: it never started the worker
@@ -934,4 +944,6 @@ def test_a_real_worker_is_recognised_from_any_folder(
 
 
 def test_runner_and_store_load_without_tensorflow(tmp_path):
-    assert_runs_without_tensorflow("import bn_core.runs.runner, bn_core.runs.store", tmp_path)
+    assert_runs_without_tensorflow(
+        "import bn_core.runs.execution.runner, bn_core.runs.store.run_store", tmp_path
+    )

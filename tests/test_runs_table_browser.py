@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Page, expect
 
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.run_store import RunStore
 from bn_core.views.runs import run_label
 from tests.test_compare_browser import browser as browser  # fixtures: pytest finds them here
 from tests.test_compare_browser import (

@@ -1,4 +1,4 @@
-"""Tests for bn_core.runs.store: runs, statuses and metrics in one SQLite file.
+"""Tests for bn_core.runs.store.run_store: runs, statuses and metrics in one SQLite file.
 
 Pure Python (no TensorFlow, no worker processes); one test starts a small writer process to
 check that readers and a writer in another process never get in each other's way.
@@ -21,7 +21,7 @@ import pytest
 from bn_core.analysis.summary import SUMMARY_COLUMNS, summary_table
 from bn_core.config import ConfigError, TrainConfig
 from bn_core.results import HISTORY_KEYS
-from bn_core.runs import (
+from bn_core.runs.store import (
     catalog,
     cleanup,
     lifecycle,
@@ -31,10 +31,10 @@ from bn_core.runs import (
     records,
     schema,
 )
-from bn_core.runs import store as store_module
-from bn_core.runs.store import ACTIVE, FINISHED, STATUSES, RunRecord, RunStore
+from bn_core.runs.store import run_store as store_module
+from bn_core.runs.store.run_store import ACTIVE, FINISHED, STATUSES, RunRecord, RunStore
 
-# Every module the store is made of (RunStore composes them; see bn_core.runs.store).
+# Every module the store is made of (RunStore composes them; see bn_core.runs.store.run_store).
 STORE_MODULES = (
     store_module,
     schema,
@@ -517,7 +517,7 @@ def test_default_home_without_env(tmp_path, monkeypatch, value):
 
 _WRITER = """
 import sys, time
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.run_store import RunStore
 store, run_id, seconds = RunStore(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 print("ready", flush=True)
 sys.stdin.readline()  # go

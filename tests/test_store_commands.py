@@ -19,8 +19,8 @@ import pytest
 
 from bn_core.cli import main
 from bn_core.config import TrainConfig
-from bn_core.runs.migrations import LATEST
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.migrations import LATEST
+from bn_core.runs.store.run_store import RunStore
 from tests.test_migrations import ISSUE_10_SCHEMA, dump, old_store, version
 
 

@@ -1,4 +1,4 @@
-"""bn_core.runs.errors and schema.connect: which SQLite errors are store problems, and how the
+"""bn_core.runs.store.errors and schema.connect: which SQLite errors are store problems, and how the
 others leave ``connect`` (as they were raised)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
-from bn_core.runs.errors import StoreError, kind_of, store_error
-from bn_core.runs.schema import connect
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.errors import StoreError, kind_of, store_error
+from bn_core.runs.store.run_store import RunStore
+from bn_core.runs.store.schema import connect
 
 CANNOT_OPEN = "unable to open database file"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.run_store import RunStore
 from tests.helpers import write_npz
 from tests.test_e2e_browser import CHROMIUM, CHROMIUM_FLAGS, dashboard
 

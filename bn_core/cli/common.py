@@ -85,7 +85,7 @@ def cluster_for(backend: str | None):
     """(backend name, a connected RayBackend or None) for ``--backend``; raises
     ``ClusterUnavailable`` (exit 2, one line) when ray is asked for and no cluster answers,
     before anything is queued."""
-    from bn_core.runs.backends.ray_backend import ClusterError, RayBackend, ray_address
+    from bn_core.runs.execution import ClusterError, RayBackend, ray_address
 
     name = backend or ("ray" if ray_address() else "local")
     if name == "local":

@@ -9,7 +9,7 @@ from bn_core.cli import datasets, queue, replay, runs, store, study, train
 from bn_core.cli.common import PROG, ClusterUnavailable, DefaultsFormatter, Parser
 from bn_core.config import ConfigError
 from bn_core.data import DatasetError
-from bn_core.runs.errors import StoreError
+from bn_core.runs.store import StoreError
 
 COMMAND_GROUPS = (train, study, runs, queue, store, datasets, replay)
 

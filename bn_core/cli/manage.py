@@ -17,7 +17,7 @@ import sys
 
 from bn_core.cli.common import PROG
 from bn_core.config import ConfigError
-from bn_core.runs.records import FINISHED
+from bn_core.runs.store import FINISHED
 
 SHOWN_IDS = 20  # run ids a deletion line lists before "and N more"
 

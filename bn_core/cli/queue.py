@@ -48,7 +48,7 @@ def register(commands, formatter) -> None:
 
 def cmd_resume(args) -> int:
     from bn_core.cli.runs import report
-    from bn_core.runs.runner import JobRunner
+    from bn_core.runs.execution import JobRunner
     from bn_core.runs.store import RunStore
 
     runner = JobRunner(RunStore(), kind="resume --wait")
@@ -59,7 +59,7 @@ def cmd_resume(args) -> int:
 
 def cmd_runner(args) -> int:
     from bn_core.config import ConfigError
-    from bn_core.runs.runner import JobRunner
+    from bn_core.runs.execution import JobRunner
     from bn_core.runs.store import RunStore
 
     if args.max_concurrent is not None and not 1 <= args.max_concurrent <= 256:
@@ -73,7 +73,7 @@ def cmd_runner(args) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     runner = JobRunner(store, max_concurrent=args.max_concurrent, kind="runner").start()
-    from bn_core.runs.backends.ray_backend import ray_address
+    from bn_core.runs.execution import ray_address
 
     cluster = ray_address()
     where = f"; runs queued for Ray go to {cluster}" if cluster else ""
@@ -95,8 +95,7 @@ def cmd_runner(args) -> int:
 
 def _report_changes(store, seen: dict[int, str]) -> None:
     """One line per run that started or ended since the last look."""
-    from bn_core.runs.errors import StoreError
-    from bn_core.runs.records import ACTIVE
+    from bn_core.runs.store import ACTIVE, StoreError
 
     try:
         runs = store.list_runs(ACTIVE) + [store.get(i) for i in seen if seen[i] in ACTIVE]

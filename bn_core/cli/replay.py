@@ -20,6 +20,6 @@ def register(commands, formatter) -> None:
 
 @quiet_native_output
 def _replay(args: argparse.Namespace) -> int:
-    from bn_core.runs import replay_job
+    from bn_core.runs.replays import run_job
 
-    return replay_job.main([str(args.run_id)])
+    return run_job([str(args.run_id)])

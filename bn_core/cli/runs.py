@@ -49,7 +49,7 @@ def register(commands, formatter) -> None:
 def cmd_submit(config: TrainConfig, wait: bool, as_json: bool, backend: str | None = None) -> int:
     """Queue ``config`` on ``backend`` (``--backend``; a Ray cluster is checked first, so
     nothing is queued when none answers)."""
-    from bn_core.runs.runner import JobRunner
+    from bn_core.runs.execution import JobRunner
     from bn_core.runs.store import RunStore
 
     name, cluster = cluster_for(backend)
@@ -95,10 +95,8 @@ def queued_note(store, backend: str = "local") -> str:
 
 
 def cmd_runs(as_json: bool) -> int:
-    from bn_core.runs.health import ensure_sound
-    from bn_core.runs.records import damage_note
-    from bn_core.runs.runner import reap
-    from bn_core.runs.store import RunStore
+    from bn_core.runs.execution import reap
+    from bn_core.runs.store import RunStore, damage_note, ensure_sound
 
     store = RunStore()
     ensure_sound(store.path)  # damaged pages: one line (exit 4), not a partial listing

@@ -53,11 +53,7 @@ def register(commands, formatter) -> None:
 
 
 def cmd_check(quick: bool = False) -> int:
-    from bn_core.runs.errors import StoreError
-    from bn_core.runs.health import check
-    from bn_core.runs.migrations import LATEST
-    from bn_core.runs.records import damage_note
-    from bn_core.runs.store import default_home
+    from bn_core.runs.store import LATEST, StoreError, check, damage_note, default_home
 
     path = default_home() / "runs.sqlite"
     if not path.is_file():
@@ -106,10 +102,7 @@ def cmd_check(quick: bool = False) -> int:
 
 
 def cmd_backup(target: Path, force: bool = False) -> int:
-    from bn_core.runs.errors import kind_of, store_error
-    from bn_core.runs.migrations import backup
-    from bn_core.runs.schema import connect
-    from bn_core.runs.store import default_home
+    from bn_core.runs.store import backup, connect, default_home, kind_of, store_error
 
     source = default_home() / "runs.sqlite"
     if not source.is_file():

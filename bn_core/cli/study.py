@@ -24,7 +24,7 @@ from bn_core.cli.common import (
     quiet_native_output,
 )
 from bn_core.config import TrainConfig, field_spec
-from bn_core.runs import artifacts
+from bn_core.runs.store import artifacts
 
 CLUSTER_PATIENCE = 60.0  # seconds a study waits for a cluster that stopped answering
 
@@ -124,9 +124,8 @@ def _train_all(configs: list[TrainConfig], home: Path, group: str, title: str):
     group is named ``title``. Returns (results, the store or None, run ids)."""
     from bn_core.cli import progress
     from bn_core.nn.training import train
-    from bn_core.runs import owner
-    from bn_core.runs.recording import heartbeat, record_event
-    from bn_core.runs.store import RunStore
+    from bn_core.runs.execution import heartbeat, record_event
+    from bn_core.runs.store import RunStore, owner
 
     results, split_key, splits, run_ids, store = [], None, None, [], None
     with CtrlC() as stop:
@@ -181,8 +180,7 @@ def _on_cluster(cluster, configs: list[TrainConfig], home: Path, group: str, tit
     """Queue every config on ``cluster`` (a RayBackend) in the study's store at ``home`` and
     wait, this process being the head that records their events; Ctrl-C cancels the runs
     still going (a second one leaves at once). Returns what ``_train_all`` returns."""
-    from bn_core.runs.backends.local import LocalProcessBackend
-    from bn_core.runs.runner import JobRunner
+    from bn_core.runs.execution import JobRunner, LocalProcessBackend
     from bn_core.runs.store import RunStore
 
     store = RunStore(home)

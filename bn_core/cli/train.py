@@ -19,7 +19,7 @@ from bn_core.cli.common import (
     worst_exit,
 )
 from bn_core.config import TrainConfig
-from bn_core.runs import artifacts
+from bn_core.runs.store import artifacts
 from bn_core.variants import VARIANT_NAMES
 
 

@@ -30,8 +30,8 @@ last steps_per_epoch steps, across two epochs; fewer if cancelled within its fir
   ``ema_start_weight`` (0.99**796 = 3e-4 for 796 batches: negligible; for a tiny run of
   k ~ 10 batches the start dominates, as it would in Keras after k steps).
 
-A stored run is replayed by ``bn_core.runs.replay_job`` (``python -m bn_core replay RUN_ID``),
-which writes ``replays/run-ID.json`` (format in ``bn_core.runs.replays``).
+A stored run is replayed by ``bn_core.runs.replays.job`` (``python -m bn_core replay RUN_ID``),
+which writes ``replays/run-ID.json`` (format in ``bn_core.runs.replays.files``).
 """
 
 from __future__ import annotations

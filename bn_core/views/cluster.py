@@ -2,8 +2,9 @@
 table of nodes with the runs each host trains, and the banner of runs waiting for a cluster
 that is gone.
 
-No Streamlit and no Ray here: a ``ClusterInfo`` (``bn_core.runs.backends.ray_backend``, read by
-the page through the runner's backend) and run records in, strings and a DataFrame out.
+No Streamlit and no Ray here: a ``ClusterInfo``
+(``bn_core.runs.execution.backends.ray_backend``, read by the page through the runner's backend)
+and run records in, strings and a DataFrame out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from bn_core.runs.backends.ray_backend import ClusterInfo
+from bn_core.runs.execution import ClusterInfo
 from bn_core.runs.store import RunRecord
 
 NODE_COLUMNS: tuple[str, ...] = ("host", "node id", "alive", "CPUs", "GPUs", "head", "running runs")

@@ -1,6 +1,6 @@
 """The Window page's data shaping, figure and table over replay files (TF-free).
 
-The files themselves (format, validation, the replay subprocess) are ``bn_core.runs.replays``.
+The files themselves (format, validation, the replay subprocess) are ``bn_core.runs.replays.files``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,7 @@ import plotly.graph_objects as go
 
 from bn_core.config import TrainConfig
 from bn_core.results import CHANCE, chance_margin, final_accuracy, finite, no_learning
-from bn_core.runs.records import STARTING
-from bn_core.runs.store import RunRecord
+from bn_core.runs.store import STARTING, RunRecord
 from bn_core.views.charts import METRIC_TITLES
 from bn_core.views.train_form import format_learning_rate
 

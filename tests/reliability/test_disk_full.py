@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.runner import JobRunner
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.runner import JobRunner
+from bn_core.runs.store.run_store import RunStore
 from tests.helpers import write_npz
 
 pytestmark = pytest.mark.reliability

@@ -21,9 +21,9 @@ import psutil
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs import owner
-from bn_core.runs.runner import JobRunner, dead, reap
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.runner import JobRunner, dead, reap
+from bn_core.runs.store import owner
+from bn_core.runs.store.run_store import RunStore
 from tests.helpers import write_npz
 
 pytestmark = pytest.mark.reliability

@@ -29,9 +29,9 @@ import streamlit as st
 
 from bn_core.cli import main
 from bn_core.config import TrainConfig
-from bn_core.runs.errors import StoreError, describe
-from bn_core.runs.migrations import LATEST
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.errors import StoreError, describe
+from bn_core.runs.store.migrations import LATEST
+from bn_core.runs.store.run_store import RunStore
 from bn_core.views.runs import run_label
 from pages import _ui
 from tests.test_app import PAGES, open_page, open_with_link

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.errors import StoreError
-from bn_core.runs.migrations import LATEST
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.errors import StoreError
+from bn_core.runs.store.migrations import LATEST
+from bn_core.runs.store.run_store import RunStore
 from tests.reliability.test_store_faults import cli, digest, finished_run, read_only_folder
 from tests.test_migrations import ISSUE_10_SCHEMA, old_store
 

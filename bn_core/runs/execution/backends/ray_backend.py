@@ -7,7 +7,7 @@ need neither the store nor a shared filesystem nor the dataset files:
   per dataset and files, not once per run; each node fetches it once.
 - **Events.** A run is a streaming-generator task (``ray_task.train_events``) that yields the
   engine's events as they happen. A relay thread here (one per run) records each into the
-  store with the local worker's code (``bn_core.runs.recording``), and beats the run's
+  store with the local worker's code (``bn_core.runs.execution.recording``), and beats the run's
   heartbeat: the live charts stay live, and a run is never left ``running`` once its relay
   or this process is gone (the runner judges owners and heartbeats as for local runs).
 - **Checkpoints and models** travel as events (bytes, 0.75-2.2 MB a checkpoint) and are
@@ -45,11 +45,17 @@ from typing import Any
 
 from bn_core.atomic import atomic_path
 from bn_core.data.files import DatasetError
-from bn_core.runs import owner
-from bn_core.runs.errors import StoreError, describe
-from bn_core.runs.recording import HEARTBEAT_SECONDS, Resumed, finish, heartbeat, record_event
-from bn_core.runs.records import STARTING
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.recording import (
+    HEARTBEAT_SECONDS,
+    Resumed,
+    finish,
+    heartbeat,
+    record_event,
+)
+from bn_core.runs.store import owner
+from bn_core.runs.store.errors import StoreError, describe
+from bn_core.runs.store.records import STARTING
+from bn_core.runs.store.run_store import RunStore
 
 NAMESPACE = "bn-lab"
 CANCELS_ACTOR = "bn-lab-cancels"
@@ -255,7 +261,7 @@ class RayBackend:
             ray = connect(self.address)
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            from bn_core.runs.backends.ray_task import train_events
+            from bn_core.runs.execution.backends.ray_task import train_events
 
             here = ray.get_runtime_context().get_node_id()
             pinned = NodeAffinitySchedulingStrategy(node_id=here, soft=False)

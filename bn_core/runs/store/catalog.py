@@ -8,7 +8,7 @@ configs of that page only.
 
 Names: a group is named when it is created (``create_runs``: the preset's title, else
 ``names.default_group_name``), a run is unnamed until renamed; both can be renamed (the rules
-of ``bn_core.runs.names``). A group of an older store has no ``groups`` row: its id is its
+of ``bn_core.runs.store.names``). A group of an older store has no ``groups`` row: its id is its
 name. Tags are stored joined by commas.
 
 Search (``runs_page``): words separated by spaces, all of which must match. ``#123`` (or a
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bn_core.runs.names import clean_name, clean_tags, default_group_name
-from bn_core.runs.records import ACTIVE, STATUSES, RunRecord
-from bn_core.runs.schema import transaction
+from bn_core.runs.store.names import clean_name, clean_tags, default_group_name
+from bn_core.runs.store.records import ACTIVE, STATUSES, RunRecord
+from bn_core.runs.store.schema import transaction
 
 __all__ = ["SORTS", "GroupRecord", "RunCatalog", "clean_name", "clean_tags", "default_group_name"]
 

@@ -1,18 +1,18 @@
 """Replay a stored run: load its saved model, re-estimate BN's inference statistics from the
 batches it recorded (``bn_core.nn.replay``), and write ``replays/run-ID.json``.
 
-Runs in its own process (``python -m bn_core.runs.replay_job RUN_ID``, started by the job
+Runs in its own process (``python -m bn_core.runs.replays.job RUN_ID``, started by the job
 runner for a queued replay, or ``python -m bn_core replay RUN_ID`` by hand): TensorFlow is
 imported only once a replay really runs, so the error paths answer at once. Once the run is
 known to be replayable, the job keeps a progress file for the page (``replays.write_progress``:
 loading the model, loading the test set, replaying choice i of n, writing the result) and
 removes it when it ends, whatever the outcome.
 
-The process holds the run's replay job (``bn_core.runs.replay_queue``) while it works: it takes
-it first (``running``, its owner and pid; if another live process has it, it leaves at once),
-beats its heartbeat every ``HEARTBEAT_SECONDS``, and ends it ``done`` or ``failed`` with the
-same one-line error it prints. Should even that write fail, the runner fails the job once this
-process is gone, with the log's last line.
+The process holds the run's replay job (``bn_core.runs.store.replay_queue``) while it works: it
+takes it first (``running``, its owner and pid; if another live process has it, it leaves at
+once), beats its heartbeat every ``HEARTBEAT_SECONDS``, and ends it ``done`` or ``failed`` with
+the same one-line error it prints. Should even that write fail, the runner fails the job once
+this process is gone, with the log's last line.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from pathlib import Path
 from bn_core import data
 from bn_core.constants import DEFAULT_WINDOWS, EMA_MOMENTUM, EPOCH
 from bn_core.nn.replay import ReplayError, history_layers, load_model, replay  # no TF yet
-from bn_core.runs import owner, replays
-from bn_core.runs.errors import StoreError
-from bn_core.runs.store import RunRecord, RunStore
+from bn_core.runs.replays import files as replays
+from bn_core.runs.store import owner
+from bn_core.runs.store.errors import StoreError
+from bn_core.runs.store.run_store import RunRecord, RunStore
 
 HEARTBEAT_SECONDS = 1.0  # as a run's worker: the runner's stale_after is many of these
 

@@ -1,6 +1,6 @@
 """Runs whose process is gone: ``dead`` (is it?) and ``reap`` (end them without a runner).
 
-A run that is ``starting`` or ``running`` has an owner (``bn_core.runs.owner``); when that
+A run that is ``starting`` or ``running`` has an owner (``bn_core.runs.store.owner``); when that
 process is gone, nothing will ever end the run but someone who looks. The job runner looks at
 every pass (``JobRunner.tick``, which also judges heartbeats and kills hung workers);
 ``reap`` is the same look for commands that run without a runner (``bn-lab runs``).
@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import time
 
-from bn_core.runs import owner
-from bn_core.runs.backends import Backend
-from bn_core.runs.records import RunRecord
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.backends import Backend
+from bn_core.runs.store import owner
+from bn_core.runs.store.records import RunRecord
+from bn_core.runs.store.run_store import RunStore
 
 
 def dead(run: RunRecord, backend: Backend | None = None) -> bool:

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bn_core.runs.records import BATCH_FIELDS, EPOCH_FIELDS
-from bn_core.runs.schema import transaction
+from bn_core.runs.store.records import BATCH_FIELDS, EPOCH_FIELDS
+from bn_core.runs.store.schema import transaction
 
 
 class MetricWrites:

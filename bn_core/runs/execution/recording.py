@@ -1,6 +1,6 @@
 """Recording a run's events in the store: what a local worker does as it trains, and what
 the Ray backend's relay does on the head for a run that trains on a cluster node
-(``bn_core.runs.backends.ray_backend``): one code path, so a run's rows are the same
+(``bn_core.runs.execution.backends.ray_backend``): one code path, so a run's rows are the same
 wherever it ran.
 
 ``record_event`` writes one engine event, ``Resumed`` keeps a resumed run's history single,
@@ -15,8 +15,8 @@ import sys
 import threading
 import time
 
-from bn_core.runs.errors import StoreError
-from bn_core.runs.store import RunStore
+from bn_core.runs.store.errors import StoreError
+from bn_core.runs.store.run_store import RunStore
 
 HEARTBEAT_SECONDS = 1.0  # also how often the cancel flag is read
 RETRY_SECONDS = 1.0  # how often a run's end is retried while the store cannot be written

@@ -1,17 +1,17 @@
 """The job runner: a queue of runs, started as worker processes, at most N at a time.
 
-The interface is backend-neutral: ``submit`` (configs -> queued runs in the store),
-``cancel``, ``status``, and metrics flow into the store from wherever a run executes.
-Backends live in ``bn_core.runs.backends``: ``LocalProcessBackend`` (the default, re-exported
-here) runs each job as ``python -m bn_core.runs.worker RUN_ID`` in its own process session;
+The interface is backend-neutral: ``submit`` (configs -> queued runs in the store), ``cancel``,
+``status``, and metrics flow into the store from wherever a run executes. Backends live in
+``bn_core.runs.execution.backends``: ``LocalProcessBackend`` (the default, re-exported here)
+runs each job as ``python -m bn_core.runs.execution.worker RUN_ID`` in its own process session;
 a distributed backend (Ray, say) implements the same four methods of ``Backend``.
 
 When no run is active the runner calls the backend's ``prepare`` (if it has one): the local
 backend then keeps a standby worker that has already imported TensorFlow, so the next run's
 first point comes seconds sooner. ``submit`` wakes the scheduling thread at once.
 
-Window replays (``replay``: ``python -m bn_core.runs.replay_job RUN_ID``, TensorFlow too) are
-jobs of the same queue and limit (``bn_core.runs.replay_queue``: queued runs and replays start
+Window replays (``replay``: ``python -m bn_core.runs.replays.job RUN_ID``, TensorFlow too) are
+jobs of the same queue and limit (``bn_core.runs.store.replay_queue``: queued runs and replays start
 oldest first), started with the backend's optional ``start_replay``. A replay whose process is
 gone, or whose heartbeat is older than ``stale_after``, becomes ``failed`` with its log's last line.
 
@@ -19,7 +19,7 @@ Cancellation escalates: the run's cancel flag (the worker polls it and stops cle
 SIGTERM after ``cancel_grace`` seconds, then SIGKILL after twice that. A run whose process
 is gone, or whose heartbeat is older than ``stale_after``, becomes ``interrupted``; every
 metric it recorded stays in the store. A process is "gone" by its owner string
-(``bn_core.runs.owner``: host, pid and start time), so runs that a ``study`` trains in its own
+(``bn_core.runs.store.owner``: host, pid and start time), so runs that a ``study`` trains in its own
 process are covered too; runs of other machines are judged by their heartbeats alone.
 
 A runner registers itself in the store (``presence``) while it runs, so ``submit`` can say
@@ -27,7 +27,7 @@ whether anyone will start a queued run. When the store cannot be written (disk f
 errors) the runner backs off, says so once on stderr (``problem`` holds the line for a UI),
 and does not judge heartbeats until writing works again: nobody could write one meanwhile.
 (Over 300 lines: claiming, judging, cancelling and window replays share one lock and one
-pass; dead runs without a runner are ``bn_core.runs.reaper``'s.)
+pass; dead runs without a runner are ``bn_core.runs.execution.reaper``'s.)
 """
 
 from __future__ import annotations
@@ -41,13 +41,15 @@ import uuid
 
 from bn_core.atomic import remove_partials
 from bn_core.config import TrainConfig
-from bn_core.runs import caps, owner, replays
-from bn_core.runs.backends import Backend
-from bn_core.runs.backends.local import LocalProcessBackend
-from bn_core.runs.errors import StoreError
-from bn_core.runs.reaper import dead, reap
-from bn_core.runs.resume import resume as resume_run
-from bn_core.runs.store import RunRecord, RunStore
+from bn_core.runs.execution import caps
+from bn_core.runs.execution.backends import Backend
+from bn_core.runs.execution.backends.local import LocalProcessBackend
+from bn_core.runs.execution.reaper import dead, reap
+from bn_core.runs.execution.resume import resume as resume_run
+from bn_core.runs.replays import files as replays
+from bn_core.runs.store import owner
+from bn_core.runs.store.errors import StoreError
+from bn_core.runs.store.run_store import RunRecord, RunStore
 
 __all__ = [
     "Backend",
@@ -125,9 +127,9 @@ class JobRunner:
         """Queue one run per config (validated first, so nothing is queued on a bad one), in
         group ``group_id`` (a new one by default) named ``group_name`` (by default after its
         variants, seeds and time; a group that exists keeps its name), to execute on
-        ``backend`` (``local`` or ``ray``: ``bn_core.runs.backends``). Raises
+        ``backend`` (``local`` or ``ray``: ``bn_core.runs.execution.backends``). Raises
         ``caps.CapError`` (a ConfigError) when the submission or the queue would go over its
-        cap (``bn_core.runs.caps``); then nothing is queued either."""
+        cap (``bn_core.runs.execution.caps``); then nothing is queued either."""
         for config in configs:
             config.validate()
         caps.check_submit(len(configs), self.store.count_runs(("queued",)))
@@ -145,7 +147,7 @@ class JobRunner:
 
     def resume(self, run_id: int) -> str:
         """Queue an interrupted, cancelled or failed run again to continue from its checkpoint
-        (``bn_core.runs.resume``); returns what will happen, in one line."""
+        (``bn_core.runs.execution.resume``); returns what will happen, in one line."""
         message = resume_run(self.store, run_id)
         self._wake.set()
         return message
@@ -223,7 +225,7 @@ class JobRunner:
         per runner, whichever thread (the scheduler's, a page's) asks first."""
         with self._cluster_lock:
             if self.cluster is None:
-                from bn_core.runs.backends.ray_backend import RayBackend
+                from bn_core.runs.execution.backends.ray_backend import RayBackend
 
                 self.cluster = RayBackend()
             return self.cluster

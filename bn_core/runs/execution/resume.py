@@ -1,19 +1,19 @@
 """Resuming a run: queue an ended run again, in the same record, to continue from its
 checkpoint (``bn_core.nn.checkpoint``, written at every epoch end by its worker).
 
-The worker does the rest (``bn_core.runs.worker``): it restores the checkpoint, deletes the
-metrics recorded after it, and trains the remaining epochs, so the run's history reads as if
-it had never stopped (within 1e-4 of an uninterrupted run on the same CPU). A run without a
-checkpoint (killed in its first epoch) starts over. ``JobRunner.resume``, ``bn-lab resume``
-and the Runs page's Resume button all come here.
+The worker does the rest (``bn_core.runs.execution.worker``): it restores the checkpoint,
+deletes the metrics recorded after it, and trains the remaining epochs, so the run's history
+reads as if it had never stopped (within 1e-4 of an uninterrupted run on the same CPU). A run
+without a checkpoint (killed in its first epoch) starts over. ``JobRunner.resume``, ``bn-lab
+resume`` and the Runs page's Resume button all come here.
 """
 
 from __future__ import annotations
 
 from bn_core.config import ConfigError
-from bn_core.runs import caps
-from bn_core.runs.lifecycle import RESUMABLE
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution import caps
+from bn_core.runs.store.lifecycle import RESUMABLE
+from bn_core.runs.store.run_store import RunStore
 
 
 def resume(store: RunStore, run_id: int) -> str:

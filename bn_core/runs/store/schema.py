@@ -6,7 +6,7 @@ foreign keys on, so deleting a run deletes its metrics (``ON DELETE CASCADE``). 
 the UI read while a worker writes. Values are plain SQL and JSON: no column holds a BLOB.
 
 Errors that mean the file or its disk is in trouble (full, read-only, damaged, I/O) leave
-``connect`` as ``bn_core.runs.errors.StoreError``, one line naming the file and the fix.
+``connect`` as ``bn_core.runs.store.errors.StoreError``, one line naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from bn_core.runs.errors import StoreError, describe, store_error
-from bn_core.runs.migrations import LATEST, backup, migrate, refuse_newer
+from bn_core.runs.store.errors import StoreError, describe, store_error
+from bn_core.runs.store.migrations import LATEST, backup, migrate, refuse_newer
 
 
 def open_store(home: Path, path: Path) -> tuple[Path, bool]:

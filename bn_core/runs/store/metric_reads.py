@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bn_core.results import HISTORY_KEYS
-from bn_core.runs.records import RunRecord
+from bn_core.runs.store.records import RunRecord
 
 
 class MetricReads:

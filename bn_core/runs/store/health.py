@@ -16,10 +16,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from bn_core.runs.errors import StoreError, describe
-from bn_core.runs.migrations import version_of
-from bn_core.runs.records import read_rows
-from bn_core.runs.schema import connect
+from bn_core.runs.store.errors import StoreError, describe
+from bn_core.runs.store.migrations import version_of
+from bn_core.runs.store.records import read_rows
+from bn_core.runs.store.schema import connect
 
 MAX_LISTED = 3  # problems named in a message; the rest are counted
 

@@ -1,8 +1,8 @@
-"""Runs as local processes: ``python -m bn_core.runs.worker RUN_ID``, one per run.
+"""Runs as local processes: ``python -m bn_core.runs.execution.worker RUN_ID``, one per run.
 
 A worker spends seconds importing TensorFlow before it trains. So that a run the user
 starts does not wait for that, the backend keeps one standby worker ready while nothing runs
-(``prepare``, which the runner calls when it is idle): ``python -m bn_core.runs.worker
+(``prepare``, which the runner calls when it is idle): ``python -m bn_core.runs.execution.worker
 --standby`` imports TensorFlow, then waits for a run id on its standard input; ``start`` hands
 it the next run and it becomes that run's worker, one run per process as ever. A new standby
 is only started once no run is active again, so it never competes with a run for the cores;
@@ -28,13 +28,15 @@ from pathlib import Path
 
 import psutil
 
-from bn_core.runs import replays
-from bn_core.runs.records import RunRecord
-from bn_core.runs.store import RunStore
+from bn_core.runs.replays import files as replays
+from bn_core.runs.store.records import RunRecord
+from bn_core.runs.store.run_store import RunStore
 
-WORKER_MODULE = "bn_core.runs.worker"
-REPLAY_MODULE = "bn_core.runs.replay_job"
-STANDBY = "--standby"  # bn_core.runs.worker.STANDBY (not imported: the worker imports a lot)
+WORKER_MODULE = "bn_core.runs.execution.worker"
+REPLAY_MODULE = "bn_core.runs.replays.job"
+STANDBY = (
+    "--standby"  # bn_core.runs.execution.worker.STANDBY (not imported: the worker imports a lot)
+)
 # psutil's create_time is the boot time (whole seconds on Linux) plus clock ticks, so it can be
 # up to a second off time.time(): the worker's own started_at is compared with this much room.
 CLOCK_SLACK = 2.0
@@ -69,7 +71,7 @@ class LocalProcessBackend:
         return child.pid
 
     def start_replay(self, run_id: int, store: RunStore) -> int:
-        """Start run ``run_id``'s window replay, ``python -m bn_core.runs.replay_job RUN_ID``
+        """Start run ``run_id``'s window replay, ``python -m bn_core.runs.replays.job RUN_ID``
         (TensorFlow loads there, never in the caller), output in ``logs/replay-ID.log``."""
         self._store = store
         log_path = replays.replay_log_path(store.home, run_id)
@@ -188,11 +190,11 @@ def worker_process(pid: int, run: RunRecord | None = None) -> psutil.Process | N
     """The process ``pid`` if it is a live bn_core worker (of ``run``, if given), else None.
 
     Live: it exists and is not a zombie. A worker: its command line holds ``-m
-    bn_core.runs.worker RUN_ID`` (or ``--standby``). Of ``run``: RUN_ID is ``run.id``, and the
-    process was created before the worker wrote ``run.started_at`` (one created later only
-    reuses the pid). A standby worker learnt its run id later, so for it only the time can
-    tell: it counts once the run has a ``started_at``, which its worker writes.
-    Processes that cannot be inspected (another user's) are not ours.
+    bn_core.runs.execution.worker RUN_ID`` (or ``--standby``). Of ``run``: RUN_ID is ``run.id``,
+    and the process was created before the worker wrote ``run.started_at`` (one created later
+    only reuses the pid). A standby worker learnt its run id later, so for it only the time can
+    tell: it counts once the run has a ``started_at``, which its worker writes. Processes that
+    cannot be inspected (another user's) are not ours.
     """
     try:
         process = psutil.Process(pid)
@@ -217,7 +219,7 @@ def worker_process(pid: int, run: RunRecord | None = None) -> psutil.Process | N
 
 
 def _worker_args(args: list[str]) -> list[str] | None:
-    """The arguments after ``-m bn_core.runs.worker`` in ``args``, or None if absent."""
+    """The arguments after ``-m bn_core.runs.execution.worker`` in ``args``, or None if absent."""
     for i in range(len(args) - 1):
         if args[i] == "-m" and args[i + 1] == WORKER_MODULE:
             return args[i + 2 :]

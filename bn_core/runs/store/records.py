@@ -33,7 +33,7 @@ from bn_core.results import HISTORY_KEYS
 ACTIVE = ("queued", "starting", "running")
 FINISHED = ("completed", "cancelled", "diverged", "failed", "interrupted")
 STATUSES = ACTIVE + FINISHED
-BACKENDS = ("local", "ray")  # where runs execute (bn_core.runs.backends)
+BACKENDS = ("local", "ray")  # where runs execute (bn_core.runs.execution.backends)
 BATCH_FIELDS = ("step", "epoch", "batch", "epoch_progress", "loss", "accuracy", "t")
 EPOCH_FIELDS = ("epoch", "step", *HISTORY_KEYS, "t")  # one row per epoch of a run's history
 STARTING = "starting Python/TensorFlow"  # a worker's first stage: a process, imports, the store
@@ -66,9 +66,9 @@ class RunRecord:
     test_loss: float | None
     test_accuracy: float | None
     stage: str | None = None
-    owner: str | None = None  # bn_core.runs.owner: who has it while starting/running
+    owner: str | None = None  # bn_core.runs.store.owner: who has it while starting/running
     resumes: int = 0  # times it continued from a checkpoint
-    name: str | None = None  # given by its user (bn_core.runs.catalog); None: unnamed
+    name: str | None = None  # given by its user (bn_core.runs.store.catalog); None: unnamed
     tags: str | None = None  # its tags joined by commas, or None
     node: str | None = None  # the host that ran it (None while queued, and for older runs)
     backend: str | None = None  # where it executes: None for local processes, "ray"

@@ -1,6 +1,6 @@
 """The window-replay queue: the ``replay_jobs`` table, one row per run whose replay was asked for.
 
-A replay (``bn_core.runs.replay_job``, a TensorFlow process like a run's worker) is a job of
+A replay (``bn_core.runs.replays.job``, a TensorFlow process like a run's worker) is a job of
 the job runner: ``queue_replays`` queues it, the runner claims it (``claim_replay``) and starts
 it on its backend, the replay process takes it (``take_replay``), beats its heartbeat and
 finishes it ``done`` or ``failed`` with a one-line error. Statuses::
@@ -34,7 +34,7 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bn_core.runs import owner as owners
+from bn_core.runs.store import owner as owners
 
 REPLAY_STATUSES = ("queued", "running", "done", "failed")
 ENDED = ("done", "failed")

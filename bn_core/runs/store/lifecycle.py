@@ -1,9 +1,10 @@
 """A run's life in the store: create, list, claim, change status, cancel, delete.
 
-The runner (``bn_core.runs.runner``) and the worker (``bn_core.runs.worker``) move runs
-through their statuses (see ``bn_core.runs.records``). Status changes are guarded by
-``WHERE status IN (...)``, so two processes never both claim, or both end, the same run.
-``RunLifecycle`` is one part of ``RunStore``; construct that.
+The runner (``bn_core.runs.execution.runner``) and the worker
+(``bn_core.runs.execution.worker``) move runs through their statuses (see
+``bn_core.runs.store.records``). Status changes are guarded by ``WHERE status IN (...)``, so two
+processes never both claim, or both end, the same run. ``RunLifecycle`` is one part of
+``RunStore``; construct that.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from bn_core.config import TrainConfig
-from bn_core.runs.names import clean_name, default_group_name
-from bn_core.runs.owner import pid_of
-from bn_core.runs.records import BACKENDS, STATUSES, RunRecord, read_rows
-from bn_core.runs.replay_queue import active_jobs, replay_goes_first
-from bn_core.runs.schema import transaction
+from bn_core.runs.store.names import clean_name, default_group_name
+from bn_core.runs.store.owner import pid_of
+from bn_core.runs.store.records import BACKENDS, STATUSES, RunRecord, read_rows
+from bn_core.runs.store.replay_queue import active_jobs, replay_goes_first
+from bn_core.runs.store.schema import transaction
 
 RESUMABLE = ("interrupted", "cancelled", "failed")  # what ``requeue`` takes back
 
@@ -44,7 +45,7 @@ class RunLifecycle:
         owner: str | None = None,
         group_name: str | None = None,
     ) -> int:
-        """Queue one run; with ``owner`` (an owner string, ``bn_core.runs.owner``) it is
+        """Queue one run; with ``owner`` (an owner string, ``bn_core.runs.store.owner``) it is
         created ``running`` instead, owned by that process from its first moment (``study``,
         which trains it itself: no runner can claim it in between)."""
         return self.create_runs([config], group_id, owner=owner, group_name=group_name)[0]
@@ -61,7 +62,7 @@ class RunLifecycle:
         """Queue one run per config in one transaction: all of them, or none (a full disk
         half way leaves nothing behind). A new group is named ``group_name`` (else
         ``catalog.default_group_name``); a group that exists keeps its name. ``backend``:
-        where a runner executes them (``bn_core.runs.backends``: ``local`` or ``ray``)."""
+        where a runner executes them (``bn_core.runs.execution.backends``: ``local`` or ``ray``)."""
         for config in configs:
             config.validate()
         if backend not in BACKENDS:
@@ -207,10 +208,10 @@ class RunLifecycle:
         ``max_active`` of its jobs are active and no older replay is queued; return its id.
         Locally, runs starting or running and window replays running share the limit
         (``replay_queue``); on ``ray`` only its runs count (the cluster's capacity). One write
-        transaction, so two runners sharing a store (an old and a new server, two containers
-        on one volume) never exceed the limit. ``owner`` (the claiming runner's,
-        ``bn_core.runs.owner``) has the run until its worker claims it in turn. ``only``: claim
-        none but these runs (a runner that leaves once they end).
+        transaction, so two runners sharing a store (an old and a new server, two containers on
+        one volume) never exceed the limit. ``owner`` (the claiming runner's,
+        ``bn_core.runs.store.owner``) has the run until its worker claims it in turn. ``only``:
+        claim none but these runs (a runner that leaves once they end).
         """
         where, args = _backend_where(backend)
         if only is not None:

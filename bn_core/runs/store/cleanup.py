@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from bn_core.runs.catalog import ids_json
-from bn_core.runs.records import FINISHED
-from bn_core.runs.schema import transaction
+from bn_core.runs.store.catalog import ids_json
+from bn_core.runs.store.records import FINISHED
+from bn_core.runs.store.schema import transaction
 
 
 class RunCleanup:
@@ -54,7 +54,7 @@ class RunCleanup:
         """A deleted run's files: its model, its checkpoint, its window replay."""
         self.model_path(run_id).unlink(missing_ok=True)
         self.checkpoint_path(run_id).unlink(missing_ok=True)
-        # bn_core.runs.replays.replay_path (not imported: that module imports the store)
+        # bn_core.runs.replays.files.replay_path (not imported: that module imports the store)
         (self.home / "replays" / f"run-{int(run_id)}.json").unlink(missing_ok=True)
 
     def prune_candidates(

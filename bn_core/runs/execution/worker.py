@@ -1,4 +1,4 @@
-"""One training run in its own process: ``python -m bn_core.runs.worker RUN_ID``.
+"""One training run in its own process: ``python -m bn_core.runs.execution.worker RUN_ID``.
 
 The worker reads the run's config from the store (``$BN_LAB_HOME``), trains it, and writes
 every event back: batch and epoch metrics (and probes, when the config asks for them) as
@@ -12,9 +12,9 @@ cannot record, and the worker keeps trying to write the run's end (``failed``, w
 reason: "disk full (N MB free in ...)") every ``RETRY_SECONDS`` until it can: the cause is
 recorded as soon as space allows, never replaced by "worker process exited".
 
-``python -m bn_core.runs.worker --standby`` is the same worker started ahead of its run (by
-``backends.local``): it imports TensorFlow and the engine and reads the datasets found on
-this machine (the run still splits its own, by its seed), then waits for one run id on its
+``python -m bn_core.runs.execution.worker --standby`` is the same worker started ahead of its
+run (by ``backends.local``): it imports TensorFlow and the engine and reads the datasets found
+on this machine (the run still splits its own, by its seed), then waits for one run id on its
 standard input, trains that run as above and exits. One run per process, so nothing of a run
 outlives it; if its input closes first (the server went away) it exits without a run.
 
@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import TextIO
 
 from bn_core.constants import DATASETS
-from bn_core.runs import artifacts, owner
-from bn_core.runs.errors import StoreError, describe
-from bn_core.runs.recording import Resumed, finish, heartbeat, record_event
-from bn_core.runs.records import STARTING
-from bn_core.runs.store import RunStore
+from bn_core.runs.execution.recording import Resumed, finish, heartbeat, record_event
+from bn_core.runs.store import artifacts, owner
+from bn_core.runs.store.errors import StoreError, describe
+from bn_core.runs.store.records import STARTING
+from bn_core.runs.store.run_store import RunStore
 
 # Batch events an epoch at least (EngineOptions.min_events_per_epoch): a quick run's 78-step
 # epochs get a live point every 4 steps instead of 3 points an epoch; full runs keep 32.
@@ -93,7 +93,9 @@ def _train(store: RunStore, run_id: int, stop: threading.Event) -> tuple[str, di
     checkpoint = store.checkpoint_path(run_id)
     try:
         run = store.get(run_id)
-        if run is None:  # its row is damaged (bn_core.runs.records.DamagedRun): nothing to train
+        if (
+            run is None
+        ):  # its row is damaged (bn_core.runs.store.records.DamagedRun): nothing to train
             error = f"run #{run_id} is damaged in the store: its config cannot be read"
             return status, {"error": error}, trouble
         resumed = Resumed(store, run_id, again=run.resumes > 0)
@@ -227,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         standby(store)
         return 0
     if len(args) != 1 or not args[0].isdigit():
-        print(f"usage: python -m bn_core.runs.worker RUN_ID (or {STANDBY})", file=sys.stderr)
+        print(
+            f"usage: python -m bn_core.runs.execution.worker RUN_ID (or {STANDBY})", file=sys.stderr
+        )
         return 2
     store = RunStore()
     use_xla_cache(store.home)

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bn_core.runs.errors import StoreError, describe
+from bn_core.runs.store.errors import StoreError, describe
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def _v2(db: sqlite3.Connection) -> None:
         "runs",
         {
             # "host/pid/process start time" of the process that has a starting or running run
-            # (bn_core.runs.owner): its death is detected even when no heartbeat was written.
+            # (bn_core.runs.store.owner): its death is detected even when no heartbeat was written.
             "owner": "TEXT",
             "resumes": "INTEGER NOT NULL DEFAULT 0",  # times it continued from a checkpoint
         },
@@ -153,7 +153,7 @@ def _v2(db: sqlite3.Connection) -> None:
 
 def _v3(db: sqlite3.Connection) -> None:
     """Run names and tags, nodes, group names (issue 11). A group without a ``groups`` row
-    (every group of an older store) is named by its id (``bn_core.runs.catalog``)."""
+    (every group of an older store) is named by its id (``bn_core.runs.store.catalog``)."""
     _add_columns(
         db,
         "runs",

@@ -28,14 +28,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bn_core.runs.catalog import RunCatalog
-from bn_core.runs.cleanup import RunCleanup
-from bn_core.runs.errors import StoreError
-from bn_core.runs.lifecycle import RunLifecycle
-from bn_core.runs.metric_reads import MetricReads
-from bn_core.runs.metric_writes import MetricWrites
-from bn_core.runs.presence import RunnerPresence
-from bn_core.runs.records import (
+from bn_core.runs.store.catalog import RunCatalog
+from bn_core.runs.store.cleanup import RunCleanup
+from bn_core.runs.store.errors import StoreError
+from bn_core.runs.store.lifecycle import RunLifecycle
+from bn_core.runs.store.metric_reads import MetricReads
+from bn_core.runs.store.metric_writes import MetricWrites
+from bn_core.runs.store.presence import RunnerPresence
+from bn_core.runs.store.records import (
     ACTIVE,
     BATCH_FIELDS,
     EPOCH_FIELDS,
@@ -44,8 +44,8 @@ from bn_core.runs.records import (
     RunRecord,
     default_home,
 )
-from bn_core.runs.replay_queue import ReplayQueue
-from bn_core.runs.schema import connect, open_store
+from bn_core.runs.store.replay_queue import ReplayQueue
+from bn_core.runs.store.schema import connect, open_store
 
 __all__ = [
     "ACTIVE",
@@ -66,7 +66,7 @@ class RunStore(
     """All reads and writes of the run store. Cheap to create; safe to share across threads
     (each call opens its own short-lived connection).
 
-    Opening migrates the file to the current schema (``bn_core.runs.migrations``). A store
+    Opening migrates the file to the current schema (``bn_core.runs.store.migrations``). A store
     that cannot be written opens ``read_only`` (viewing works; every write raises
     ``StoreError``); a damaged or newer store, or an unusable folder, raises ``StoreError``.
     """

@@ -60,7 +60,7 @@ def train_events(
         "node_id": ray.get_runtime_context().get_node_id(),
     }
     _limit_threads(num_cpus)
-    from bn_core.runs.worker import LIVE_EVENTS_PER_EPOCH, use_xla_cache
+    from bn_core.runs.execution.worker import LIVE_EVENTS_PER_EPOCH, use_xla_cache
 
     use_xla_cache(Path(tempfile.gettempdir()) / "bn-lab-ray")  # this node's compiled steps
     from bn_core.config import TrainConfig
@@ -139,7 +139,7 @@ def _ending(result: Any, path: Path) -> Iterator[dict[str, Any]]:
     if result.status in ("cancelled", "failed", "interrupted") and path.exists():
         yield {"type": "checkpoint", "data": path.read_bytes()}  # the latest, to resume from
     if result.model is not None and result.status in ("completed", "cancelled"):
-        from bn_core.runs.artifacts import save_model
+        from bn_core.runs.store.artifacts import save_model
 
         model_path = path.with_name("model.keras")
         save_model(result.model, model_path)

@@ -1,8 +1,8 @@
 """Window replay files, TF-free: which runs can be replayed, the file format (path, atomic
 write, validated read), the progress file and the log of a replay process.
 
-``bn_core.runs.replay_job`` (TensorFlow, in its own process, a job of the job runner:
-``JobRunner.replay``, ``bn_core.runs.replay_queue``) computes the numbers with
+``bn_core.runs.replays.job`` (TensorFlow, in its own process, a job of the job runner:
+``JobRunner.replay``, ``bn_core.runs.store.replay_queue``) computes the numbers with
 ``bn_core.nn.replay`` and writes them here; the Streamlit process only reads them, so this
 module never imports TensorFlow or Keras. Files are JSON, read with ``json.loads`` and
 checked field by field (never unpickled).
@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bn_core.runs import artifacts
-from bn_core.runs.store import RunRecord
+from bn_core.runs.store import artifacts
+from bn_core.runs.store.run_store import RunRecord
 from bn_core.variants import VARIANTS
 
 KINDS = ("window", "epoch", "ema")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bn_core.runs import owner
+from bn_core.runs.store import owner
 
 LIVE_WITHIN = 15.0  # seconds: a runner that has not ticked for longer is taken for gone
 
