@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -545,51 +546,27 @@ def test_study_missing_dataset_exits_1_with_one_line(tmp_path, capsys):
     assert list((tmp_path / "res").iterdir()) == []
 
 
-def fake_study_train(monkeypatch, statuses: dict[int, str]):
-    """bn_core.nn.training.train replaced by one that returns STATUSES[call number] (default
-    completed) with a made-up history; returns the list of (config, splits) it was given."""
-    calls = []
+def test_study_writes_its_tables_and_report_from_the_results(tmp_path, capsys):
+    """The outputs of a study from its results (a diverged run among them): what
+    ``_write_outputs`` makes of the lr grid, without training 18 runs."""
+    from bn_core.analysis.study import preset_configs
+    from bn_core.cli.study import _write_outputs
+    from tests.helpers import result
 
-    def fake_train(config, on_event=None, should_stop=None, *, splits=None, **kwargs):
-        calls.append((config, splits))
-        status = statuses.get(len(calls), "completed")
-        acc = 0.5 + 0.01 * len(calls) if status == "completed" else None
-        history = {k: [0.5, 0.6][: 1 if status == "diverged" else 2] for k in HISTORY_KEYS}
-        return TrainResult(
-            status,
-            config,
-            history,
-            test_accuracy=acc,
-            test_loss=acc,
-            steps=16,
-            error=None if acc else status,
-        )
-
-    monkeypatch.setattr(bn_core.nn.training, "train", fake_train)
-    return calls
-
-
-def test_study_trains_the_grid_loads_each_split_once_and_writes_everything(
-    tmp_path, capsys, monkeypatch, study_dir
-):
-    calls = fake_study_train(monkeypatch, {7: "diverged"})  # lenet at x30
-    loads = []
-    real_load = data.load
-    monkeypatch.setattr(data, "load", lambda *a, **k: loads.append(k) or real_load(*a, **k))
-    argv = ["study", "lr", "--quick", "--seeds", "2", "--data-dir", str(study_dir), "--out", "o"]
-    assert exit_code(argv) == 0  # a diverged run is a result of a robustness study
-    captured = capsys.readouterr()
-    assert len(calls) == 18 and [k["seed"] for k in loads] == [0, 1]  # seed-major
-    assert len({id(splits) for _, splits in calls[:9]}) == 1
-    assert calls[6][0].variant == "lenet" and calls[6][0].learning_rate == 3e-2
-    assert "run 18/18: lenet_keras_bn seed 1" in captured.err
-    assert "lenet: diverged" in captured.err
+    configs = preset_configs("lr", quick=True, seeds=2)
+    results = []
+    for i, config in enumerate(configs, start=1):
+        extra = {k: v for k, v in config.to_dict().items() if k not in ("variant", "seed")}
+        if i == 7:  # lenet at x30: one epoch, then diverged
+            row = result(config.variant, config.seed, [0.5], None, status="diverged", **extra)
+        else:
+            row = result(config.variant, config.seed, [0.5, 0.6], 0.5 + 0.01 * i, **extra)
+        results.append({**row, "run_id": i, "steps_per_epoch": 600 // 64})
     out = tmp_path / "o"
-    assert sorted(p.name for p in out.iterdir()) == STUDY_FILES
-    results = json.loads((out / "results.json").read_text())
-    assert [r["run_id"] for r in results] == list(range(1, 19))
-    assert results[6]["status"] == "diverged" and results[6]["test_accuracy"] is None
-    assert {r["steps_per_epoch"] for r in results} == {600 // 64}
+    out.mkdir()
+    _write_outputs("lr", results, None, [], out)
+    assert sorted(p.name for p in out.iterdir()) == [f for f in STUDY_FILES if f != "store"]
+    assert json.loads((out / "results.json").read_text())[6]["status"] == "diverged"
     summary = pd.read_csv(out / "summary.csv")
     assert summary["variant"].tolist()[:3] == [
         "lenet · learning_rate=default",
@@ -602,24 +579,59 @@ def test_study_trains_the_grid_loads_each_split_once_and_writes_everything(
     assert len(curves) == 17 * 2 + 1  # the diverged run has one epoch
     html = (out / "report.html").read_text()
     assert "Preset lr: Learning-rate robustness." in html and "Final test accuracy vs" in html
-    assert captured.out.rstrip().endswith(
-        "wrote report.html, summary.csv, curves.csv, results.json to o (run store: store/)"
+    assert (
+        capsys.readouterr()
+        .out.rstrip()
+        .endswith(
+            f"wrote report.html, summary.csv, curves.csv, results.json to {out} (run store: store/)"
+        )
     )
 
 
-def test_study_ctrl_c_keeps_what_was_measured(tmp_path, capsys, monkeypatch, study_dir):
-    calls = fake_study_train(monkeypatch, {3: "cancelled"})
-    argv = ["study", "original", "--quick", "--data-dir", str(study_dir), "--out", "o"]
-    assert exit_code(argv) == 130
-    capsys.readouterr()
-    assert len(calls) == 3  # stopped after the cancelled run
-    results = json.loads((tmp_path / "o" / "results.json").read_text())
-    assert [r["status"] for r in results] == ["completed", "completed", "cancelled"]
-    assert (tmp_path / "o" / "report.html").stat().st_size > 100000
+def test_study_ctrl_c_cancels_its_runs_and_keeps_what_was_measured(tmp_path, study_dir):
+    """Ctrl-C while the first run trains: every run of the study ends (cancelled, the
+    running one keeping its epochs), the report covers them, exit 130."""
+    from bn_core.runs.store import RunStore
+
+    out = tmp_path / "o"
+    argv = ["study", "original", "--quick", "--data-dir", str(study_dir), "--out", str(out)]
+    env = {**os.environ, "BN_LAB_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "bn_core", *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the first run has recorded an epoch
+            if (out / "store" / "runs.sqlite").exists():
+                store = RunStore(out / "store")
+                runs = store.list_runs()
+                if runs and store.epoch_metrics([runs[0].id]):
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the study's first run recorded no epoch in 120 s")
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) == 10 and {r["status"] for r in results} == {"cancelled"}
+    assert len(results[0]["history"]["loss"]) >= 1  # the running run kept its epochs
+    assert (out / "report.html").stat().st_size > 100000
 
 
 def test_study_quick_end_to_end(tmp_path, capsys, study_dir):
-    """Real training (in-process: TensorFlow is already loaded), three runs of 3 x 9 steps."""
+    """Real training (worker processes of the study's own runner), three runs of 3 x 9 steps;
+    every run is replayable (its model saved) like a submitted one."""
+    from bn_core.runs.store import RunStore
+
     out = tmp_path / "study"
     args = ["study", "window", "--quick", "--seeds", "1", "--data-dir", str(study_dir)]
     assert exit_code([*args, "--out", str(out)]) == 0
@@ -640,6 +652,9 @@ def test_study_quick_end_to_end(tmp_path, capsys, study_dir):
     assert summary["test_accuracy_mean"].tolist() == pytest.approx(
         [r["test_accuracy"] for r in results], rel=1e-12
     )
+    store = RunStore(out / "store")
+    runs = store.list_runs()
+    assert all(store.model_path(r.id).is_file() and r.images_per_second for r in runs)
     html = (out / "report.html").read_text()
     assert "Preset window: Window size." in html
     assert "Final test accuracy vs BN inference window" in html

@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.execution.backends import ray_backend
+from bn_core.runs.execution.backends import ray_cluster
 from bn_core.runs.execution.backends.ray_backend import ClusterError, RayBackend, resources_from_env
 from bn_core.runs.execution.reaper import dead
-from bn_core.runs.execution.runner import JobRunner
+from bn_core.runs.execution.runner import Backend, JobRunner
 from bn_core.runs.store import owner
 from bn_core.runs.store.run_store import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class FakeCluster:
+class FakeCluster(Backend):
     """Stands in for a RayBackend: room for ``room`` runs; records what it was asked."""
 
     name = "ray"
@@ -46,14 +46,14 @@ class FakeCluster:
         store.transition(run_id, ("starting",), "running", heartbeat=time.time())
         return 1000 + run_id
 
-    def alive(self, pid: int) -> bool:
+    def alive(self, handle: int) -> bool:
         return True
 
-    def terminate(self, pid: int) -> None:
-        self.signals.append(("terminate", pid))
+    def terminate(self, handle: int) -> None:
+        self.signals.append(("terminate", handle))
 
-    def kill(self, pid: int) -> None:
-        self.signals.append(("kill", pid))
+    def kill(self, handle: int) -> None:
+        self.signals.append(("kill", handle))
 
 
 class IdleLocal(FakeCluster):
@@ -100,12 +100,12 @@ def test_an_address_nobody_listens_at_fails_in_seconds_with_one_line():
         port = s.getsockname()[1]
     started = time.perf_counter()
     with pytest.raises(ClusterError) as caught:
-        ray_backend._reachable(f"127.0.0.1:{port}")
-    assert time.perf_counter() - started < ray_backend.CONNECT_SECONDS + 1
+        ray_cluster._reachable(f"127.0.0.1:{port}")
+    assert time.perf_counter() - started < ray_cluster.CONNECT_SECONDS + 1
     assert f"no Ray cluster answers at 127.0.0.1:{port}" in str(caught.value)
     for bad in ("localhost", "host:port", ":6379"):
         with pytest.raises(ClusterError, match="is not HOST:PORT"):
-            ray_backend._reachable(bad)
+            ray_cluster._reachable(bad)
 
 
 def test_ray_runs_go_to_the_cluster_up_to_its_room_beside_the_local_limit(store):
@@ -169,14 +169,14 @@ def test_the_default_install_never_imports_ray(tmp_path):
     code = (
         "import sys\n"
         "from bn_core.config import TrainConfig\n"
-        "from bn_core.runs.execution.runner import JobRunner\n"
+        "from bn_core.runs.execution.runner import Backend, JobRunner\n"
         "from bn_core.runs.store.run_store import RunStore\n"
         "from bn_core.cli.main import build_parser\n"
         "build_parser()\n"
-        "class Idle:\n"
+        "class Idle(Backend):\n"
         "    def start(self, run_id, store): return 0\n"
-        "    def alive(self, pid): return True\n"
-        "    def terminate(self, pid): pass\n"
+        "    def alive(self, handle): return True\n"
+        "    def terminate(self, handle): pass\n"
         "    kill = terminate\n"
         f"runner = JobRunner(RunStore({str(tmp_path / 'home')!r}), Idle(), max_concurrent=1)\n"
         "runner.submit([TrainConfig()])\n"
@@ -195,13 +195,13 @@ def test_the_default_install_never_imports_ray(tmp_path):
 def test_a_machine_that_is_no_node_of_the_cluster_is_told_how_to_join(monkeypatch):
     """A Ray driver joins through a node of its own machine: without one, ray.init would
     retry for a minute; we say what to run instead."""
-    monkeypatch.setattr(ray_backend, "_raylet_here", lambda: False)
+    monkeypatch.setattr(ray_cluster, "_raylet_here", lambda: False)
     with socket.socket() as listener:  # something answers at the address
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         address = f"127.0.0.1:{listener.getsockname()[1]}"
         with pytest.raises(ClusterError) as caught:
-            ray_backend.connect(address)
+            ray_cluster.connect(address)
     message = str(caught.value)
     assert "is not a node of the Ray cluster" in message and "\n" not in message
     assert f"ray start --address={address} --num-cpus=0" in message

@@ -138,6 +138,30 @@ def test_a_run_on_the_cluster_computes_what_it_computes_locally(tmp_path, runner
     assert run.test_accuracy == pytest.approx(local.test_accuracy, abs=0.02)
 
 
+def test_a_run_on_the_cluster_leaves_the_fields_and_files_a_local_worker_leaves(
+    tmp_path, runner, data
+):
+    """One end-of-run path (recording.end_run): the Ray relay fills the same columns, metric
+    rows and files as a local worker for the same config (tests/test_run_paths.py compares
+    the worker with ``bn-lab study``)."""
+    from tests.helpers import run_footprint
+
+    config = quick_config(data, seed=3, epochs=2, probe_every=32)
+    (on_ray,) = runner.submit([config], backend="ray")
+    local_runner = JobRunner(RunStore(tmp_path / "local"), kind="test")
+    try:
+        (here,) = local_runner.submit([config])
+        local_runner.wait([here], poll=0.2)
+    finally:
+        local_runner.stop()
+    (run,) = runner.wait([on_ray])
+    assert run.status == "completed", run.error
+    remote, local = run_footprint(runner.store, on_ray), run_footprint(local_runner.store, here)
+    assert remote == local
+    assert remote["model_file"] and not remote["checkpoint_file"]
+    assert "images_per_second" in remote["filled"]
+
+
 def test_cancel_stops_the_task_and_keeps_what_it_measured(runner, data):
     (run_id,) = runner.submit([long_config(data)], backend="ray")
     runner.start()

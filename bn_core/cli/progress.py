@@ -8,6 +8,7 @@ from typing import Any
 from tqdm import tqdm
 
 from bn_core.config import TrainConfig
+from bn_core.vocabulary import Event
 
 
 class Progress:
@@ -27,7 +28,7 @@ class Progress:
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
-        if kind == "start":
+        if kind == Event.START:
             self.bar = tqdm(
                 total=event["total_steps"],
                 desc=f"{self.config.variant} epoch 1/{self.config.epochs}",
@@ -37,13 +38,14 @@ class Progress:
                 leave=False,
                 dynamic_ncols=True,
             )
-        elif kind == "batch" and self.bar is not None:
+        elif kind == Event.BATCH and self.bar is not None:
             self.bar.set_description(
                 f"{self.config.variant} epoch {event['epoch']}/{self.config.epochs}"
             )
             self.bar.update(event["step"] - self.bar.n)
-            self.bar.set_postfix(loss=_fmt(event["loss"]), acc=_fmt(event["accuracy"]))
-        elif kind == "epoch":
+            if event.get("loss") is not None:  # a study's bars follow the store: steps only
+                self.bar.set_postfix(loss=_fmt(event["loss"]), acc=_fmt(event["accuracy"]))
+        elif kind == Event.EPOCH:
             line = (
                 f"{self.config.variant} epoch {event['epoch']}/{self.config.epochs}: "
                 f"loss {_fmt(event['loss'])} acc {_fmt(event['accuracy'])} "

@@ -1,17 +1,16 @@
-"""``study PRESET``: train a preset's grid (``bn_core.analysis.study.PRESETS``) in this
-process, one run after another (data loaded once per distinct split), and write report.html,
-summary.csv, curves.csv, results.json and a run store ``store/`` to ``--out``."""
+"""``study PRESET``: a preset's grid (``bn_core.analysis.study.PRESETS``) as queued runs of a
+run store ``OUT/store`` (worker processes under the runner's limit, or Ray tasks), then
+report.html, summary.csv, curves.csv and results.json in ``--out``."""
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bn_core import data
 from bn_core.cli.common import (
@@ -25,6 +24,7 @@ from bn_core.cli.common import (
 )
 from bn_core.config import TrainConfig, field_spec
 from bn_core.runs.store import artifacts
+from bn_core.vocabulary import Event, RunStatus
 
 CLUSTER_PATIENCE = 60.0  # seconds a study waits for a cluster that stopped answering
 
@@ -42,9 +42,11 @@ def register(commands, formatter) -> None:
         "study",
         help="a preset study (several variants and seeds) with an HTML report",
         formatter_class=raw,
-        description="Train a preset's runs one after another in this process, then write\n"
-        "report.html, summary.csv, curves.csv and results.json to --out.\n\nPresets:\n"
-        + "\n".join(lines),
+        description="Queue a preset's runs in a run store of their own (--out/store) and run\n"
+        "them like any submitted run (worker processes, at most $BN_LAB_MAX_CONCURRENT at\n"
+        "once, or on a Ray cluster), then write report.html, summary.csv, curves.csv and\n"
+        "results.json to --out. `BN_LAB_HOME=OUT/store bash scripts/run.sh` shows them live.\n"
+        "\nPresets:\n" + "\n".join(lines),
         epilog="Exit codes: 0 done (diverged runs are results of a study); 1 dataset error or "
         "a failed run (or one interrupted by a lost Ray node); 2 bad flags, or no Ray cluster "
         "for --backend ray; 130 cancelled (the report covers what was measured).",
@@ -101,101 +103,49 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def cmd_study(preset: str, configs: list[TrainConfig], out: Path, cluster=None) -> int:
-    """Train ``configs`` in order (or all at once on ``cluster``, a RayBackend), then write
-    the report and tables (also after Ctrl-C)."""
+    """Queue ``configs`` as runs of the study's own store ``out/store`` and run them (locally,
+    or all at once on ``cluster``, a RayBackend), then write the report and tables (also
+    after Ctrl-C, covering what was measured)."""
     from bn_core.analysis.study import get_preset
 
+    for dataset, data_dir in dict.fromkeys((c.dataset, c.data_dir) for c in configs):
+        data.load_raw(dataset, data_dir)  # a missing dataset answers now, leaving no store
     group = f"study-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    title = get_preset(preset).title
-    train_all = _train_all if cluster is None else functools.partial(_on_cluster, cluster)
-    results, store, run_ids = train_all(configs, out / "store", group, title)
+    results, store, run_ids = _run_all(
+        configs, out / "store", group, get_preset(preset).title, cluster
+    )
     _write_outputs(preset, results, store, run_ids, out)
     statuses = {r["status"] for r in results}
-    if "cancelled" in statuses:
+    if RunStatus.CANCELLED in statuses:
         return 130
-    return 1 if statuses & {"failed", "interrupted"} else 0  # interrupted: a node was lost
+    return 1 if statuses & {RunStatus.FAILED, RunStatus.INTERRUPTED} else 0  # a node was lost
 
 
-def _train_all(configs: list[TrainConfig], home: Path, group: str, title: str):
-    """Train each config in this process (data loaded once per distinct split); stops after a
-    cancelled run. Every run is also recorded in a run store at ``home``: the report's probe
-    charts come from it, and `BN_LAB_HOME=OUT/store bash scripts/run.sh` shows the study. The
-    store is created once the first split loaded (a bad dataset leaves nothing behind); its
-    group is named ``title``. Returns (results, the store or None, run ids)."""
-    from bn_core.cli import progress
-    from bn_core.nn.training import train
-    from bn_core.runs.execution import heartbeat, record_event
-    from bn_core.runs.store import RunStore, owner
-
-    results, split_key, splits, run_ids, store = [], None, None, [], None
-    with CtrlC() as stop:
-        for i, config in enumerate(configs, start=1):
-            split = {
-                "val_size": config.val_size,
-                "train_limit": config.train_limit,
-                "seed": config.seed,
-            }
-            key = (config.dataset, config.data_dir, *split.values())
-            if key != split_key:  # configs come seed-major: each split is loaded once
-                splits = None  # free the previous split before loading the next
-                splits = data.load(config.dataset, config.data_dir, **split)
-                split_key = key
-            print(f"run {i}/{len(configs)}: {config.variant} seed {config.seed}", file=sys.stderr)
-            store = store or RunStore(home)
-            me = owner.current()  # this process owns the run: a runner sees it end if we die
-            run_id = store.create_run(config, group, owner=me, group_name=title)
-            run_ids.append(run_id)
-
-            def on_event(event, bar=None, run_id=run_id, store=store):
-                bar.on_event(event)
-                if event["type"] != "end":
-                    record_event(store, run_id, event)
-
-            cancel = threading.Event()  # the dashboard's Cancel on this run
-            with progress.Progress(config) as bar, heartbeat(store, run_id, me, cancel):
-                sink = functools.partial(on_event, bar=bar)
-                should_stop = lambda cancel=cancel: stop() or cancel.is_set()  # noqa: E731
-                result = train(config, on_event=sink, should_stop=should_stop, splits=splits)
-            store.transition(
-                run_id,
-                ("running",),
-                result.status,
-                held_by=me,
-                finished_at=time.time(),
-                error=result.error,
-                test_loss=result.test_loss,
-                test_accuracy=result.test_accuracy,
-            )
-            steps = len(splits.x_train) // config.batch_size
-            results.append(
-                {"run_id": i, "seed": config.seed, "steps_per_epoch": steps, **result.to_dict()}
-            )
-            print(progress.result_line(results[-1]), file=sys.stderr)
-            if result.status == "cancelled":
-                break
-    return results, store, run_ids
-
-
-def _on_cluster(cluster, configs: list[TrainConfig], home: Path, group: str, title: str):
-    """Queue every config on ``cluster`` (a RayBackend) in the study's store at ``home`` and
-    wait, this process being the head that records their events; Ctrl-C cancels the runs
-    still going (a second one leaves at once). Returns what ``_train_all`` returns."""
+def _run_all(configs: list[TrainConfig], home: Path, group: str, title: str, cluster=None):
+    """Queue every config in a run store at ``home`` (group named ``title``) and run the
+    queue until they end, like any submitted run: locally each is a worker process under the
+    runner's concurrency limit (a standby worker has the datasets read), on ``cluster`` all
+    go at once and this process is the head that records their events. The runs are live on
+    the dashboard (``BN_LAB_HOME=OUT/store``), every one saves its model (window replay) and
+    ends through ``recording.end_run``. Ctrl-C cancels the runs still going (a second one
+    leaves at once). Returns (results in ``TrainResult.to_dict`` shape, store, run ids)."""
     from bn_core.runs.execution import JobRunner, LocalProcessBackend
     from bn_core.runs.store import RunStore
 
     store = RunStore(home)
-    here = LocalProcessBackend(store, standby=False)  # runs nothing here: no standby worker
+    here = LocalProcessBackend(store, standby=cluster is None)  # no run here: no standby
     runner = JobRunner(store, here, kind="study", cluster=cluster)
-    run_ids = runner.submit(configs, group_id=group, group_name=title, backend="ray")
+    backend = "ray" if cluster is not None else "local"
+    run_ids = runner.submit(configs, group_id=group, group_name=title, backend=backend)
     runner.cluster_claims = set(run_ids)  # this process leaves once they end: only them
-    print(f"{len(run_ids)} runs queued on the Ray cluster ({cluster.address})", file=sys.stderr)
-    seen: dict[int, str] = {}
-    gone_since = None
-    with CtrlC() as stop:
+    where = f"on the Ray cluster ({cluster.address})" if cluster is not None else "here"
+    print(f"{len(run_ids)} runs queued {where}; store {home}", file=sys.stderr)
+    gone_since, cancelled = None, False
+    with CtrlC() as stop, _StudyProgress(store, run_ids) as shown:
         runner.start()
         try:
             while True:
-                if runner.cluster_problem and store.queued_for("ray"):
+                if cluster is not None and runner.cluster_problem and store.queued_for("ray"):
                     gone_since = gone_since or time.time()
                     if time.time() - gone_since > CLUSTER_PATIENCE:
                         for run_id in run_ids:
@@ -205,18 +155,11 @@ def _on_cluster(cluster, configs: list[TrainConfig], home: Path, group: str, tit
                         )
                 else:
                     gone_since = None
-                runs = [store.get(i) for i in run_ids]
-                for run in runs:
-                    if run is not None and not run.active and run.id not in seen:
-                        seen[run.id] = run.status
-                        where = f" on {run.node}" if run.node else ""
-                        print(
-                            f"run #{run.id} {run.variant} seed {run.seed}: {run.status}{where}",
-                            file=sys.stderr,
-                        )
-                if all(run is None or not run.active for run in runs):
+                if not shown.follow():
                     break
-                if stop():
+                if stop() and not cancelled:
+                    cancelled = True
+                    print("cancelling the study's runs (Ctrl-C again: leave now)", file=sys.stderr)
                     for run_id in run_ids:
                         runner.cancel(run_id)
                 time.sleep(0.5)
@@ -227,6 +170,60 @@ def _on_cluster(cluster, configs: list[TrainConfig], home: Path, group: str, tit
     for i, (result, run) in enumerate(zip(results, runs, strict=False), start=1):
         result["run_id"], result["steps_per_epoch"] = i, run.steps_per_epoch
     return results, store, run_ids
+
+
+class _StudyProgress:
+    """The study's progress on stderr, read from its store: a line as each run starts, a bar
+    and a line per epoch while it trains (``progress.Progress``), its result line as it ends.
+    ``follow()`` shows what changed and says whether any run is still active."""
+
+    def __init__(self, store, run_ids: list[int]):
+        self.store, self.run_ids = store, run_ids
+        self.bars: dict[int, Any] = {}  # run id -> progress.Progress while it trains
+        self.epochs: dict[int, int] = {}  # run id -> epochs shown
+        self.ended: set[int] = set()
+
+    def __enter__(self) -> _StudyProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for bar in self.bars.values():
+            bar.__exit__(None, None, None)
+
+    def follow(self) -> bool:
+        from bn_core.cli import progress
+
+        runs = [run for run in (self.store.get(i) for i in self.run_ids) if run is not None]
+        for n, run in enumerate(runs, start=1):
+            if run.id in self.ended:
+                continue
+            if run.id not in self.bars and run.total_steps and run.started_at:
+                print(f"run {n}/{len(runs)}: {run.variant} seed {run.seed}", file=sys.stderr)
+                bar = self.bars[run.id] = progress.Progress(run.config)
+                bar.on_event({"type": Event.START, "total_steps": run.total_steps})
+            if run.id in self.bars:
+                self._epochs(run)
+            if not run.active:
+                self.ended.add(run.id)
+                bar = self.bars.pop(run.id, None)
+                if bar is not None:
+                    bar.__exit__(None, None, None)
+                result = {"variant": run.variant, "status": run.status, "error": run.error}
+                result |= {"test_accuracy": run.test_accuracy, "test_loss": run.test_loss}
+                where = f" on {run.node}" if run.backend == "ray" and run.node else ""
+                print(progress.result_line(result) + where, file=sys.stderr)
+        return any(run.active for run in runs)
+
+    def _epochs(self, run) -> None:
+        bar = self.bars[run.id]
+        steps = self.store.steps_done([run.id]).get(run.id)
+        rows = self.store.epoch_metrics([run.id])[self.epochs.get(run.id, 0) :]
+        if steps:
+            epoch = min(run.config.epochs, steps // max(1, run.steps_per_epoch or 1) + 1)
+            bar.on_event({"type": Event.BATCH, "epoch": epoch, "step": steps, "loss": None})
+        for row in rows:
+            bar.on_event({"type": Event.EPOCH, **row})
+        self.epochs[run.id] = self.epochs.get(run.id, 0) + len(rows)
 
 
 def _write_outputs(preset: str, results: list[dict], store, run_ids: list[int], out: Path):

@@ -32,7 +32,6 @@ are one story, and the XLA cache helpers are the worker's alone.)
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import importlib.metadata
 import os
@@ -45,17 +44,17 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from bn_core import settings
 from bn_core.constants import DATASETS
-from bn_core.runs.execution.recording import Resumed, finish, heartbeat, record_event
+from bn_core.runs.execution.recording import Outcome, Resumed, end_run, heartbeat, record_event
 from bn_core.runs.store import artifacts, owner
-from bn_core.runs.store.errors import StoreError, describe
-from bn_core.runs.store.records import STARTING
+from bn_core.runs.store.errors import StoreError
 from bn_core.runs.store.run_store import RunStore
+from bn_core.vocabulary import RunStatus, Stage
 
 # Batch events an epoch at least (EngineOptions.min_events_per_epoch): a quick run's 78-step
 # epochs get a live point every 4 steps instead of 3 points an epoch; full runs keep 32.
 LIVE_EVENTS_PER_EPOCH = 16
-SAVING = "saving the model"
 STANDBY = "--standby"
 
 
@@ -64,12 +63,12 @@ def run_worker(run_id: int, store: RunStore) -> str:
     now, me = time.time(), owner.current()
     if not store.transition(
         run_id,
-        ("queued", "starting"),
-        "running",
+        (RunStatus.QUEUED, RunStatus.STARTING),
+        RunStatus.RUNNING,
         pid=os.getpid(),
         started_at=now,
         heartbeat=now,
-        stage=STARTING,
+        stage=Stage.STARTING,
         owner=me,
         node=socket.gethostname(),  # the machine that runs it, for the Runs table
     ):
@@ -79,25 +78,20 @@ def run_worker(run_id: int, store: RunStore) -> str:
     # The heartbeat goes on while the end is retried (a full disk): the runner must not take
     # a worker that is waiting to write why it failed for a dead one.
     with heartbeat(store, run_id, me, stop):
-        status, fields, trouble = _train(store, run_id, stop)
-        if trouble:
-            status, fields = "failed", {"error": str(trouble[0])}
-        finish(store, run_id, status, fields, me)
-    return status
+        return end_run(store, run_id, me, _train(store, run_id, stop))
 
 
-def _train(store: RunStore, run_id: int, stop: threading.Event) -> tuple[str, dict, list]:
-    """Train the run, recording its events; returns (status, fields for its end, the
-    StoreErrors met)."""
-    status, fields, trouble = "failed", {}, []
+def _train(store: RunStore, run_id: int, stop: threading.Event) -> Outcome:
+    """Train the run, recording its events as they come; returns how it ended (a store that
+    could not record an event ends it ``failed``, saying why)."""
+    trouble: list[StoreError] = []
     checkpoint = store.checkpoint_path(run_id)
     try:
         run = store.get(run_id)
-        if (
-            run is None
-        ):  # its row is damaged (bn_core.runs.store.records.DamagedRun): nothing to train
-            error = f"run #{run_id} is damaged in the store: its config cannot be read"
-            return status, {"error": error}, trouble
+        if run is None:  # its row is damaged (bn_core.runs.store.records.DamagedRun)
+            return Outcome.failed(
+                f"run #{run_id} is damaged in the store: its config cannot be read"
+            )
         resumed = Resumed(store, run_id, again=run.resumes > 0)
 
         def on_event(event: dict) -> None:
@@ -124,35 +118,15 @@ def _train(store: RunStore, run_id: int, stop: threading.Event) -> tuple[str, di
             resumed.pending = True  # what a half-done restore kept goes too
             store.update(run_id, stage=f"starting over: {exc}")
             result = attempt()
-        if result.model is not None and result.status in ("completed", "cancelled"):
-            store.update(run_id, stage=SAVING)
-            artifacts.save_model(result.model, store.model_path(run_id))  # for replay studies
-        if result.status in ("completed", "diverged"):  # nothing left to resume
-            checkpoint.unlink(missing_ok=True)
-        if result.status == "failed" and _no_space(result.error or ""):
-            # ENOSPC inside the engine (writing the checkpoint): the same cause, said the same way
-            trouble.append(StoreError("full", describe("full", store.path)))
-        status = result.status
-        fields = {
-            "error": result.error,
-            "test_loss": result.test_loss,
-            "test_accuracy": result.test_accuracy,
-        }
-        if result.images_per_second is not None:  # this attempt's speed, for the Runs table
-            fields["images_per_second"] = result.images_per_second
-    except StoreError as exc:  # reading the run or its stage: the end says why
-        trouble.append(exc)
+    except StoreError as exc:  # reading the run or writing its stage: the end says why
+        return Outcome.failed(str(exc))
     except Exception as exc:  # noqa: BLE001 - config, data or TF errors: the run failed
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        fields = {"error": message}
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            trouble.append(StoreError("full", describe("full", store.path)))
-    return status, fields, trouble
-
-
-def _no_space(error: str) -> bool:
-    """Whether an engine error message is the OS saying the disk (or the quota) is full."""
-    return f"[Errno {errno.ENOSPC}]" in error or f"[Errno {errno.EDQUOT}]" in error
+        return Outcome.failed(exc, store)
+    if trouble:
+        return Outcome.failed(str(trouble[0]))
+    model = result.model
+    save = None if model is None else (lambda path: artifacts.save_model(model, path))
+    return Outcome.of_result(result, write_model=save)
 
 
 def standby(store: RunStore, lines: TextIO | None = None) -> str:
@@ -212,9 +186,10 @@ def xla_cache_folder(home: Path) -> Path:
 
 def use_xla_cache(home: Path) -> None:
     """Point XLA's persistent cache at ``xla_cache_folder(home)``; call it before TensorFlow
-    compiles anything. Leaves a cache the environment already sets alone."""
+    compiles anything. Leaves a cache the environment already sets alone; ``$BN_LAB_XLA_CACHE``
+    off (0/false/no/off) turns it off (anything but a switch word is a SettingError)."""
     flags = os.environ.get("TF_XLA_FLAGS", "")
-    if os.environ.get("BN_LAB_XLA_CACHE", "1") == "0" or "persistent_cache_directory" in flags:
+    if not settings.value("BN_LAB_XLA_CACHE") or "persistent_cache_directory" in flags:
         return
     folder = xla_cache_folder(home.resolve())
     folder.mkdir(parents=True, exist_ok=True)

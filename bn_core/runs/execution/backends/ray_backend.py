@@ -1,5 +1,10 @@
 """Runs on a Ray cluster: each run is one Ray task; its events come back to the store here.
 
+Four modules: this one (``RayBackend``: the runner's backend, capacity, data, cancel),
+``ray_cluster`` (joining the cluster, its settings, what the cluster panel shows),
+``ray_relay`` (one thread per run on this machine: records its events, ends it) and
+``ray_task`` (what runs on a node).
+
 The store stays one SQLite file on this machine (the head, where the dashboard runs). Nodes
 need neither the store nor a shared filesystem nor the dataset files:
 
@@ -34,152 +39,40 @@ must be one you trust (Ray's security guidance); BN Lab itself unpickles nothing
 from __future__ import annotations
 
 import contextlib
-import errno
 import itertools
-import os
-import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from bn_core.atomic import atomic_path
-from bn_core.data.files import DatasetError
-from bn_core.runs.execution.recording import (
-    HEARTBEAT_SECONDS,
-    Resumed,
-    finish,
-    heartbeat,
-    record_event,
+from bn_core.runs.execution.backends import Backend
+from bn_core.runs.execution.backends.ray_cluster import (
+    NAMESPACE,
+    ClusterError,
+    ClusterInfo,
+    NodeInfo,
+    connect,
+    dashboard_url,
+    ray_address,
+    resources_from_env,
 )
-from bn_core.runs.store import owner
-from bn_core.runs.store.errors import StoreError, describe
-from bn_core.runs.store.records import STARTING
+from bn_core.runs.execution.backends.ray_relay import Relay
 from bn_core.runs.store.run_store import RunStore
 
-NAMESPACE = "bn-lab"
 CANCELS_ACTOR = "bn-lab-cancels"
-WAITING = "waiting for a Ray node"  # a run's stage until its task starts on a node
-CONNECT_SECONDS = 3.0  # how long an address may take to answer before it counts as gone
 HANDLE_BASE = 1 << 40  # handles start here: never a process id, so never mistaken for one
 KEEP_RELAYS = 1000  # ended relays kept for relay_stats before the oldest are forgotten
 
-
-def _lost_errors(ray: Any) -> tuple[type, ...]:
-    """Ray's exceptions that mean the run's node, worker or data was lost (not its code)."""
-    errors = ray.exceptions
-    return (
-        errors.NodeDiedError,
-        errors.WorkerCrashedError,
-        errors.LocalRayletDiedError,
-        errors.ObjectLostError,  # and its subclasses: reconstruction failed, fetch timed out
-        errors.OwnerDiedError,
-        errors.RaySystemError,
-        errors.OutOfMemoryError,  # Ray's memory monitor killed the worker (as an OOM kill here)
-        errors.ActorDiedError,
-    )
-
-
-class ClusterError(RuntimeError):
-    """No cluster to run on; ``str(e)`` is one line saying what is wrong and what to do."""
-
-
-def ray_address(address: str | None = None) -> str | None:
-    """The cluster to join: ``address``, else ``$RAY_ADDRESS``, else None (none configured)."""
-    return (address or os.environ.get("RAY_ADDRESS") or "").strip() or None
-
-
-def resources_from_env() -> tuple[float, float]:
-    """(CPUs, GPUs) a run asks for: ``$BN_LAB_RAY_CPUS`` (default 1), ``$BN_LAB_RAY_GPUS``
-    (default 0). A bad value is a ``ClusterError``."""
-    values = []
-    for name, default in (("BN_LAB_RAY_CPUS", 1.0), ("BN_LAB_RAY_GPUS", 0.0)):
-        text = os.environ.get(name, "").strip()
-        try:
-            value = float(text) if text else default
-        except ValueError:
-            value = -1.0
-        if not (0 <= value <= 256) or (name == "BN_LAB_RAY_CPUS" and value < 1):
-            low = 1 if name == "BN_LAB_RAY_CPUS" else 0
-            raise ClusterError(
-                f"{name}={text!r} is not a number from {low} to 256: fix or unset it"
-            )
-        values.append(value)
-    return values[0], values[1]
-
-
-def _reachable(address: str) -> None:
-    """Raise ``ClusterError`` unless something listens at ``address`` (HOST:PORT), so a wrong
-    address fails in seconds with one line instead of Ray's minute of retries."""
-    target = address.removeprefix("ray://")
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdecimal():
-        raise ClusterError(
-            f"RAY_ADDRESS={address!r} is not HOST:PORT (e.g. 10.0.0.5:6379): fix it, or unset "
-            "it to run on this machine"
-        )
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS):
-            pass
-    except OSError as exc:
-        raise ClusterError(
-            f"no Ray cluster answers at {target} ({exc.strerror or exc}): start its head with "
-            "`ray start --head --port 6379`, fix RAY_ADDRESS, or unset it to run on this machine"
-        ) from None
-
-
-def connect(address: str | None = None) -> Any:
-    """Join the Ray cluster at ``ray_address(address)`` (``auto``: the one ``ray start`` runs
-    on this machine) as a driver, if not joined yet; returns the ``ray`` module. Raises
-    ``ClusterError`` (one line) when Ray is not installed or no cluster answers."""
-    try:
-        import ray
-    except ImportError:
-        raise ClusterError(
-            "the Ray backend needs Ray: pip install 'bn-lab[ray]' (or requirements-ray.txt)"
-        ) from None
-    if ray.is_initialized():
-        return ray
-    target = ray_address(address) or "auto"
-    if target != "auto" and not target.startswith("ray://"):
-        _reachable(target)
-        if not _raylet_here():
-            raise ClusterError(
-                f"this machine is not a node of the Ray cluster at {target}: run `ray start "
-                f"--address={target} --num-cpus=0` here first (the dashboard's machine joins "
-                "the cluster, holding no runs), or start the dashboard on the cluster's head"
-            )
-    try:
-        info = ray.init(
-            address=target,
-            namespace=NAMESPACE,
-            log_to_driver=False,
-            logging_level="ERROR",
-            configure_logging=False,
-        )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = "on this machine" if target == "auto" else f"at {target}"
-        raise ClusterError(
-            f"could not join a Ray cluster {where} ({first[:160]}): start one with "
-            "`ray start --head`, or set RAY_ADDRESS=HOST:6379"
-        ) from None
-    _dashboard[0] = getattr(info, "dashboard_url", None) or None
-    return ray
-
-
-def _raylet_here() -> bool:
-    """Whether a Ray node (its raylet) runs on this machine: a Ray driver can only join a
-    cluster through a node of its own machine (else ``ray.init`` retries for a minute)."""
-    import psutil
-
-    for process in psutil.process_iter(["name"]):
-        if process.info["name"] == "raylet":
-            return True
-    return False
-
-
-_dashboard: list[str | None] = [None]  # Ray's own dashboard, as the cluster reported it
+__all__ = [
+    "NAMESPACE",
+    "Cancels",
+    "ClusterError",
+    "ClusterInfo",
+    "NodeInfo",
+    "RayBackend",
+    "connect",
+    "ray_address",
+    "resources_from_env",
+]
 
 
 class Cancels:
@@ -200,31 +93,7 @@ class Cancels:
         return str(token) in self._tokens
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    """One node of the cluster, as the cluster panel shows it."""
-
-    node_id: str
-    host: str
-    address: str
-    alive: bool
-    cpus: float
-    gpus: float
-    head: bool
-
-
-@dataclass(frozen=True)
-class ClusterInfo:
-    address: str
-    dashboard_url: str | None
-    nodes: tuple[NodeInfo, ...]
-
-    @property
-    def cpus(self) -> float:
-        return sum(node.cpus for node in self.nodes if node.alive)
-
-
-class RayBackend:
+class RayBackend(Backend):
     """Runs on the Ray cluster at ``address`` (default ``$RAY_ADDRESS``, else ``auto``), each
     asking for ``num_cpus`` CPUs and ``num_gpus`` GPUs (default: ``resources_from_env``)."""
 
@@ -245,7 +114,7 @@ class RayBackend:
         self._cancels: Any = None
         self._remote: Any = None
         self._handles = itertools.count(HANDLE_BASE)
-        self._relays: dict[int, _Relay] = {}
+        self._relays: dict[int, Relay] = {}
         self._data: dict[tuple[str, str | None], tuple[Any, Any]] = {}  # -> (stamp, ObjectRef)
         self._lock = threading.Lock()
         self._data_lock = threading.Lock()  # one read and put of a dataset at a time
@@ -320,7 +189,7 @@ class RayBackend:
             )
             for node in self._ray.nodes()
         )
-        return ClusterInfo(self.address, _dashboard[0], nodes)
+        return ClusterInfo(self.address, dashboard_url(), nodes)
 
     # -- the Backend protocol -------------------------------------------------------------------
 
@@ -331,25 +200,25 @@ class RayBackend:
         self.connect()
         self.close()  # forget relays that ended long ago
         handle = next(self._handles)
-        relay = _Relay(self, handle, run_id, store)
+        relay = Relay(self, handle, run_id, store)
         relay.start()  # raises if the run is no longer this runner's to start
         self._relays[handle] = relay
         return handle
 
-    def alive(self, pid: int) -> bool:
-        relay = self._relays.get(pid)
+    def alive(self, handle: int) -> bool:
+        relay = self._relays.get(handle)
         return relay is not None and relay.thread.is_alive()
 
-    def terminate(self, pid: int) -> None:
+    def terminate(self, handle: int) -> None:
         """``ray.cancel`` the run's task (KeyboardInterrupt in it)."""
-        self._cancel(pid, force=False)
+        self._cancel(handle, force=False)
 
-    def kill(self, pid: int) -> None:
+    def kill(self, handle: int) -> None:
         """``ray.cancel(force=True)``: its worker process is killed."""
-        self._cancel(pid, force=True)
+        self._cancel(handle, force=True)
 
-    def _cancel(self, pid: int, force: bool) -> None:
-        relay = self._relays.get(pid)
+    def _cancel(self, handle: int, force: bool) -> None:
+        relay = self._relays.get(handle)
         if relay is not None and relay.generator is not None:
             relay.escalated = True
             with contextlib.suppress(Exception):  # already ended, or the cluster is gone
@@ -407,154 +276,3 @@ class RayBackend:
             return ref
 
 
-class _Relay:
-    """One run on the cluster: submits its task, records what it yields, ends it."""
-
-    def __init__(self, backend: RayBackend, handle: int, run_id: int, store: RunStore):
-        self.backend, self.handle, self.run_id, self.store = backend, handle, run_id, store
-        self.holder = f"{owner.current()}/ray-{handle}"  # this attempt's owner string
-        self.token = f"{run_id}:{handle}"  # this attempt's cancel flag (``Cancels``)
-        self.generator: Any = None
-        self.escalated = False  # the runner called terminate/kill
-        self.node: tuple[str, str] | None = None  # (hostname, node id) once the task started
-        self.submitted: float | None = None  # when its task was submitted
-        self.on_node: float | None = None  # when its first event (from the node) arrived
-        self.lags: list[float] = []  # seconds from each engine event's yield to its record
-        self.starts = 0  # times its task started on a node: 1 (Ray never retries it)
-        self.thread = threading.Thread(target=self._run, name=f"bn-lab-ray-{run_id}", daemon=True)
-
-    def start(self) -> None:
-        # The run becomes this relay's (a resumed run's new attempt is another owner), and it
-        # waits for a node as "running" with a heartbeat: a busy cluster may take a while.
-        if not self.store.transition(
-            self.run_id,
-            ("starting",),
-            "running",
-            owner=self.holder,
-            heartbeat=time.time(),
-            stage=WAITING,
-            node=None,
-        ):  # cancelled meanwhile, or taken by another runner: not ours to start
-            raise ClusterError(f"run #{self.run_id} is no longer waiting to start")
-        self.thread.start()
-
-    def _run(self) -> None:
-        stop, ended = threading.Event(), threading.Event()
-        status, fields = "failed", {}
-        with heartbeat(self.store, self.run_id, self.holder, stop):
-            flagger = threading.Thread(target=self._flag_when, args=(stop, ended), daemon=True)
-            flagger.start()
-            finished = False
-            try:
-                status, fields = self._relay()
-                finished = True
-            except StoreError as exc:  # the store cannot record it: stop the task, say why
-                status, fields = "failed", {"error": str(exc)}
-            except OSError as exc:  # writing its checkpoint or model here
-                status, fields = "failed", {"error": f"could not write its files: {exc}"}
-                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                    status, fields = "failed", {"error": describe("full", self.store.path)}
-            except DatasetError as exc:  # read here, before any task: as a local run says it
-                status, fields = "failed", {"error": str(exc)}
-            except Exception as exc:  # noqa: BLE001 - Ray's errors: see _ended
-                status, fields = self._ended(exc)
-            finally:
-                ended.set()
-                if not finished and self.generator is not None:
-                    self._stop_task()  # no one records it any more: free its node now
-            finish(self.store, self.run_id, status, fields, self.holder)
-        with contextlib.suppress(Exception):
-            self.backend._cancels.forget.remote(self.token)
-
-    def _relay(self) -> tuple[str, dict]:
-        ray, store, run_id = self.backend._ray, self.store, self.run_id
-        run = store.get(run_id)
-        if run is None:
-            return "failed", {"error": f"run #{run_id} is damaged in the store"}
-        checkpoint_path = store.checkpoint_path(run_id)
-        saved = checkpoint_path.read_bytes() if checkpoint_path.exists() else None
-        raw = self.backend.dataset(run.config.dataset, run.config.data_dir)
-        if store.cancel_requested(run_id):  # while its data was read: no task at all
-            return "cancelled", {"error": "cancelled before it started on a node"}
-        self.generator = self.backend._remote.options(
-            num_cpus=self.backend.num_cpus, num_gpus=self.backend.num_gpus
-        ).remote(
-            run_id,
-            run.config.to_dict(),
-            raw,
-            saved,
-            self.backend._cancels,
-            int(self.backend.num_cpus),
-            self.token,
-        )
-        self.submitted = time.time()
-        resumed = Resumed(store, run_id, again=run.resumes > 0)
-        done: dict = {"status": "failed", "error": "the Ray task ended without its result"}
-        for ref in self.generator:
-            event = ray.get(ref)
-            kind = event["type"]
-            if kind == "node":
-                self.starts += 1
-                self.on_node = time.time()
-                self.node = (event["node"], event["node_id"])
-                store.update(run_id, node=event["node"], started_at=time.time(), stage=STARTING)
-            elif kind == "restart":
-                resumed.pending = True
-                checkpoint_path.unlink(missing_ok=True)
-            elif kind == "checkpoint":
-                with atomic_path(checkpoint_path, suffix=".npz") as tmp:
-                    tmp.write_bytes(event["data"])
-            elif kind == "model":
-                store.update(run_id, stage="saving the model")
-                with atomic_path(store.model_path(run_id), suffix=".keras") as tmp:
-                    tmp.write_bytes(event["data"])
-            elif kind == "done":
-                done = event
-            elif kind != "end":
-                sent = event.pop("sent", None)
-                resumed.on_event(event)
-                record_event(store, run_id, event)
-                if sent is not None:  # clocks of one machine in tests; NTP-close on a cluster
-                    self.lags.append(time.time() - sent)
-        status = done["status"]
-        if status in ("completed", "diverged"):
-            checkpoint_path.unlink(missing_ok=True)  # nothing left to resume
-        fields = {k: done.get(k) for k in ("error", "test_loss", "test_accuracy")}
-        if done.get("images_per_second") is not None:
-            fields["images_per_second"] = done["images_per_second"]
-        return status, fields
-
-    def _ended(self, exc: Exception) -> tuple[str, dict]:
-        """The status and error of a run whose task raised ``exc``."""
-        errors = self.backend._ray.exceptions
-        cancel = self.store.cancel_requested(self.run_id)
-        if isinstance(exc, errors.TaskCancelledError) or (self.escalated and cancel):
-            return ("cancelled" if cancel else "interrupted"), {
-                "error": "the Ray task was cancelled; metrics up to then are kept"
-            }
-        if isinstance(exc, (*_lost_errors(self.backend._ray), ConnectionError)):
-            if self.node is not None:
-                where = f"the Ray node {self.node[0]} (node id {self.node[1][:12]}) was lost"
-            else:
-                where = f"the Ray cluster at {self.backend.address} was lost"
-            return "interrupted", {"error": f"{where}; metrics up to then are kept"}
-        cause = getattr(exc, "cause", None) or exc
-        text = str(cause).strip().splitlines()
-        line = text[0] if text else type(cause).__name__
-        return "failed", {"error": f"on Ray: {line[:300]}"}
-
-    def _flag_when(self, stop: threading.Event, ended: threading.Event) -> None:
-        """Set the run's cancel flag for its task once ``stop`` is set (a cancel, or the run
-        lost to another attempt), unless the relay has ended first."""
-        while not ended.is_set():
-            if stop.wait(HEARTBEAT_SECONDS / 2) and not ended.is_set():
-                self._flag()
-                return
-
-    def _flag(self) -> None:
-        with contextlib.suppress(Exception):
-            self.backend._cancels.cancel.remote(self.token)
-
-    def _stop_task(self) -> None:
-        with contextlib.suppress(Exception):
-            self.backend._ray.cancel(self.generator, force=True)

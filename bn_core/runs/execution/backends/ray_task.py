@@ -35,6 +35,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bn_core.messages import one_line
+from bn_core.vocabulary import Event, RunStatus
+
 POLL_SECONDS = 1.0  # how often a task asks the head whether its run was cancelled
 _DONE = object()  # the training thread's last item on the queue
 
@@ -55,7 +58,7 @@ def train_events(
     import ray
 
     yield {
-        "type": "node",
+        "type": Event.NODE,
         "node": socket.gethostname(),
         "node_id": ray.get_runtime_context().get_node_id(),
     }
@@ -92,13 +95,12 @@ def train_events(
                     result = train(*args, **kwargs)
                 except CheckpointError as exc:  # damaged, or another config's: start over
                     path.unlink(missing_ok=True)
-                    events.put({"type": "stage", "stage": f"starting over: {exc}"})
-                    events.put({"type": "restart"})
+                    events.put({"type": Event.STAGE, "stage": f"starting over: {exc}"})
+                    events.put({"type": Event.RESTART})
                     result = train(*args, **kwargs)
                 events.put({"type": "_result", "result": result})
             except Exception as exc:  # noqa: BLE001 - the run failed: say why, in one line
-                message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                events.put({"type": "_failed", "error": message})
+                events.put({"type": "_failed", "error": one_line(exc)})
             finally:
                 events.put(_DONE)
 
@@ -111,14 +113,14 @@ def train_events(
                 yield from _ending(event["result"], path)
                 continue
             if kind == "_failed":
-                yield {"type": "done", "status": "failed", "error": event["error"]}
+                yield {"type": Event.DONE, "status": RunStatus.FAILED, "error": event["error"]}
                 continue
             yield {**event, "sent": time.time()}  # the relay measures how late it arrives
             # The engine writes an epoch's checkpoint (atomically) just after its epoch event:
             # the next event after it, whatever its kind, finds the new file and sends it.
             stamp, data = _changed(path, stamp)
             if data is not None:
-                yield {"type": "checkpoint", "data": data}
+                yield {"type": Event.CHECKPOINT, "data": data}
         stop.set()  # ends the poller
         trainer.join()
 
@@ -134,18 +136,21 @@ def _changed(path: Path, stamp: tuple | None) -> tuple[tuple | None, bytes | Non
 
 
 def _ending(result: Any, path: Path) -> Iterator[dict[str, Any]]:
-    """The events after ``train`` returned: the checkpoint of a run that did not end
-    (cancelled), its saved model, and ``done``."""
-    if result.status in ("cancelled", "failed", "interrupted") and path.exists():
-        yield {"type": "checkpoint", "data": path.read_bytes()}  # the latest, to resume from
-    if result.model is not None and result.status in ("completed", "cancelled"):
+    """The events after ``train`` returned: the latest checkpoint of a run that can still go
+    on (not ``SETTLED``: the head keeps it to resume from), its model when the head's
+    ``recording.end_run`` will save one (``REPLAYABLE``), and ``done``."""
+    from bn_core.vocabulary import REPLAYABLE, SETTLED
+
+    if result.status not in SETTLED and path.exists():
+        yield {"type": Event.CHECKPOINT, "data": path.read_bytes()}
+    if result.model is not None and result.status in REPLAYABLE:
         from bn_core.runs.store.artifacts import save_model
 
         model_path = path.with_name("model.keras")
         save_model(result.model, model_path)
-        yield {"type": "model", "data": model_path.read_bytes()}
+        yield {"type": Event.MODEL, "data": model_path.read_bytes()}
     yield {
-        "type": "done",
+        "type": Event.DONE,
         "status": result.status,
         "error": result.error,
         "test_loss": result.test_loss,
