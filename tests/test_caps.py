@@ -15,7 +15,8 @@ from bn_core.config import ConfigError, TrainConfig
 from bn_core.runs.execution import caps
 from bn_core.runs.execution.runner import JobRunner
 from bn_core.runs.store.run_store import RunStore
-from tests.test_app import RecordingBackend, have, open_page, runner  # noqa: F401 (fixtures)
+from bn_core.settings import SettingError
+from tests.helpers import RecordingBackend, open_page
 
 PROG = "python -m bn_core"
 
@@ -25,7 +26,6 @@ def default_caps(monkeypatch):
     """Each test starts from the defaults, whatever the environment running the tests says."""
     monkeypatch.delenv(caps.SUBMIT_ENV, raising=False)
     monkeypatch.delenv(caps.QUEUED_ENV, raising=False)
-    monkeypatch.setattr(caps, "_warned", set())
 
 
 @pytest.fixture
@@ -48,15 +48,18 @@ def test_the_environment_sets_the_caps(monkeypatch):
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "lots", "2.5", "1e3", "٣"])  # last: Arabic 3
-def test_an_invalid_value_falls_back_to_the_default_with_one_note(monkeypatch, capsys, value):
+def test_an_invalid_value_is_a_setting_error_naming_it(monkeypatch, capsys, value):
+    """Not a fallback: a typo must neither lift a cap nor pass unnoticed (bn_core.settings)."""
     monkeypatch.setenv(caps.SUBMIT_ENV, value)
-    assert caps.max_runs_per_submit() == 200
-    assert caps.max_runs_per_submit() == 200
-    err = capsys.readouterr().err
-    assert err == (
-        f"bn-lab: ignoring {caps.SUBMIT_ENV}={value!r} (not a whole number of at least 1); "
-        "using the default 200\n"
-    )  # once, however often it is read
+    for _ in range(2):  # every read, not only the first
+        with pytest.raises(SettingError) as caught:
+            caps.max_runs_per_submit()
+        assert str(caught.value) == (
+            f"{caps.SUBMIT_ENV}={value!r} is not a whole number from 1 to 100000: fix or unset it"
+        )
+    with pytest.raises(SettingError):  # also where a submission asks
+        caps.submit_problem(1, 0)
+    assert capsys.readouterr().err == ""  # raised, never printed on the side
 
 
 def test_an_empty_value_is_the_default_without_a_note(monkeypatch, capsys):

@@ -8,9 +8,10 @@ compute. Two caps keep a slip of the mouse from filling a machine for a week:
   (``$BN_LAB_MAX_RUNS_PER_SUBMIT``); the largest preset grid (batch-size: 36 runs) fits 5 times.
 - ``max_queued()``: runs waiting in the queue at once, default 1,000 (``$BN_LAB_MAX_QUEUED``).
 
-A variable that is not a whole number of at least 1 (``"0"``, ``"-5"``, ``"lots"``) is
-ignored: the default applies, and a one-line note says so on stderr, once per value. A typo
-must neither lift a cap nor stop the dashboard from starting.
+Both are read with ``bn_core.settings`` at each call: a variable that is not a whole number
+from 1 to 100,000 (``"0"``, ``"-5"``, ``"lots"``) is a ``SettingError`` (one line naming it),
+which the CLI and the dashboard report before anything starts (``settings.check_all``). A
+typo neither lifts a cap nor silently falls back to the default; empty is the default.
 
 The queue cap is checked against a count read just before the runs are written, so two
 submissions racing each other may overshoot it by one submission: it is a guard against
@@ -19,17 +20,13 @@ accidents, not a quota.
 
 from __future__ import annotations
 
-import os
-import sys
-
+from bn_core import settings
 from bn_core.config import ConfigError
 
 SUBMIT_ENV = "BN_LAB_MAX_RUNS_PER_SUBMIT"
 QUEUED_ENV = "BN_LAB_MAX_QUEUED"
-DEFAULT_MAX_RUNS_PER_SUBMIT = 200
-DEFAULT_MAX_QUEUED = 1000
-
-_warned: set[tuple[str, str]] = set()  # (variable, value) pairs already reported
+DEFAULT_MAX_RUNS_PER_SUBMIT = settings.BY_NAME[SUBMIT_ENV].default  # 200
+DEFAULT_MAX_QUEUED = settings.BY_NAME[QUEUED_ENV].default  # 1000
 
 
 class CapError(ConfigError):
@@ -37,32 +34,16 @@ class CapError(ConfigError):
     it, and how to split the work."""
 
 
-def _limit(name: str, default: int) -> int:
-    """``$name`` as a whole number >= 1, else ``default`` (noted once on stderr)."""
-    text = os.environ.get(name)
-    if text is None or not text.strip():
-        return default
-    value = text.strip()
-    if value.isascii() and value.isdecimal() and int(value) >= 1:
-        return int(value)
-    if (name, text) not in _warned:
-        _warned.add((name, text))
-        print(
-            f"bn-lab: ignoring {name}={text!r} (not a whole number of at least 1); "
-            f"using the default {default}",
-            file=sys.stderr,
-        )
-    return default
-
-
 def max_runs_per_submit() -> int:
-    """Runs one submission may queue: ``$BN_LAB_MAX_RUNS_PER_SUBMIT``, default 200."""
-    return _limit(SUBMIT_ENV, DEFAULT_MAX_RUNS_PER_SUBMIT)
+    """Runs one submission may queue: ``$BN_LAB_MAX_RUNS_PER_SUBMIT``, default 200
+    (SettingError for a bad value)."""
+    return settings.value(SUBMIT_ENV)
 
 
 def max_queued() -> int:
-    """Runs the queue may hold at once: ``$BN_LAB_MAX_QUEUED``, default 1,000."""
-    return _limit(QUEUED_ENV, DEFAULT_MAX_QUEUED)
+    """Runs the queue may hold at once: ``$BN_LAB_MAX_QUEUED``, default 1,000 (SettingError
+    for a bad value)."""
+    return settings.value(QUEUED_ENV)
 
 
 def submit_problem(n_new: int, n_queued: int) -> str | None:

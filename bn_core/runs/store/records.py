@@ -1,19 +1,22 @@
-"""What the run store holds, as Python values: run statuses, metric fields, ``RunRecord``.
+"""What the run store holds, as Python values: metric fields, backends, ``RunRecord``.
 
-Run statuses: ``queued`` -> ``starting`` -> ``running`` -> one of ``completed``,
-``cancelled``, ``diverged``, ``failed`` (a run's own end) or ``interrupted`` (its process
-vanished: killed, crashed, or the machine restarted).
+Run statuses and their groups are ``bn_core.vocabulary``'s (``RunStatus``, ``ACTIVE``, ...):
+``queued`` -> ``starting`` -> ``running`` -> one of ``completed``, ``cancelled``,
+``diverged``, ``failed`` (a run's own end) or ``interrupted`` (its process vanished: killed,
+crashed, or the machine restarted).
 
-A running run's ``stage`` says what it is doing, in words a progress line shows as they are:
-``STARTING`` (written by the worker as it claims the run), then the engine's stages
-(``bn_core.nn.training.STAGES``: loading data, compiling, training, ...), then the worker's
-``saving the model``. None for runs that never ran, and in stores older than the column.
+A running run's ``stage`` says what it is doing, in words a progress line shows as they are
+(``bn_core.vocabulary.Stage``): ``Stage.STARTING`` (written by the worker as it claims the
+run), then the engine's stages (``ENGINE_STAGES``: loading data, compiling, training, ...),
+then the worker's ``Stage.SAVING``. None for runs that never ran, and in stores older than
+the column.
 
 A row that cannot be read as a run (its ``config_json`` not JSON, not an object, or holding a
-value of the wrong type; a column of the wrong type: a file edited by hand, a disk that
-flipped bits) raises ``DamagedRun`` in ``RunRecord.from_row``. The store skips such rows and
-lists them (``RunStore.damaged_runs``); ``damage_note`` is the line every page and the CLI
-show for one. Limits are not checked here: a config stored under older limits is still a run.
+value of the wrong type; a column of the wrong type, or a status that is no ``RunStatus``: a
+file edited by hand, a disk that flipped bits) raises ``DamagedRun`` (a ``ValueError``) in
+``RunRecord.from_row``. The store skips such rows and lists them (``RunStore.damaged_runs``);
+``damage_note`` is the line every page and the CLI show for one. Limits are not checked here: a
+config stored under older limits is still a run.
 """
 
 from __future__ import annotations
@@ -21,26 +24,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sqlite3
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from bn_core import settings
 from bn_core.config import TrainConfig, field_spec
 from bn_core.results import HISTORY_KEYS
+from bn_core.vocabulary import ACTIVE, RunStatus, Stage
 
-ACTIVE = ("queued", "starting", "running")
-FINISHED = ("completed", "cancelled", "diverged", "failed", "interrupted")
-STATUSES = ACTIVE + FINISHED
 BACKENDS = ("local", "ray")  # where runs execute (bn_core.runs.execution.backends)
 BATCH_FIELDS = ("step", "epoch", "batch", "epoch_progress", "loss", "accuracy", "t")
 EPOCH_FIELDS = ("epoch", "step", *HISTORY_KEYS, "t")  # one row per epoch of a run's history
-STARTING = "starting Python/TensorFlow"  # a worker's first stage: a process, imports, the store
+# Kept for bn_core.runs.execution.worker and backends.ray_backend until they import
+# bn_core.vocabulary themselves: use ``Stage.STARTING``.
+STARTING = Stage.STARTING
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("BN_LAB_HOME") or ".bn_lab")
+    """The run store's folder: ``$BN_LAB_HOME``, else ``./.bn_lab`` (``bn_core.settings``)."""
+    return settings.value("BN_LAB_HOME")
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,12 @@ class RunRecord:
     variant: str
     seed: int
     config: TrainConfig
-    status: str
+    status: RunStatus
     created_at: float
     started_at: float | None
     finished_at: float | None
     heartbeat: float | None
-    pid: int | None
+    pid: int | None  # the column of ``handle``: read it as ``run.handle``
     cancel_requested: bool
     error: str | None
     data_source: str | None
@@ -78,6 +82,15 @@ class RunRecord:
     def backend_name(self) -> str:
         """``local`` or ``ray``."""
         return self.backend or "local"
+
+    @property
+    def handle(self) -> int | None:
+        """What its backend's ``start`` returned, to find the run again (``Backend``): a
+        local worker's process id, a Ray run's number of that backend's own. Stored in the
+        ``pid`` column, named when handles were all process ids, and kept: renaming a column
+        every store has means a migration that older BN Labs sharing the store would refuse,
+        and the worker still writes its own process id there when it claims a run."""
+        return self.pid
 
     @property
     def active(self) -> bool:
@@ -106,6 +119,11 @@ class RunRecord:
         # Not re-validated: a config stored under older limits must not make listing (and so
         # scheduling) fail; the worker validates it and fails that one run with a clear message.
         values["config"] = _config(run_id, values.pop("config_json"))
+        try:
+            values["status"] = RunStatus.parse(values["status"])
+        except ValueError:
+            problem = f"its status is {_short(values['status'])}, not a run status"
+            raise DamagedRun(run_id, problem) from None
         values["cancel_requested"] = bool(values["cancel_requested"])
         return cls(**values)
 
@@ -164,7 +182,7 @@ def _columns_problem(values: dict) -> str | None:
                 return f"its {name} is empty"
             continue
         # SQLite has no booleans (0 or 1) and may keep a whole REAL as an INTEGER.
-        accepted = {bool: int, float: (int, float)}.get(kind, kind)
+        accepted = {bool: int, float: (int, float), RunStatus: str}.get(kind, kind)
         if not isinstance(value, accepted) or isinstance(value, bool):
             return f"its {name} is {_short(value)}, not {_type_name(kind)}"
     if not isinstance(values.get("config_json"), str):
@@ -220,4 +238,5 @@ def _short(value) -> str:
 
 
 def _type_name(kind: type) -> str:
-    return {int: "an integer", bool: "0 or 1", float: "a number", str: "text"}[kind]
+    names = {int: "an integer", bool: "0 or 1", float: "a number", str: "text", RunStatus: "text"}
+    return names[kind]

@@ -28,9 +28,12 @@ from pathlib import Path
 
 import psutil
 
+from bn_core import settings
+from bn_core.runs.execution.backends import Backend
 from bn_core.runs.replays import files as replays
 from bn_core.runs.store.records import RunRecord
 from bn_core.runs.store.run_store import RunStore
+from bn_core.vocabulary import STARTED
 
 WORKER_MODULE = "bn_core.runs.execution.worker"
 REPLAY_MODULE = "bn_core.runs.replays.job"
@@ -43,18 +46,22 @@ CLOCK_SLACK = 2.0
 
 
 def standby_default() -> bool:
-    """Keep a standby worker unless ``$BN_LAB_STANDBY`` is 0 (or false/no/off)."""
-    return os.environ.get("BN_LAB_STANDBY", "1").strip().lower() not in ("0", "false", "no", "off")
+    """Keep a standby worker unless ``$BN_LAB_STANDBY`` is off (0/false/no/off; anything but
+    a switch word is a SettingError)."""
+    return settings.value("BN_LAB_STANDBY")
 
 
-class LocalProcessBackend:
+class LocalProcessBackend(Backend):
     """Each run is a child process in a new session; its output goes to ``logs/run-ID.log``.
+    A handle is the process id of the run's worker (or replay process).
 
     ``store`` (else the one ``start`` was last given) tells which run recorded a pid, so a
     process can be checked against that run (see ``worker_process``); without one, any
     bn_core worker's command line is enough. ``standby`` (default: ``standby_default()``)
     lets ``prepare`` keep a standby worker ready.
     """
+
+    runs_replays = True  # start_replay: a replay process, like a worker
 
     def __init__(self, store: RunStore | None = None, *, standby: bool | None = None):
         self._children: dict[int, subprocess.Popen] = {}
@@ -147,25 +154,25 @@ class LocalProcessBackend:
                 start_new_session=True,  # Ctrl-C in a terminal or a UI reload does not reach it
             )
 
-    def alive(self, pid: int) -> bool:
-        child = self._children.get(pid)
+    def alive(self, handle: int) -> bool:
+        child = self._children.get(handle)
         if child is not None:
             if child.poll() is None:
                 return True
-            del self._children[pid]  # reaped
+            del self._children[handle]  # reaped
             return False
         # A worker started by an earlier server process. After a restart its pid may belong
         # to an unrelated process now, so it only counts if it still is this run's worker.
-        return self._adopted(pid) is not None
+        return self._adopted(handle) is not None
 
-    def terminate(self, pid: int) -> None:
-        process = self._process(pid)
+    def terminate(self, handle: int) -> None:
+        process = self._process(handle)
         if process is not None:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 process.terminate()
 
-    def kill(self, pid: int) -> None:
-        process = self._process(pid)
+    def kill(self, handle: int) -> None:
+        process = self._process(handle)
         if process is not None:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 process.kill()
@@ -179,8 +186,8 @@ class LocalProcessBackend:
 
     def _adopted(self, pid: int) -> psutil.Process | None:
         """``pid`` as a worker of a run that recorded it, or of any run without a store."""
-        active = self._store.list_runs(("starting", "running")) if self._store else []
-        runs = [run for run in active if run.pid == pid]
+        active = self._store.list_runs(STARTED) if self._store else []
+        runs = [run for run in active if run.handle == pid]
         if not runs:
             return worker_process(pid)
         return next(filter(None, (worker_process(pid, run) for run in runs)), None)

@@ -13,6 +13,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+from bn_core import settings
 from bn_core.messages import one_line
 
 NAMESPACE = "bn-lab"
@@ -45,21 +46,11 @@ def ray_address(address: str | None = None) -> str | None:
 
 def resources_from_env() -> tuple[float, float]:
     """(CPUs, GPUs) a run asks for: ``$BN_LAB_RAY_CPUS`` (default 1), ``$BN_LAB_RAY_GPUS``
-    (default 0). A bad value is a ``ClusterError``."""
-    values = []
-    for name, default in (("BN_LAB_RAY_CPUS", 1.0), ("BN_LAB_RAY_GPUS", 0.0)):
-        text = os.environ.get(name, "").strip()
-        try:
-            value = float(text) if text else default
-        except ValueError:
-            value = -1.0
-        if not (0 <= value <= 256) or (name == "BN_LAB_RAY_CPUS" and value < 1):
-            low = 1 if name == "BN_LAB_RAY_CPUS" else 0
-            raise ClusterError(
-                f"{name}={text!r} is not a number from {low} to 256: fix or unset it"
-            )
-        values.append(value)
-    return values[0], values[1]
+    (default 0), read with ``bn_core.settings``. A bad value is a ``ClusterError``."""
+    try:
+        return settings.value("BN_LAB_RAY_CPUS"), settings.value("BN_LAB_RAY_GPUS")
+    except settings.SettingError as exc:
+        raise ClusterError(str(exc)) from None
 
 
 def _reachable(address: str) -> None:
@@ -163,5 +154,3 @@ class ClusterInfo:
     @property
     def cpus(self) -> float:
         return sum(node.cpus for node in self.nodes if node.alive)
-
-
