@@ -18,4 +18,7 @@ bash scripts/setup.sh --dev
 .venv/bin/ruff check bn_core tests bench scripts app.py pages
 .venv/bin/ruff format --check bn_core tests bench scripts app.py pages
 # pytest exits 5 when it collected no test: that is a failure too, as is any non-zero code.
-.venv/bin/python -m pytest "$@"
+# --durations=25 puts the 25 slowest tests in the output (CI's log too); the JUnit XML
+# (.pytest-results.xml, git-ignored) is what `bench/suite_times.py` summarises per file.
+# With CI=true a skipped or xfailed test not listed in tests/allowed_skips.py fails the run.
+.venv/bin/python -m pytest --durations=25 --junitxml=.pytest-results.xml "$@"

@@ -10,14 +10,22 @@ background networking).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from bn_core.runs.store.run_store import RunRecord, RunStore
+from bn_core.views import overlay as ov
+from bn_core.views.runs import rows_by_run, run_label
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -31,6 +39,35 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+ARTIFACTS = ROOT / "artifacts" / "e2e"  # screenshots of the browser tests
+# app.py's menu: (icon, title, URL path) per page, in order; the default page's URL is "/".
+APP_MENU = [
+    ["play_circle", "Train", "/"],
+    ["monitoring", "Runs", "/runs"],
+    ["lan", "Cluster", "/cluster"],
+    ["compare_arrows", "Compare", "/compare"],
+    ["hub", "Inside the network", "/network"],
+    ["tune", "Window size", "/window"],
+    ["grid_on", "Sweep", "/sweep"],
+    ["info", "About", "/about"],
+]
+TIMEOUT = 30_000  # ms for each action and expectation: the machine may be busy
+# plotly's own view of the chart under ``.st-key-KEY``: null until it is drawn.
+READ_PLOT = """(key) => {
+  const plot = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+  if (!plot || !plot._fullData || !plot._fullLayout) return null;
+  return {
+    hovermode: plot._fullLayout.hovermode,
+    ytype: plot._fullLayout.yaxis.type,
+    xtitle: plot._fullLayout.xaxis.title.text,
+    traces: plot._fullData.map((t) => ({
+      name: t.name,
+      legend: t.showlegend !== false,
+      opacity: t.opacity,
+      y: Array.from(t.y || [], Number),
+    })),
+  };
+}"""
 
 
 def free_port() -> int:
@@ -89,3 +126,75 @@ def dashboard(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def synthetic_dashboard(tmp: Path, n_runs: int, epochs: int) -> Iterator[tuple[str, RunStore]]:
+    """(URL, run store) of a dashboard over ``n_runs`` finished runs in groups of 15, written
+    by ``bench/synthetic_store.py`` (bench/ is not a package: loaded from its path)."""
+    assert os.path.exists(CHROMIUM), "install Debian's chromium (scripts/test.sh does)"
+    path = ROOT / "bench" / "synthetic_store.py"
+    spec = importlib.util.spec_from_file_location("synthetic_store", path)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    home = tmp / "bn_lab"
+    generator.build(home, n_runs, epochs=epochs)
+    # No standby worker (it would import TensorFlow for nothing), no login gate.
+    env = {**os.environ, "BN_LAB_HOME": str(home), "BN_LAB_STANDBY": "0"}
+    env.pop("BN_LAB_PASSWORD", None)
+    with dashboard(env, tmp / "streamlit.log") as url:
+        yield url, RunStore(home)
+
+
+# ----------------------------------------------------------------------------- reading the page
+
+
+def wait_until(page: Page, read: Callable, ok: Callable, what: str, show: Callable = repr):
+    """``read()`` once ``ok`` holds for it (a rerun redraws the page a moment after a widget
+    changes); fails with ``show`` of what was last read."""
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while True:
+        value = read()
+        if value is not None and ok(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never {what}; last seen: {show(value)}")
+        page.wait_for_timeout(200)
+
+
+def wait_plot(page: Page, key: str, ok: Callable[[dict], bool], what: str) -> dict:
+    """The chart under ``.st-key-KEY`` (plotly's state) once ``ok`` holds for it."""
+
+    def show(plot: dict | None) -> str:
+        names = plot and [t["name"] for t in lines(plot)]
+        return repr(plot and {**plot, "traces": names, "url": page.url})
+
+    return wait_until(page, lambda: page.evaluate(READ_PLOT, key), ok, f"{key} {what}", show)
+
+
+def lines(plot: dict) -> list[dict]:
+    """One trace per run: the (smoothed) line in the legend; the faint raw ones are not."""
+    return [t for t in plot["traces"] if t["legend"]]
+
+
+def choose(page: Page, key: str, option: str, typed: str | None = None) -> None:
+    """Pick ``option`` in the selectbox keyed ``key``, typing ``typed`` into it first."""
+    box = page.locator(f".st-key-{key} [role='combobox']")
+    box.click()
+    if typed is not None:
+        box.fill(typed)
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(box).to_have_value(option)
+
+
+def candidates(store: RunStore, group_id: str) -> list[RunRecord]:
+    """The runs Compare offers for a group: all that have started."""
+    return [r for r in store.list_runs(group_id=group_id) if r.status not in ("queued", "starting")]
+
+
+def legend_names(store: RunStore, runs: list[RunRecord], metric: str) -> list[str]:
+    """The legend names of the runs that have points of ``metric`` (a failed run has none)."""
+    ids = [r.id for r in runs]
+    training = metric in ov.TRAINING_METRICS
+    rows = rows_by_run(store.batch_metrics(ids) if training else store.epoch_metrics(ids))
+    return sorted(run_label(r, status=False) for r in runs if rows.get(r.id))

@@ -1,4 +1,4 @@
-"""Compare in a real browser, on a store of finished runs (issue 11): the overlay chart with
+"""Compare in a real browser, on a store of finished runs: the overlay chart with
 smoothing and a log axis, renaming a group and finding it by name, and links that reopen the
 same comparison.
 
@@ -12,61 +12,31 @@ checked against the store. Screenshots go to ``artifacts/e2e/``.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from bn_core.runs.store.catalog import GroupRecord
 from bn_core.runs.store.run_store import RunRecord, RunStore
 from bn_core.views import overlay as ov
 from bn_core.views.runs import rows_by_run, run_label
-from tests.test_e2e_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, ROOT, dashboard
+from tests.browser import (
+    ARTIFACTS,
+    TIMEOUT,
+    candidates,
+    choose,
+    legend_names,
+    lines,
+    synthetic_dashboard,
+    wait_plot,
+    wait_until,
+)
 
-TIMEOUT = 30_000  # ms for each action and expectation: the machine may be busy
 expect.set_options(timeout=TIMEOUT)
 EPOCHS = 3
-# plotly's own view of the chart under ``.st-key-KEY``: null until it is drawn.
-READ_PLOT = """(key) => {
-  const plot = document.querySelector(`.st-key-${key} .js-plotly-plot`);
-  if (!plot || !plot._fullData || !plot._fullLayout) return null;
-  return {
-    hovermode: plot._fullLayout.hovermode,
-    ytype: plot._fullLayout.yaxis.type,
-    xtitle: plot._fullLayout.xaxis.title.text,
-    traces: plot._fullData.map((t) => ({
-      name: t.name,
-      legend: t.showlegend !== false,
-      opacity: t.opacity,
-      y: Array.from(t.y || [], Number),
-    })),
-  };
-}"""
-
-
-@contextmanager
-def synthetic_dashboard(tmp: Path, n_runs: int, epochs: int) -> Iterator[tuple[str, RunStore]]:
-    """(URL, run store) of a dashboard over ``n_runs`` finished runs in groups of 15, written
-    by ``bench/synthetic_store.py`` (bench/ is not a package: loaded from its path)."""
-    assert os.path.exists(CHROMIUM), "install Debian's chromium (scripts/test.sh does)"
-    path = ROOT / "bench" / "synthetic_store.py"
-    spec = importlib.util.spec_from_file_location("synthetic_store", path)
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    home = tmp / "bn_lab"
-    generator.build(home, n_runs, epochs=epochs)
-    # No standby worker (it would import TensorFlow for nothing), no login gate.
-    env = {**os.environ, "BN_LAB_HOME": str(home), "BN_LAB_STANDBY": "0"}
-    env.pop("BN_LAB_PASSWORD", None)
-    with dashboard(env, tmp / "streamlit.log") as url:
-        yield url, RunStore(home)
 
 
 @pytest.fixture(scope="module")
@@ -74,29 +44,6 @@ def server(tmp_path_factory) -> Iterator[tuple[str, RunStore]]:
     """(URL, run store) of a dashboard over 45 finished runs in 3 groups."""
     with synthetic_dashboard(tmp_path_factory.mktemp("compare"), 45, EPOCHS) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(request, browser) -> Iterator[Page]:
-    """A fresh browser context (a new Streamlit session); a screenshot of it is kept."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1400, "height": 1400})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT)
-    try:
-        yield page
-    finally:
-        shot = f"{request.node.path.stem.removeprefix('test_')}-{request.node.name}.png"
-        page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
-        context.close()
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -109,52 +56,14 @@ def open_compare(page: Page, url: str, metric: str = "val_accuracy") -> dict:
     return wait_plot(page, f"chart-overlay-{metric}", lambda plot: True, "drawn")
 
 
-def wait_until(page: Page, read: Callable, ok: Callable, what: str, show: Callable = repr):
-    """``read()`` once ``ok`` holds for it (a rerun redraws the page a moment after a widget
-    changes); fails with ``show`` of what was last read."""
-    deadline = time.monotonic() + TIMEOUT / 1000
-    while True:
-        value = read()
-        if value is not None and ok(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never {what}; last seen: {show(value)}")
-        page.wait_for_timeout(200)
-
-
-def wait_plot(page: Page, key: str, ok: Callable[[dict], bool], what: str) -> dict:
-    """The chart under ``.st-key-KEY`` (plotly's state) once ``ok`` holds for it."""
-
-    def show(plot: dict | None) -> str:
-        names = plot and [t["name"] for t in lines(plot)]
-        return repr(plot and {**plot, "traces": names, "url": page.url})
-
-    return wait_until(page, lambda: page.evaluate(READ_PLOT, key), ok, f"{key} {what}", show)
-
-
 def wait_tags(page: Page, runs: list[RunRecord]) -> None:
     """Wait until the Runs multiselect shows exactly ``runs`` as chosen."""
     wanted = sorted(run_label(r) for r in runs)
     wait_until(page, lambda: sorted(shown_tags(page)), lambda tags: tags == wanted, "the runs")
 
 
-def lines(plot: dict) -> list[dict]:
-    """One trace per run: the (smoothed) line in the legend; the faint raw ones are not."""
-    return [t for t in plot["traces"] if t["legend"]]
-
-
 def raw_traces(plot: dict) -> list[dict]:
     return [t for t in plot["traces"] if not t["legend"]]
-
-
-def choose(page: Page, key: str, option: str, typed: str | None = None) -> None:
-    """Pick ``option`` in the selectbox keyed ``key``, typing ``typed`` into it first."""
-    box = page.locator(f".st-key-{key} [role='combobox']")
-    box.click()
-    if typed is not None:
-        box.fill(typed)
-    page.get_by_role("option", name=option, exact=True).click()
-    expect(box).to_have_value(option)
 
 
 def set_smoothing(page: Page, key: str) -> None:
@@ -163,19 +72,6 @@ def set_smoothing(page: Page, key: str) -> None:
     slider.focus()
     slider.press(key)
     expect(slider).to_have_attribute("aria-valuetext", {"Home": "0.00", "End": "0.99"}[key])
-
-
-def candidates(store: RunStore, group_id: str) -> list[RunRecord]:
-    """The runs Compare offers for a group: all that have started."""
-    return [r for r in store.list_runs(group_id=group_id) if r.status not in ("queued", "starting")]
-
-
-def legend_names(store: RunStore, runs: list[RunRecord], metric: str) -> list[str]:
-    """The legend names of the runs that have points of ``metric`` (a failed run has none)."""
-    ids = [r.id for r in runs]
-    training = metric in ov.TRAINING_METRICS
-    rows = rows_by_run(store.batch_metrics(ids) if training else store.epoch_metrics(ids))
-    return sorted(run_label(r, status=False) for r in runs if rows.get(r.id))
 
 
 def shown_tags(page: Page) -> list[str]:

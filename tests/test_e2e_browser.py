@@ -13,7 +13,6 @@ ever draws, from the first paint on, and all of them must be the app's own.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 
@@ -21,21 +20,9 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from bn_core.runs.store.run_store import RunStore
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, dashboard  # noqa: F401 - re-exported
+from tests.browser import APP_MENU, ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
 
-ARTIFACTS = ROOT / "artifacts" / "e2e"
 TRAIN_LIMIT = 40000  # 625 steps per epoch: ~20 batch events while we watch, even when slow
-# app.py's menu: (icon, title, URL path) per page, in order; the default page's URL is "/".
-APP_MENU = [
-    ["play_circle", "Train", "/"],
-    ["monitoring", "Runs", "/runs"],
-    ["lan", "Cluster", "/cluster"],
-    ["compare_arrows", "Compare", "/compare"],
-    ["hub", "Inside the network", "/network"],
-    ["tune", "Window size", "/window"],
-    ["grid_on", "Sweep", "/sweep"],
-    ["info", "About", "/about"],
-]
 # Runs before the page's own scripts: on every DOM change (and every 50 ms) it appends the
 # page's state to window.navStates whenever the state differs from the last one recorded.
 RECORD_NAV_STATES = """
@@ -67,24 +54,6 @@ RECORD_NAV_STATES = """
 """
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def server(tmp_path):
-    assert os.path.exists(CHROMIUM), "install Debian's chromium (scripts/test.sh does)"
-    home = tmp_path / "bn_lab"
-    env = {**os.environ, "BN_LAB_HOME": str(home), "BN_LAB_MAX_CONCURRENT": "1"}
-    env.pop("BN_DATA_DIR", None)
-    try:
-        with dashboard(env, tmp_path / "streamlit.log") as url:
-            yield url, RunStore(home)
-    finally:
-        for run in RunStore(home).list_runs():  # never leave a worker behind
-            if run.pid and run.active:
-                try:
-                    os.kill(run.pid, 9)
-                except ProcessLookupError:
-                    pass
 
 
 def _points(page: Page, run_id: int) -> int:

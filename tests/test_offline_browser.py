@@ -3,7 +3,7 @@ host, and the Compare page's HTML report downloads on the first click.
 
 Uses test_e2e_browser's ``server`` fixture (``streamlit run app.py`` on a free port with a
 fresh run store, driven through Debian's Chromium; nothing is downloaded). The store is seeded
-directly with finished runs (tests/test_app.py's ``seed_group``), so the pages that read them draw
+directly with finished runs (tests/helpers.py's ``seed_group``), so the pages that read them draw
 charts and tables (Compare: its five charts and the report).
 """
 
@@ -14,9 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.test_app import seed_group
-from tests.test_e2e_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
-from tests.test_e2e_browser import server as server  # a fixture: pytest finds it here
+from tests.browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS
+from tests.helpers import seed_group
 
 # Every page of app.py's menu and its heading.
 PAGES = [

@@ -1,4 +1,4 @@
-"""The Runs table in a real browser, over a store of 1,000 finished runs (issue 11): pages,
+"""The Runs table in a real browser, over a store of 1,000 finished runs: pages,
 search by run number, status and group filters, and the group's curves overlaid.
 
 One ``streamlit run app.py`` for the module, over a store that ``bench/synthetic_store.py``
@@ -19,8 +19,7 @@ from playwright.sync_api import Page, expect
 
 from bn_core.runs.store.run_store import RunStore
 from bn_core.views.runs import run_label
-from tests.test_compare_browser import browser as browser  # fixtures: pytest finds them here
-from tests.test_compare_browser import (
+from tests.browser import (
     candidates,
     choose,
     legend_names,
@@ -29,7 +28,6 @@ from tests.test_compare_browser import (
     wait_plot,
     wait_until,
 )
-from tests.test_compare_browser import page as page
 
 N_RUNS = 1000
 HEADER_PX, ROW_PX = 36, 35  # the grid's header and row heights (Streamlit's defaults)

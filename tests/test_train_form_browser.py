@@ -17,8 +17,8 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from bn_core.runs.store.run_store import RunStore
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, dashboard
 from tests.helpers import write_npz
-from tests.test_e2e_browser import CHROMIUM, CHROMIUM_FLAGS, dashboard
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts" / "train-form"

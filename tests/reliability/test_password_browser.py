@@ -11,9 +11,10 @@
 
 from __future__ import annotations
 
-import hmac
 import os
+import random
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from streamlit import config
 from streamlit.runtime.secrets import Secrets
@@ -33,8 +35,7 @@ from pages._auth import (
     oidc_providers,
     password_matches,
 )
-from tests.test_app import runner as runner  # a fixture: a JobRunner that starts nothing
-from tests.test_e2e_browser import APP_MENU, ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, dashboard
+from tests.browser import APP_MENU, ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, dashboard
 
 pytestmark = pytest.mark.reliability
 
@@ -68,17 +69,34 @@ def test_password_matches_only_the_exact_password(given, expected, match):
     assert password_matches(given, expected) is match
 
 
-def test_password_matches_compares_in_constant_time(monkeypatch):
-    calls = []
-    real = hmac.compare_digest
+def share_slower_when_it_differs_late(matches, pairs: int = 200) -> float:
+    """How often, in ``pairs`` paired trials, ``matches`` takes longer to refuse a guess that
+    differs from a long password in its last character than one that differs in its first.
+    About 0.5 when time does not depend on where they differ; near 1 when it does (a guesser
+    could then find the password one character at a time). Each pair runs in random order,
+    back to back, so a busy machine slows both alike."""
+    n = 1_000_000  # long, so that a comparison that stops early saves measurable time
+    expected = "a" * n
+    early, late = "b" + "a" * (n - 1), "a" * (n - 1) + "b"
+    rng = random.Random(0)
+    slower = 0
+    for _ in range(pairs):
+        took = {}
+        for guess in rng.sample([early, late], 2):
+            start = time.perf_counter()
+            assert matches(guess, expected) is False
+            took[guess is late] = time.perf_counter() - start
+        slower += took[True] > took[False]
+    return slower / pairs
 
-    def spy(a, b):
-        calls.append((a, b))
-        return real(a, b)
 
-    monkeypatch.setattr(hmac, "compare_digest", spy)
-    assert password_matches("tried", "secret") is False
-    assert calls == [(b"tried", b"secret")]  # bytes: compare_digest's constant-time path
+def test_how_long_a_wrong_password_takes_does_not_say_where_it_differs():
+    # The harness can see a leak: the plain comparisons stop at the first difference, even
+    # behind the encoding password_matches does too.
+    assert share_slower_when_it_differs_late(lambda g, e: g == e) > 0.9
+    assert share_slower_when_it_differs_late(lambda g, e: g.encode() == e.encode()) > 0.9
+    # password_matches: as often slower as faster (0.5 give or take noise).
+    assert 0.2 < share_slower_when_it_differs_late(password_matches) < 0.8
 
 
 @pytest.mark.parametrize(
@@ -311,21 +329,105 @@ def test_run_sh_listens_on_loopback_unless_told_otherwise(tmp_path):
     assert _addresses(script, address="0.0.0.0") == ["0.0.0.0"]
     assert _addresses(script, "--server.address", "192.0.2.7") == ["192.0.2.7"]
     assert _addresses(script, "--server.address=192.0.2.7", address="0.0.0.0") == ["192.0.2.7"]
-    # An empty "${address[@]}" under set -u fails in bash < 4.4 (macOS' /bin/bash 3.2), which
-    # this machine's bash cannot show: every expansion of the array is guarded.
-    text = script.read_text().replace('${address[@]+"${address[@]}"}', "")
-    assert "${address[@]}" not in text
+
+
+def test_run_sh_guards_every_array_expansion_for_bash_before_4_4():
+    """A static check, on purpose: bash < 4.4 (macOS' /bin/bash 3.2) calls an empty array
+    unbound under ``set -u``, and no bash this machine has behaves so (bash 5 exempts
+    "${a[@]}" even of an unset array), so run.sh cannot be run the way it would fail there.
+    Every ``"${NAME[@]}"`` must sit inside its guard, ``${NAME[@]+"${NAME[@]}"}``."""
+    text = (ROOT / "scripts" / "run.sh").read_text()
+    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    guarded = re.sub(r'\$\{(\w+)\[@\]\+"\$\{\1\[@\]\}"\}', "", code)
+    assert re.search(r"\$\{\w+\[@\]\}", guarded) is None, "an unguarded array expansion"
+
+
+def without_variables(value):
+    """``value`` (a parsed compose file, or part of one) as compose reads it when no variable
+    is set: ``${NAME:-default}`` and ``${NAME-default}`` give the default, ``${NAME}`` and
+    ``$NAME`` nothing, ``$$`` a dollar."""
+    if isinstance(value, dict):
+        return {k: without_variables(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_variables(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    braced = r"\$\{(\w+)(?::?[-?]([^}]*))?\}"
+    value = re.sub(braced, lambda m: m.group(2) or "", value.replace("$$", "\0"))
+    return re.sub(r"\$\w+", "", value).replace("\0", "$")
+
+
+def published(service: dict) -> list[tuple[str, str]]:
+    """(host address, host port) of every port ``service`` publishes, short or long syntax;
+    an address of "" means every interface of the host (compose's default)."""
+    found = []
+    for entry in service.get("ports", []) or []:
+        if isinstance(entry, dict):  # long syntax: target, published, host_ip
+            found.append((str(entry.get("host_ip", "")), str(entry.get("published", ""))))
+            continue
+        spec = str(entry).split("/")[0]  # "/tcp"
+        host_ip = ""
+        if spec.startswith("["):  # [::1]:8501:8501
+            host_ip, spec = spec[1:].split("]:", 1)
+        parts = spec.split(":")
+        if len(parts) == 3:
+            host_ip, parts = parts[0], parts[1:]
+        found.append((host_ip, parts[0] if len(parts) == 2 else ""))
+    return found
+
+
+def on_loopback(address: str) -> bool:
+    return address == "::1" or address.startswith("127.")
+
+
+def exposed_beyond_this_machine(compose: dict) -> list[str]:
+    """Each way a service of ``compose`` (with no variables set) is reachable from another
+    machine: a published port not bound to loopback, or the host's network."""
+    problems = []
+    for name, service in without_variables(compose).get("services", {}).items():
+        if service.get("network_mode") == "host":
+            problems.append(f"{name}: network_mode host")
+        for address, port in published(service):
+            if not on_loopback(address):
+                problems.append(
+                    f"{name}: port {port or '(random)'} on {address or 'every interface'}"
+                )
+    return problems
+
+
+def test_the_exposure_check_sees_a_port_open_to_the_network():
+    for ports in (["8501:8501"], ["0.0.0.0:8501:8501"], ["8501"], ["${HOST:-0.0.0.0}:8501:8501"],
+                  [{"target": 8501, "published": 8501}]):  # fmt: skip
+        assert exposed_beyond_this_machine({"services": {"a": {"ports": ports}}}), ports
+    for ports in (["127.0.0.1:${P:-8501}:8501"], ["[::1]:8501:8501/tcp"],
+                  [{"target": 8501, "published": 8501, "host_ip": "127.0.0.1"}]):  # fmt: skip
+        assert not exposed_beyond_this_machine({"services": {"a": {"ports": ports}}}), ports
+    assert exposed_beyond_this_machine({"services": {"a": {"network_mode": "host"}}})
+
+
+def dockerfile_env(text: str) -> dict[str, str]:
+    """The variables the Dockerfile's ENV instructions set (``ENV A=1 B=2``, continued lines)."""
+    env: dict[str, str] = {}
+    joined = re.sub(r"\\\n", " ", text)
+    for line in joined.splitlines():
+        words = line.strip().split(None, 1)
+        if len(words) == 2 and words[0].upper() == "ENV":
+            for pair in shlex.split(words[1], comments=True):
+                key, sep, value = pair.partition("=")
+                if sep:
+                    env[key] = value
+    return env
 
 
 def test_compose_publishes_on_the_host_loopback_and_the_image_listens_inside():
-    compose = (ROOT / "docker-compose.yml").read_text()
-    block = re.search(r"^ {4}ports:\n((?: {6}- .*\n)+)", compose, re.MULTILINE)
-    assert block, "docker-compose.yml has no ports: list"
-    ports = re.findall(r'- "([^"]+)"', block.group(1))
-    assert ports and all(p.startswith("127.0.0.1:") for p in ports), ports
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert published(compose["services"]["bn-lab"]), "the dashboard publishes no port"
+    # Every service, every port: reachable from this machine only, unless someone says so.
+    assert exposed_beyond_this_machine(compose) == []
     # Inside its own network namespace the container must listen on all interfaces, or the
     # published port would reach nothing.
-    assert re.search(r"STREAMLIT_SERVER_ADDRESS=0\.0\.0\.0\b", (ROOT / "Dockerfile").read_text())
+    env = dockerfile_env((ROOT / "Dockerfile").read_text())
+    assert env.get("STREAMLIT_SERVER_ADDRESS") == "0.0.0.0", env
 
 
 def test_a_secrets_file_that_does_not_parse_locks_instead_of_opening(tmp_path, monkeypatch):
