@@ -11,6 +11,7 @@ import streamlit as st
 
 from bn_core.runs.store import StoreError
 from pages._auth import logged_in, require_login
+from pages._runner import get_runner
 from pages._ui import (
     ABOUT_PAGE,
     CLUSTER_PAGE,
@@ -21,7 +22,6 @@ from pages._ui import (
     SWEEP_PAGE,
     TRAIN_PAGE,
     WINDOW_PAGE,
-    get_runner,
 )
 
 # The favicon is a file of the app (sent inline as a data: URL): a ":material/...:" page icon
@@ -50,7 +50,9 @@ st.set_option("client.showSidebarNavigation", True)
 # once the login passes.
 page = st.navigation(pages, position="sidebar" if logged_in() else "hidden")
 require_login()
-get_runner()  # the process-wide scheduler: queued runs start whichever page is open
+# The process-wide scheduler: queued runs start whichever page is open. A bad BN_LAB_* setting
+# or an unusable store shows its one line instead, and no runner starts and no page runs.
+get_runner()
 try:
     page.run()
 except StoreError as exc:  # the store failed mid-page (an I/O error, say): one line, no traceback

@@ -1,4 +1,4 @@
-"""Local vs a Ray cluster (issue 13): the quick Original study run through the local backend and
+"""Local vs a Ray cluster: the quick Original study run through the local backend and
 on a 2-worker Ray cluster on this machine, the Ray path's cost per run, and a paper estimate of
 the full sweeps on clusters of 1, 4 and 16 nodes.
 
@@ -53,7 +53,7 @@ from bn_core.runs.store.run_store import RunRecord, RunStore  # noqa: E402
 DATASET = "fashion_mnist"
 NODES = (1, 4, 16)  # cluster sizes of the paper estimate
 NODE_CPUS = 8  # CPUs of each node there (an assumption)
-TARGET_SHARE, TARGET_START = 0.05, 2.0  # issue 13: <= 5% of a 1-minute run, <= 2 s to start
+TARGET_SHARE, TARGET_START = 0.05, 2.0  # Ray's cost: <= 5% of a 1-minute run, <= 2 s to start
 RUN_MINUTE = 60.0
 POLL = 0.2  # seconds between store reads while the study runs (stage times)
 # Stages a run goes through (bn_core.nn.training.STAGES; not imported: that module loads
@@ -355,7 +355,7 @@ def overhead_table(res: dict) -> None:
     lines.append(
         ["import TensorFlow + engine, fresh process, 1 thread (s)", spread(res["imports"]), ""]
     )
-    table(["Ray path, per run", "median (min–max)", "target (issue 13)"], lines)
+    table(["Ray path, per run", "median (min–max)", "target"], lines)
     put = cluster["put"]
     print(
         f"\nOnce per study: ray.put of the dataset {put['put_s']:.2f} s for {put['mb']:.1f} MB "

@@ -13,7 +13,7 @@ sites learn a little faster and end a little higher). No probes.
 The schema comes from the real code (``RunStore(home)`` creates or migrates it); the rows are
 then written with ``executemany`` in one transaction, so 5,000 runs (1.3 million batch rows)
 take seconds. Only the columns of schema version 2 are written, so the generator works with
-stores of every later version too; when the store has a ``groups`` table (version 3, issue 11),
+stores of every later version too; when the store has a ``groups`` table (version 3),
 each group also gets a readable name. The same arguments give the same runs (``seed``), apart
 from the timestamps, which end at the time of the build.
 """

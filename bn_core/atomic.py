@@ -22,7 +22,7 @@ import psutil
 
 TMP_SUFFIX = ".tmp"
 # .{target name}.{writer's pid}.{random}.tmp{suffix}, as atomic_path names them; before the
-# pid was part of the name (BN Lab up to issue 10): .{target name}.{random}.tmp{suffix}.
+# pid was part of the name (stores without a schema version): .{target name}.{random}.tmp{suffix}.
 _PARTIAL = re.compile(r"^\..+\.(\d+)\.[^.]+" + re.escape(TMP_SUFFIX) + r"(\.\w+)?$")
 _OLD_PARTIAL = re.compile(r"^\..+\.[^.]+" + re.escape(TMP_SUFFIX) + r"(\.\w+)?$")
 OLD_PARTIAL_AGE = 3600.0  # seconds: an old-style partial file (no pid) this old is abandoned

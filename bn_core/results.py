@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bn_core.config import OUTPUT_SIZE, TrainConfig
+from bn_core.vocabulary import LEARNING, RunStatus
 
-STATUSES = ("completed", "cancelled", "diverged", "failed")
 # Per-epoch history: training-set running means, then the validation pass in inference mode,
 # then wall seconds of the training part of the epoch and its throughput.
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images_per_second")
@@ -21,16 +21,14 @@ TEST_IMAGES = 10000  # the test set of both MNIST and Fashion-MNIST
 # class for every image scores that class's share, up to 11.35% on MNIST's test set (1,135
 # ones in 10,000) and 11.24% of its training images; 0.10 + 0.03 clears both.
 MIN_CHANCE_MARGIN = 0.03
-# Runs that ended with trained epochs and no error status of their own; "diverged" and
-# "failed" already say what went wrong.
-LEARNING_STATUSES = ("completed", "cancelled", "interrupted")
 
 
 @dataclass
 class TrainResult:
-    """Everything a run measured. ``history`` holds one entry per *completed* epoch."""
+    """Everything a run measured. ``history`` holds one entry per *completed* epoch;
+    ``status`` is one of ``bn_core.vocabulary.ENGINE_ENDS`` once the engine returns it."""
 
-    status: str
+    status: RunStatus
     config: TrainConfig
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
     test_loss: float | None = None
@@ -40,6 +38,9 @@ class TrainResult:
     seconds: float = 0.0  # wall time of the run, data loading excluded
     model: Any = field(default=None, repr=False)  # the trained keras.Model, if any
     resumed_steps: int = 0  # of ``steps``, those a checkpoint restored (not this process's)
+
+    def __post_init__(self):
+        self.status = RunStatus.parse(self.status)  # ValueError for one that is no status
 
     @property
     def images_per_second(self) -> float | None:
@@ -102,13 +103,14 @@ def no_learning(
     val_accuracy: Sequence[float | None] = (),
     val_size: int = 0,
 ) -> bool:
-    """Whether a run in LEARNING_STATUSES ended at chance: its ``final_accuracy`` is at most
-    CHANCE + ``chance_margin`` of the images it was measured on. False while a run is
-    active, for diverged or failed runs, and when there is no final accuracy to judge.
+    """Whether a run in ``bn_core.vocabulary.LEARNING`` ended at chance: its
+    ``final_accuracy`` is at most CHANCE + ``chance_margin`` of the images it was measured on.
+    False while a run is active, for diverged or failed runs, and when there is no final
+    accuracy to judge.
 
     Adam at learning rate 10 is the example: its loss grows to ~260 but stays finite, so
     the run completes, at chance accuracy."""
-    if status not in LEARNING_STATUSES:
+    if status not in LEARNING:
         return False
     accuracy, n = final_accuracy(test_accuracy, val_accuracy, val_size)
     return accuracy is not None and accuracy <= CHANCE + chance_margin(n)

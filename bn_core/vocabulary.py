@@ -14,6 +14,7 @@ removes).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -39,6 +40,14 @@ class RunStatus(StrEnum):
             raise ValueError(f"{value!r} is not a run status (one of {allowed})") from None
 
 
+def parse_statuses(values: Iterable[object]) -> tuple[RunStatus, ...]:
+    """Each of ``values`` as a member (``RunStatus.parse``: ``ValueError`` for one that is
+    not); a lone string is refused too, as it would be read letter by letter."""
+    if isinstance(values, str):
+        raise ValueError(f"expected a collection of run statuses. Received: {values!r}")
+    return tuple(RunStatus.parse(value) for value in values)
+
+
 # -- groups -----------------------------------------------------------------------------------
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING)
@@ -50,6 +59,11 @@ FINISHED = (
     RunStatus.INTERRUPTED,
 )
 STATUSES = ACTIVE + FINISHED
+# Active runs a runner has claimed: their process is starting or running them (what a
+# concurrency limit counts, what a heartbeat keeps alive, what a reaper checks).
+STARTED = (RunStatus.STARTING, RunStatus.RUNNING)
+# Active runs whose training has not begun: nothing recorded yet, no curve to draw.
+PRE_RUN = (RunStatus.QUEUED, RunStatus.STARTING)
 # What the training engine itself can end a run as (TrainResult.status); ``interrupted`` is
 # only ever judged from outside, by a runner that finds the run's process gone.
 ENGINE_ENDS = (RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.DIVERGED, RunStatus.FAILED)
@@ -59,8 +73,9 @@ RESUMABLE = (RunStatus.INTERRUPTED, RunStatus.CANCELLED, RunStatus.FAILED)
 REPLAYABLE = (RunStatus.COMPLETED, RunStatus.CANCELLED)
 # Ended runs with nothing left to resume: their checkpoint is removed.
 SETTLED = (RunStatus.COMPLETED, RunStatus.DIVERGED)
-# Ended runs that say something went wrong (shown with their error line).
-ERROR = (RunStatus.FAILED, RunStatus.INTERRUPTED)
+# Ended runs that say something went wrong (a card shows their error line in red): a
+# diverged run's line says where its loss blew up.
+ERROR = (RunStatus.DIVERGED, RunStatus.FAILED, RunStatus.INTERRUPTED)
 # Ended runs with trained epochs and no error status of their own, whose accuracy the
 # no-learning rule judges (``diverged`` and ``failed`` already say what went wrong).
 LEARNING = (RunStatus.COMPLETED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)
@@ -104,3 +119,39 @@ class Event(StrEnum):
 
 
 METRIC_EVENTS = (Event.BATCH, Event.EPOCH, Event.PROBE, Event.MODE_GAP)  # rows in the store
+# What the training engine emits (bn_core.nn.training): ``probe`` and ``mode_gap`` only with
+# probes on (bn_core.nn.probes), ``resume`` only when a run continues from a checkpoint.
+ENGINE_EVENTS = (
+    Event.STAGE,
+    Event.START,
+    Event.RESUME,
+    Event.BATCH,
+    Event.EPOCH,
+    Event.PROBE,
+    Event.MODE_GAP,
+    Event.END,
+)
+
+
+class ReplayStatus(StrEnum):
+    """Where a window-replay job is (``replay_jobs.status``, bn_core.runs.store.replay_queue)::
+
+    queued -> running -> done | failed        (queued again: back to queued)
+    """
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+    @classmethod
+    def parse(cls, value: object) -> ReplayStatus:
+        """``value`` as a member; ``ValueError`` naming it and the statuses there are."""
+        try:
+            return cls(value)
+        except ValueError:
+            allowed = ", ".join(member.value for member in cls)
+            raise ValueError(f"{value!r} is not a replay status (one of {allowed})") from None
+
+
+REPLAY_ENDS = (ReplayStatus.DONE, ReplayStatus.FAILED)  # a replay job's own ends

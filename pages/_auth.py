@@ -25,6 +25,8 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitAuthError
 
+from bn_core import settings
+
 PASSWORD_ENV = "BN_LAB_PASSWORD"
 PASSED = "bn-lab-login-passed"  # session_state key: this session gave the right password
 FORM = "login"  # widget keys: login-password, login-submit (CSS classes .st-key-login-...)
@@ -48,11 +50,12 @@ def password_matches(given: str, expected: str) -> bool:
 
 
 def configured_password(env: Mapping[str, str], secrets: Mapping) -> str | None:
-    """The dashboard's password: ``env[BN_LAB_PASSWORD]`` when set and non-empty, else the
-    ``password`` entry of ``secrets``; None when neither (no password gate). Raises GateError
-    for a secrets ``password`` that is not a non-empty string (an unquoted number in TOML)."""
-    if env.get(PASSWORD_ENV):
-        return env[PASSWORD_ENV]
+    """The dashboard's password: ``env[BN_LAB_PASSWORD]`` when set and non-empty (read with
+    ``bn_core.settings``), else the ``password`` entry of ``secrets``; None when neither (no
+    password gate). Raises GateError for a secrets ``password`` that is not a non-empty string
+    (an unquoted number in TOML)."""
+    if password := settings.value(PASSWORD_ENV, env):
+        return password
     if "password" not in secrets:
         return None
     value = secrets["password"]

@@ -1,13 +1,16 @@
 """Cluster: where runs execute. Without $RAY_ADDRESS, this machine (and how to use a cluster);
 with it, the Ray cluster's address, a link to Ray's own dashboard, and its nodes with the runs
 each host trains (``views.cluster.node_frame``). The cluster's answer is at most
-``_ui.CLUSTER_SECONDS`` old; Refresh asks again once it is older."""
+``_cluster_ui.CLUSTER_SECONDS`` old; Refresh asks again once it is older."""
 
 import streamlit as st
 
 from bn_core.runs.execution import ray_address
 from bn_core.views import cluster as view
-from pages._ui import cluster_reach, get_runner, store_banner, use_navigation
+from bn_core.vocabulary import STARTED
+from pages._cluster_ui import cluster_reach
+from pages._runner import get_runner
+from pages._ui import store_banner, use_navigation
 
 use_navigation()
 st.title("Cluster")
@@ -28,7 +31,7 @@ if link := view.dashboard_link(info.dashboard_url):
 refresh_col.button("Refresh", key="cluster-refresh", icon=":material/refresh:")
 
 store = get_runner().store
-active = store.list_runs(("starting", "running"))
+active = store.list_runs(STARTED)
 st.dataframe(
     view.node_frame(info, active),
     hide_index=True,

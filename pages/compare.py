@@ -16,18 +16,10 @@ from bn_core.views import overlay as ov
 from bn_core.views import runs as live
 from bn_core.views.charts import share_y
 from bn_core.views.report import build_report
-from pages._ui import (
-    TRAIN_PAGE,
-    get_store,
-    group_picker,
-    png_config,
-    rename_group_button,
-    run_picker,
-    store_banner,
-    use_navigation,
-    view_from_url,
-    write_url,
-)
+from bn_core.vocabulary import PRE_RUN
+from pages._pickers import group_picker, rename_group_button, run_picker, view_from_url, write_url
+from pages._runner import get_store
+from pages._ui import TRAIN_PAGE, png_config, store_banner, use_navigation
 
 use_navigation()
 PAGE = "compare"
@@ -70,7 +62,7 @@ with rename:
     rename_group_button(group, f"{PAGE}-rename-{group.id}", read_only)
 
 group_runs = store.list_runs(group_id=group.id)
-candidates = [r for r in group_runs if r.status not in ("queued", "starting")]
+candidates = [r for r in group_runs if r.status not in PRE_RUN]
 runs_key = f"{PAGE}-runs"
 if view is not None and view.runs:
     st.session_state[runs_key] = [i for i in view.runs if i in {r.id for r in candidates}]

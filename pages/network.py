@@ -8,21 +8,14 @@ re-reads them every second while a selected run is active."""
 import streamlit as st
 
 from bn_core import constants
-from bn_core.runs.store import ACTIVE
 from bn_core.variants import SITES
 from bn_core.views import probes as pv
 from bn_core.views import runs as live
 from bn_core.views.charts import share_y
-from pages._ui import (
-    TRAIN_PAGE,
-    get_store,
-    linked_group_picker,
-    png_config,
-    quick_start_button,
-    run_picker,
-    store_banner,
-    use_navigation,
-)
+from bn_core.vocabulary import ACTIVE
+from pages._pickers import linked_group_picker, run_picker
+from pages._runner import get_store
+from pages._ui import TRAIN_PAGE, png_config, quick_start_button, store_banner, use_navigation
 
 use_navigation()
 

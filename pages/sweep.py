@@ -18,13 +18,13 @@ from bn_core.views import datasets, train_form
 from bn_core.views import runs as live
 from bn_core.views.sweep import sweep_figure
 from bn_core.views.train_form import seed_list
+from bn_core.vocabulary import RunStatus
+from pages._cluster_ui import backend_choice
+from pages._pickers import linked_group_picker
+from pages._runner import get_runner, get_store
 from pages._ui import (
     RUNS_PAGE,
     TRAIN_PAGE,
-    backend_choice,
-    get_runner,
-    get_store,
-    linked_group_picker,
     png_config,
     quick_start_button,
     store_banner,
@@ -112,7 +112,7 @@ try:
 except ConfigError as e:
     configs, error = [], "; ".join([str(e), *data_problems])
 points = len(multipliers) * max(len(batch_sizes), 1)
-queued_now = get_store().count_runs(("queued",))
+queued_now = get_store().count_runs((RunStatus.QUEUED,))
 st.write(
     f"**{len(configs)} runs**: {len(variants)} variant(s) × {points} point(s) × {repeats} "
     f"seed(s), {epochs} epoch(s) each."
@@ -156,7 +156,7 @@ if not groups:
     st.stop()
 sweeps = dict(groups)
 records = {g.id: g for g in store.list_groups() if g.id in sweeps}
-finished = [g for g, runs in groups if any(r.status == "completed" for r in runs)]
+finished = [g for g, runs in groups if any(r.status == RunStatus.COMPLETED for r in runs)]
 group = linked_group_picker(
     "sweep",
     [records[g] for g, _ in groups if g in records],

@@ -16,15 +16,11 @@ from bn_core.runs.execution import caps
 from bn_core.runs.store import StoreError
 from bn_core.variants import VARIANT_NAMES, VARIANTS
 from bn_core.views import train_form
+from bn_core.vocabulary import RunStatus
+from pages._cluster_ui import backend_choice
 from pages._form import KEEP, choice, dataset_field, number, steps
-from pages._ui import (
-    RUNS_PAGE,
-    backend_choice,
-    get_runner,
-    get_store,
-    store_banner,
-    use_navigation,
-)
+from pages._runner import get_runner, get_store
+from pages._ui import RUNS_PAGE, store_banner, use_navigation
 
 use_navigation()
 for key, value in train_form.initial_form_state().items():
@@ -163,7 +159,7 @@ def queue(configs) -> None:
 
 st.divider()
 n_runs = len(variants) * len(seeds)
-queued_now = get_store().count_runs(("queued",))
+queued_now = get_store().count_runs((RunStatus.QUEUED,))
 st.write(
     f"**{n_runs} run{'s' * (n_runs != 1)}**: {len(variants)} variant(s) × {len(seeds)} seed(s) "
     f"({', '.join(map(str, seeds)) or 'none'})."

@@ -10,16 +10,10 @@ from bn_core.runs import replays
 from bn_core.runs.store import StoreError
 from bn_core.views import replay as rv
 from bn_core.views import runs as live
-from pages._ui import (
-    RUNS_PAGE,
-    get_runner,
-    linked_group_picker,
-    png_config,
-    quick_start_button,
-    run_picker,
-    store_banner,
-    use_navigation,
-)
+from bn_core.vocabulary import ReplayStatus
+from pages._pickers import linked_group_picker, run_picker
+from pages._runner import get_runner
+from pages._ui import RUNS_PAGE, png_config, quick_start_button, store_banner, use_navigation
 
 use_navigation()
 
@@ -86,7 +80,8 @@ if not chosen:
     st.stop()
 
 jobs = store.replay_jobs([r.id for r in chosen])
-waiting = {i: job for i, job in jobs.items() if job.status in ("queued", "running")}
+pending = (ReplayStatus.QUEUED, ReplayStatus.RUNNING)
+waiting = {i: job for i, job in jobs.items() if job.status in pending}
 payloads, to_replay = [], []
 for run in chosen:
     if problems[run.id]:
@@ -101,7 +96,7 @@ for run in chosen:
         payloads.append(payload)
     elif run.id not in waiting:  # never asked for, failed, or its file was removed
         job = jobs.get(run.id)
-        if job is not None and job.status == "failed":
+        if job is not None and job.status == ReplayStatus.FAILED:
             st.error(f"Replay of run #{run.id} failed: {job.error}", icon=":material/error:")
         to_replay.append(run.id)
 
@@ -138,7 +133,7 @@ def wait_for_replays() -> None:
     if any(i not in now or now[i].status != job.status for i, job in waiting.items()):
         st.rerun()
     for run_id, job in now.items():
-        if job.status == "queued":
+        if job.status == ReplayStatus.QUEUED:
             place = "next in line" if not job.ahead else f"{job.ahead} job(s) ahead of it"
             st.info(f"Replay of {labels[run_id]} queued: {place}", icon=":material/schedule:")
             continue

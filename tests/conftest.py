@@ -14,6 +14,10 @@ import pytest
 
 from bn_core.data import Splits
 
+# The skip policy (tests/skip_policy.py): with CI=true a skipped or xfailed test that
+# tests/allowed_skips.py does not list fails the run. Its hooks, registered by being here.
+from tests.skip_policy import pytest_addoption, pytest_configure  # noqa: F401
+
 # The test files whose assertions compare TensorFlow's float32 numbers with a reference (numpy,
 # Keras' own BatchNormalization, a second run): oneDNN sums in another order on another CPU
 # (AVX2 or SSE4.1 instead of AVX-512), so CI also runs these with ONEDNN_MAX_CPU_ISA=AVX2.
@@ -126,3 +130,115 @@ def assert_runs_without_tensorflow(
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "LOADED []" in done.stdout
     return done
+
+
+# ----------------------------------------------------------------------------- the dashboard
+
+
+@pytest.fixture
+def runner(tmp_path, monkeypatch):
+    """A JobRunner over a fresh store (tmp_path/home) whose backend starts nothing
+    (tests.helpers.RecordingBackend), given to the pages in place of the real one."""
+    import streamlit as st
+
+    from bn_core.runs.execution.runner import JobRunner
+    from bn_core.runs.store.run_store import RunStore
+    from pages import _runner
+    from tests.helpers import RecordingBackend
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("BN_LAB_HOME", str(home))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a shell's cluster stays out of these
+    st.cache_resource.clear()  # no runner cached by an earlier test (or a real one) leaks in
+    fake = JobRunner(RunStore(home), backend=RecordingBackend())  # never .start()ed
+    monkeypatch.setattr(_runner, "get_runner", lambda: fake)
+    yield fake
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def have(monkeypatch):
+    """Which datasets this machine holds: all of them, until the test calls ``have(*names)``.
+
+    Replaces ``data.locate`` without a data folder; a data folder is still searched for real
+    (``views.datasets.check_folder`` accepts only what lies in it)."""
+    from bn_core import data
+    from bn_core.constants import DATASETS
+
+    real, here = data.locate, set(DATASETS)
+
+    def locate(dataset, data_dir=None):
+        if data_dir is not None:
+            return real(dataset, data_dir)
+        if dataset not in DATASETS:
+            raise data.DatasetError(f"unknown dataset {dataset!r}")
+        return f"/data/{dataset}" if dataset in here else None
+
+    def have(*names: str) -> None:
+        here.clear()
+        here.update(names)
+
+    monkeypatch.setattr(data, "locate", locate)
+    real_problem = data.search.header_problem  # the made-up /data/... folders are sound
+    monkeypatch.setattr(
+        data.search,
+        "header_problem",
+        lambda hit: None if str(hit).startswith("/data/") else real_problem(hit),
+    )
+    return have
+
+
+# ----------------------------------------------------------------------------- the browser
+
+
+@pytest.fixture()
+def server(tmp_path):
+    """(URL, run store) of ``streamlit run app.py`` over a fresh store that trains for real
+    (its workers are killed at the end); a test file may define its own ``server``."""
+    from bn_core.runs.store.run_store import RunStore
+    from tests.browser import CHROMIUM, dashboard
+
+    assert os.path.exists(CHROMIUM), "install Debian's chromium (scripts/test.sh does)"
+    home = tmp_path / "bn_lab"
+    env = {**os.environ, "BN_LAB_HOME": str(home), "BN_LAB_MAX_CONCURRENT": "1"}
+    env.pop("BN_DATA_DIR", None)
+    try:
+        with dashboard(env, tmp_path / "streamlit.log") as url:
+            yield url, RunStore(home)
+    finally:
+        for run in RunStore(home).list_runs():  # never leave a worker behind
+            if run.pid and run.active:
+                try:
+                    os.kill(run.pid, 9)
+                except ProcessLookupError:
+                    pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright (tests/browser.py's path and flags)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, CHROMIUM_FLAGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(request, browser):
+    """A fresh browser context (a new Streamlit session); a screenshot of it is kept."""
+    from tests.browser import ARTIFACTS, TIMEOUT
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    try:
+        yield page
+    finally:
+        shot = f"{request.node.path.stem.removeprefix('test_')}-{request.node.name}.png"
+        page.screenshot(path=str(ARTIFACTS / shot), full_page=True)
+        context.close()

@@ -1,13 +1,18 @@
-"""Builders shared by several test files: result dicts, an MNIST-shaped npz, an event sink."""
+"""Builders shared by several test files: result dicts, an MNIST-shaped npz, an event sink,
+the dashboard in AppTest (its pages, a backend that starts nothing, a finished group)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from streamlit.testing.v1 import AppTest
 
 from bn_core.config import TrainConfig
+from bn_core.runs.execution.runner import Backend
+from bn_core.runs.store.run_store import RunStore
 
 
 def result(
@@ -50,6 +55,20 @@ def result(
     }
 
 
+# Debian's dataset-fashion-mnist (scripts/test.sh installs it): the real data a few tests read.
+REAL_FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+def real_fashion() -> str:
+    """REAL_FASHION, or a failure that says how to install it: a test of the real data fails
+    where the data is missing (as tests/test_integration.py does), it never skips."""
+    assert os.path.isdir(REAL_FASHION), (
+        f"{REAL_FASHION} not installed: apt-get install dataset-fashion-mnist "
+        "(scripts/test.sh does)"
+    )
+    return REAL_FASHION
+
+
 def write_npz(folder: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
     """A learnable MNIST-shaped ``folder/mnist.npz``: uint8 (N, 28, 28) noise, plus a bright
     2-row band whose position is the class. Returns the file's path."""
@@ -81,3 +100,111 @@ class Recorder:
 
     def of_type(self, kind):
         return [e for e in self.events if e["type"] == kind]
+
+
+def run_footprint(store, run_id: int) -> dict[str, Any]:
+    """What a finished run left behind, as shapes to compare runs made different ways (a local
+    worker, ``bn-lab study``, a Ray task): the run's columns that are filled, its last stage,
+    how many metric rows of each kind, and which of its files exist. The columns that say
+    where it ran (``backend``) and how many times it was resumed are left out."""
+    import dataclasses
+
+    run = store.get(run_id)
+    columns = {
+        name: value
+        for name, value in dataclasses.asdict(run).items()
+        if name not in ("config", "backend", "resumes", "cancel_requested")
+    }
+    return {
+        "status": run.status,
+        "filled": sorted(name for name, value in columns.items() if value is not None),
+        "stage": run.stage,
+        "batch_rows": len(store.batch_metrics([run_id])),
+        "epoch_rows": len(store.epoch_metrics([run_id])),
+        "probe_rows": len(store.probe_rows([run_id])),
+        "model_file": store.model_path(run_id).is_file(),
+        "checkpoint_file": store.checkpoint_path(run_id).is_file(),
+    }
+
+
+# ----------------------------------------------------------------------------- AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+PAGES = (
+    "pages/train.py",
+    "pages/runs.py",
+    "pages/cluster.py",
+    "pages/compare.py",
+    "pages/network.py",
+    "pages/window.py",
+    "pages/sweep.py",
+    "pages/about.py",
+)
+
+
+class RecordingBackend(Backend):
+    """A Backend that starts nothing and remembers what it was asked to start."""
+
+    def __init__(self):
+        self.started: list[int] = []
+
+    def start(self, run_id, store):
+        self.started.append(run_id)
+        return 10**7 + run_id
+
+    def alive(self, handle):
+        return True
+
+    def terminate(self, handle):
+        pass
+
+    def kill(self, handle):
+        pass
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    if page != PAGES[0]:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def open_with_link(page: str, **params: str) -> AppTest:
+    """``page`` opened from a link whose query string is ``params``."""
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params.update(params)
+    at.run().switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def seed_group(store: RunStore, group="study", epochs=3, seeds=(0, 1)):
+    for variant, base in (("lenet", 0.80), ("lenet_fc_bn2", 0.86)):
+        for seed in seeds:
+            rid = store.create_run(TrainConfig(variant=variant, seed=seed, epochs=epochs), group)
+            store.transition(rid, ("queued",), "running", started_at=1.0)
+            store.update(rid, steps_per_epoch=100, total_steps=100 * epochs)
+            for e in range(1, epochs + 1):
+                acc = base + 0.03 * e + 0.01 * seed
+                store.add_epoch(
+                    rid,
+                    {
+                        "epoch": e,
+                        "step": 100 * e,
+                        "loss": 1 / e,
+                        "accuracy": acc,
+                        "val_loss": 1.1 / e,
+                        "val_accuracy": acc - 0.01,
+                        "seconds": 2.0,
+                        "images_per_second": 3000.0,
+                    },
+                )
+            store.transition(
+                rid,
+                ("running",),
+                "completed",
+                test_accuracy=base + 0.1 + 0.01 * seed,
+                test_loss=0.3,
+            )

@@ -10,98 +10,15 @@ import json
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from bn_core import data
 from bn_core.config import TrainConfig, field_spec
-from bn_core.constants import DATASETS
 from bn_core.runs.execution.runner import JobRunner
 from bn_core.runs.store.run_store import RunRecord, RunStore
-from pages import _ui
+from pages import _runner, _ui
 from tests.conftest import assert_runs_without_tensorflow
-
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
-PAGES = (
-    "pages/train.py",
-    "pages/runs.py",
-    "pages/cluster.py",
-    "pages/compare.py",
-    "pages/network.py",
-    "pages/window.py",
-    "pages/sweep.py",
-    "pages/about.py",
-)
-
-
-class RecordingBackend:
-    """A Backend that starts nothing and remembers what it was asked to start."""
-
-    def __init__(self):
-        self.started: list[int] = []
-
-    def start(self, run_id, store):
-        self.started.append(run_id)
-        return 10**7 + run_id
-
-    def alive(self, pid):
-        return True
-
-    def terminate(self, pid):
-        pass
-
-    def kill(self, pid):
-        pass
-
-
-@pytest.fixture
-def runner(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("BN_LAB_HOME", str(home))
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a shell's cluster stays out of these
-    st.cache_resource.clear()  # no runner cached by an earlier test (or a real one) leaks in
-    fake = JobRunner(RunStore(home), backend=RecordingBackend())  # never .start()ed
-    monkeypatch.setattr(_ui, "get_runner", lambda: fake)
-    yield fake
-    st.cache_resource.clear()
-
-
-@pytest.fixture
-def have(monkeypatch):
-    """Which datasets this machine holds: all of them, until the test calls ``have(*names)``.
-
-    Replaces ``data.locate`` without a data folder; a data folder is still searched for real
-    (``views.datasets.check_folder`` accepts only what lies in it)."""
-    real, here = data.locate, set(DATASETS)
-
-    def locate(dataset, data_dir=None):
-        if data_dir is not None:
-            return real(dataset, data_dir)
-        if dataset not in DATASETS:
-            raise data.DatasetError(f"unknown dataset {dataset!r}")
-        return f"/data/{dataset}" if dataset in here else None
-
-    def have(*names: str) -> None:
-        here.clear()
-        here.update(names)
-
-    monkeypatch.setattr(data, "locate", locate)
-    real_problem = data.search.header_problem  # the made-up /data/... folders are sound
-    monkeypatch.setattr(
-        data.search,
-        "header_problem",
-        lambda hit: None if str(hit).startswith("/data/") else real_problem(hit),
-    )
-    return have
-
-
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30).run()
-    if page != PAGES[0]:
-        at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from tests.helpers import APP, PAGES, open_page, open_with_link, seed_group
 
 
 def click_and_list_runs(
@@ -127,7 +44,7 @@ def test_a_page_as_first_request_is_handed_over_to_app_py(runner, monkeypatch):
     hands over once: the rerun runs app.py (which calls get_runner; the About page never
     does), then the page, once."""
     calls = []
-    monkeypatch.setattr(_ui, "get_runner", lambda: calls.append("get_runner") or runner)
+    monkeypatch.setattr(_runner, "get_runner", lambda: calls.append("get_runner") or runner)
     at = AppTest.from_file(APP, default_timeout=30)
     at.switch_page("pages/about.py").run()  # the session's first run
     assert not at.exception, [e.value for e in at.exception]
@@ -585,15 +502,6 @@ def seed_runs(store: RunStore) -> dict[str, int]:
     return ids
 
 
-def open_with_link(page: str, **params: str) -> AppTest:
-    """``page`` opened from a link whose query string is ``params``."""
-    at = AppTest.from_file(APP, default_timeout=30)
-    at.query_params.update(params)
-    at.run().switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def test_runs_page_shows_what_trains_and_a_table_of_every_run(runner):
     ids = seed_runs(runner.store)
     at = open_page("pages/runs.py")
@@ -671,36 +579,6 @@ def test_runs_page_filters_and_pages_in_the_store(runner):
 
 
 # ----------------------------------------------------------------------------- Compare
-
-
-def seed_group(store: RunStore, group="study", epochs=3, seeds=(0, 1)):
-    for variant, base in (("lenet", 0.80), ("lenet_fc_bn2", 0.86)):
-        for seed in seeds:
-            rid = store.create_run(TrainConfig(variant=variant, seed=seed, epochs=epochs), group)
-            store.transition(rid, ("queued",), "running", started_at=1.0)
-            store.update(rid, steps_per_epoch=100, total_steps=100 * epochs)
-            for e in range(1, epochs + 1):
-                acc = base + 0.03 * e + 0.01 * seed
-                store.add_epoch(
-                    rid,
-                    {
-                        "epoch": e,
-                        "step": 100 * e,
-                        "loss": 1 / e,
-                        "accuracy": acc,
-                        "val_loss": 1.1 / e,
-                        "val_accuracy": acc - 0.01,
-                        "seconds": 2.0,
-                        "images_per_second": 3000.0,
-                    },
-                )
-            store.transition(
-                rid,
-                ("running",),
-                "completed",
-                test_accuracy=base + 0.1 + 0.01 * seed,
-                test_loss=0.3,
-            )
 
 
 def test_compare_page_summarises_two_variants_by_two_seeds(runner):
@@ -804,7 +682,7 @@ def test_the_ui_process_never_imports_tensorflow(tmp_path):
         import sys
         from streamlit.testing.v1 import AppTest
         from bn_core.runs.store.run_store import RunRecord, RunStore
-        from tests.test_app import seed_group
+        from tests.helpers import seed_group
         seed_group(RunStore())  # finished runs only: the real runner must not start anything
         at = AppTest.from_file({APP!r}, default_timeout=60).run()
         for page in {list(PAGES[1:])!r}:

@@ -18,7 +18,7 @@ from bn_core.runs.store.run_store import RunStore
 from bn_core.variants import SITES
 from bn_core.views import probes as pv
 from tests.conftest import assert_runs_without_tensorflow
-from tests.test_app import open_page, open_with_link, runner  # noqa: F401 - runner is a fixture
+from tests.helpers import open_page, open_with_link
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

@@ -13,7 +13,6 @@ from streamlit.testing.v1 import AppTest
 from bn_core.config import TrainConfig
 from bn_core.runs.store.run_store import RunStore
 from tests.conftest import assert_runs_without_tensorflow
-from tests.test_app import have, runner  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "sweep.py")

@@ -19,9 +19,9 @@ from bn_core.runs.replays import files as replays
 from bn_core.runs.store.errors import StoreError, describe
 from bn_core.runs.store.run_store import RunStore
 from bn_core.views import replay as rv
-from pages import _ui
+from pages import _runner
 from tests.conftest import assert_runs_without_tensorflow
-from tests.test_app import RecordingBackend
+from tests.helpers import RecordingBackend
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "window.py")
@@ -96,7 +96,7 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("BN_LAB_HOME", str(home))
     st.cache_resource.clear()
     fake = JobRunner(RunStore(home), backend=RecordingBackend())  # never .start()ed
-    monkeypatch.setattr(_ui, "get_runner", lambda: fake)
+    monkeypatch.setattr(_runner, "get_runner", lambda: fake)
     yield fake.store
     st.cache_resource.clear()
 
@@ -251,7 +251,7 @@ def test_a_read_only_store_shows_replays_with_the_buttons_off(store, monkeypatch
     store.transition(other, ("queued",), "completed")
     store.model_path(other).write_bytes(b"model")
     monkeypatch.setattr(store, "read_only", True)  # as RunStore finds a store it cannot write
-    reason = _ui.read_only_reason(store)
+    reason = _runner.read_only_reason(store)
     at = open_page()
     assert [w.value for w in at.warning] == [reason] and not at.error
     keys = [f"window-replay-{ids['fresh']}", f"window-replay-{other}", "window-replay-all"]

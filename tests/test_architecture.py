@@ -192,3 +192,41 @@ def test_the_checker_catches(rel, source, why):
 )
 def test_the_checker_allows(rel, source):
     assert violations(ROOT / rel, source) == []
+
+
+# -- file size -----------------------------------------------------------------------------------
+
+MAX_LINES = 300  # a module of bn_core/ or pages/ longer than this says why, in its docstring
+OVER_MARKER = "(Over 300 lines:"  # the line that starts the reason, e.g. "(Over 300 lines: ...)"
+
+
+def size_problem(rel: str, source: str) -> str | None:
+    """'rel: N lines' for a module over ``MAX_LINES`` whose docstring has no line starting
+    with ``OVER_MARKER`` (the one-line reason it is one piece); None when it is fine."""
+    lines = source.count("\n") + (not source.endswith("\n") and bool(source))
+    if lines <= MAX_LINES:
+        return None
+    doc = ast.get_docstring(ast.parse(source)) or ""
+    if any(line.strip().startswith(OVER_MARKER) for line in doc.splitlines()):
+        return None
+    return f"{rel}: {lines} lines, and no {OVER_MARKER!r} line in its docstring saying why"
+
+
+def test_no_module_is_over_300_lines_without_a_reason():
+    """Small files: a module over 300 lines is split along a seam, or says at the top of its
+    docstring why it is one piece (pages aim at ~150 lines)."""
+    files = sorted((ROOT / "bn_core").rglob("*.py")) + sorted((ROOT / "pages").glob("*.py"))
+    found = [size_problem(p.relative_to(ROOT).as_posix(), p.read_text("utf-8")) for p in files]
+    assert [problem for problem in found if problem] == []
+
+
+def test_the_size_check_catches_a_long_module_without_a_reason():
+    body = "x = 1\n" * MAX_LINES
+    assert size_problem("bn_core/x.py", body) is None  # exactly 300: fine
+    assert "301 lines" in size_problem("bn_core/x.py", body + "y = 2\n")
+    said = '"""Long.\n(Over 300 lines: one subject.)\n"""\n' + body
+    assert size_problem("bn_core/x.py", said) is None
+    elsewhere = '"""Long."""\n# (Over 300 lines: not in the docstring)\n' + body
+    assert size_problem("bn_core/x.py", elsewhere) is not None
+    mid_line = '"""Long, and (Over 300 lines: not at a line start).\n"""\n' + body
+    assert size_problem("bn_core/x.py", mid_line) is not None

@@ -79,7 +79,7 @@ def test_remove_partials_deletes_only_files_of_dead_writers(tmp_path):
 
 
 def test_remove_partials_also_removes_old_style_partials_after_an_hour(tmp_path):
-    old_style = tmp_path / ".run-3.keras.k2j3h4.tmp.keras"  # BN Lab <= issue 10: no pid
+    old_style = tmp_path / ".run-3.keras.k2j3h4.tmp.keras"  # before the pid was in the name
     old_style.write_bytes(b"half")
     assert remove_partials(tmp_path, min_age=0) == []  # it may still be written: wait an hour
     hour_ago = time.time() - 3700

@@ -20,8 +20,8 @@ import pytest
 from bn_core.config import TrainConfig
 from bn_core.runs.store.catalog import SORTS, GroupRecord
 from bn_core.runs.store.names import MAX_NAME, MAX_TAGS, clean_name, clean_tags, default_group_name
-from bn_core.runs.store.records import ACTIVE, FINISHED
 from bn_core.runs.store.run_store import RunStore
+from bn_core.vocabulary import ACTIVE, FINISHED
 
 VARIANTS = ("lenet", "lenet_bn1", "lenet_bn2")
 # group id -> (name given at creation or None, the statuses of its 15 runs), oldest first.
@@ -322,7 +322,8 @@ def test_runs_page_refuses_unknown_sorts_and_bad_paging(filled):
         ({"sort": "loss"}, "sort must be one of id, name"),
         ({"offset": -1}, "offset"),
         ({"limit": 0}, "limit"),
-        ({"statuses": ("done",)}, "statuses"),
+        ({"statuses": ("done",)}, "'done' is not a run status"),
+        ({"statuses": "failed"}, "a collection of run statuses"),  # not its letters
     ]:
         with pytest.raises(ValueError, match=words) as caught:
             store.runs_page(**kwargs)
@@ -393,7 +394,7 @@ def test_prune_candidates_by_groups_kept_age_and_status(filled):
 
 
 def test_a_5000_run_store_lists_groups_and_pages_with_the_right_counts(tmp_path):
-    """The shape of issue 11's synthetic stores: groups of 15 finished runs. Built with one
+    """The shape of bench/synthetic_store.py's stores: groups of 15 finished runs. Built with one
     executemany; checks the aggregate and paged queries count right (no timing here)."""
     store = RunStore(tmp_path / "home")
     config = {v: json.dumps(TrainConfig(variant=v).to_dict()) for v in VARIANTS}
@@ -450,6 +451,7 @@ def test_a_run_records_the_node_that_runs_it(tmp_path, monkeypatch):
     """The worker writes its host as it claims the run (the same write that makes it running);
     a run created owned (``study``) is running here from its first moment."""
     from bn_core.runs.execution import worker
+    from bn_core.runs.execution.recording import Outcome
     from bn_core.runs.store import owner
 
     store = RunStore(tmp_path / "home")
@@ -459,7 +461,7 @@ def test_a_run_records_the_node_that_runs_it(tmp_path, monkeypatch):
 
     def train(store, run_id, stop):  # what the worker sees once it has claimed the run
         seen["run"] = store.get(run_id)
-        return "completed", {"test_accuracy": 0.5}, []
+        return Outcome("completed", test_accuracy=0.5)
 
     monkeypatch.setattr(worker, "_train", train)
     previous = signal.getsignal(signal.SIGTERM)  # run_worker sets its own

@@ -21,6 +21,7 @@ from bn_core.runs.store.run_store import RunRecord
 from bn_core.views import comparison as cv
 from bn_core.views import datasets, train_form
 from bn_core.views import runs as live
+from bn_core.views import runs_table as table
 from tests import helpers
 
 
@@ -164,6 +165,18 @@ def test_dataset_status(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "locate", broken)
     assert datasets.dataset_status("mnist") == ("error", "BN_DATA_DIR /nope does not exist")
     assert "BN_DATA_DIR /nope does not exist" in datasets.data_problem("mnist")
+
+
+def test_an_error_without_a_message_is_named_not_raised(monkeypatch, tmp_path):
+    """An ``OSError()`` (no message at all) from looking for the data is said by its name,
+    in the status line and in a folder check alike; neither raises."""
+
+    def silent(d, data_dir=None):
+        raise OSError()
+
+    monkeypatch.setattr(data, "locate", silent)
+    assert datasets.dataset_status("mnist") == ("error", "OSError")
+    assert datasets.check_folder(str(tmp_path), "mnist") == (None, "OSError")
 
 
 def test_the_default_dataset_is_one_this_machine_has(here):
@@ -600,3 +613,79 @@ def test_result_dicts_from_the_store_feed_run_curves(tmp_path):
     assert out[0]["history"]["val_accuracy"] == [0.6] and out[1]["history"]["loss"] == []
     curves = cmp.run_curves(out)
     assert curves[["run_id", "epoch", "val_accuracy"]].values.tolist() == [[1, 1, 0.6]]
+
+
+@pytest.mark.parametrize(
+    ("total", "size", "page", "expected"),
+    [
+        (0, 50, 1, (1, 1, 0)),  # no rows: still one page
+        (120, 50, 1, (1, 3, 0)),
+        (120, 50, 3, (3, 3, 100)),
+        (120, 50, 7, (3, 3, 100)),  # past the last page (fewer rows than before): the last
+        (120, 50, 0, (1, 3, 0)),
+        (100, 50, 2, (2, 2, 50)),  # exactly full pages
+    ],
+)
+def test_paging_clamps_the_page_and_counts_rows(total, size, page, expected):
+    paging = table.paging(total, size, page)
+    assert (paging.page, paging.pages, paging.offset) == expected
+
+
+def test_the_line_under_the_table_says_which_rows_these_are():
+    assert table.paging(1234, 50, 2).caption(50) == (
+        "Runs 51–100 of 1,234 · page 2 of 25. Select rows to see their curves and actions."
+    )
+    assert table.paging(0, 50, 1).caption(0) == "No runs match these filters · page 1 of 1."
+
+
+def test_a_new_query_is_a_new_table_key():
+    query = {"search": None, "statuses": None, "group_id": "g1"}
+    key = table.table_key(query, "newest first", 1, 50)
+    assert key == table.table_key(dict(query), "newest first", 1, 50)
+    assert key.startswith("runs-table-")
+    others = [
+        table.table_key({**query, "group_id": "g2"}, "newest first", 1, 50),
+        table.table_key(query, "oldest first", 1, 50),
+        table.table_key(query, "newest first", 2, 50),
+        table.table_key(query, "newest first", 1, 25),
+    ]
+    assert key not in others and len(set(others)) == 4
+
+
+def test_the_queue_line_names_the_first_twelve():
+    assert table.queued_line([record(i, status="queued") for i in (4, 5)]) == "queued: #4, #5"
+    many = [record(i, status="queued") for i in range(1, 15)]
+    line = table.queued_line(many)
+    assert line.startswith("queued: #1, #2") and line.endswith("#12 …") and "#13" not in line
+
+
+def test_the_note_under_a_selected_run_says_how_it_ended():
+    failed = dataclasses.replace(record(status="failed"), error="ValueError: bad shape")
+    assert table.ended_note(failed) == ("error", "Run failed: ValueError: bad shape")
+    assert table.ended_note(record(status="diverged")) == (
+        "error",
+        "Run diverged: no message recorded",
+    )
+    cancelled = dataclasses.replace(record(status="cancelled"), error="cancelled by its user")
+    assert table.ended_note(cancelled) == ("info", "Cancelled by its user.")
+    assert table.ended_note(record(status="cancelled")) == ("info", "Cancelled.")
+    done = dataclasses.replace(record(status="completed"), test_accuracy=0.98765, test_loss=0.05)
+    assert table.ended_note(done) == ("caption", "Test accuracy **0.9877** · test loss 0.0500")
+    no_loss = dataclasses.replace(done, test_loss=None)
+    assert table.ended_note(no_loss) == ("caption", "Test accuracy **0.9877**")
+    assert table.ended_note(record(status="completed")) is None  # no test numbers
+    assert table.ended_note(record(status="running")) is None
+
+
+def test_tags_are_split_at_commas_and_trimmed():
+    assert table.split_tags(" wide, lr 0.1 ,,  ") == ["wide", "lr 0.1"]
+    assert table.split_tags("") == table.split_tags(None) == []
+
+
+def test_every_sort_and_page_size_is_one_the_store_takes(tmp_path):
+    from bn_core.runs.store.run_store import RunStore
+
+    store = RunStore(tmp_path / "home")
+    for key, descending in table.SORTS.values():
+        assert store.runs_page(sort=key, descending=descending, limit=1) == ([], 0)
+    assert table.PAGE_SIZES == tuple(sorted(table.PAGE_SIZES))

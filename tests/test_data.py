@@ -24,8 +24,8 @@ import pytest
 from bn_core import data
 from bn_core.data import DatasetError, download, search
 from tests.conftest import assert_runs_without_tensorflow
+from tests.helpers import REAL_FASHION, real_fashion
 
-REAL_FASHION = "/usr/share/datasets/fashion-mnist"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IDX_NAMES = (
     "train-images-idx3-ubyte",
@@ -782,11 +782,8 @@ def test_import_and_local_load_do_not_load_tensorflow(tmp_path):
     )
 
 
-@pytest.mark.skipif(
-    not os.path.isdir(REAL_FASHION),
-    reason=f"{REAL_FASHION} not installed (apt-get install dataset-fashion-mnist)",
-)
 def test_real_fashion_mnist(monkeypatch):
+    real_fashion()  # installed by scripts/test.sh; missing is a failure, not a skip
     monkeypatch.setattr(search, "SYSTEM_DIRS", {"fashion_mnist": REAL_FASHION})
     assert data.locate("fashion_mnist") == REAL_FASHION
     raw = data.load_raw("fashion_mnist", allow_download=False)

@@ -23,9 +23,9 @@ from bn_core.runs.store.errors import StoreError
 from bn_core.runs.store.migrations import LATEST, Migration
 from bn_core.runs.store.run_store import RunStore
 
-# bn_core/runs/store/schema.py's SCHEMA at af657e3 (issue 10, the last store without a version): WAL
-# mode, this script, and the ``stage`` column; user_version stayed 0.
-ISSUE_10_SCHEMA = """
+# bn_core/runs/store/schema.py's SCHEMA at af657e3 (the last store without a version): WAL mode,
+# this script, and the ``stage`` column; user_version stayed 0.
+UNVERSIONED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,     -- also the queue order
     group_id TEXT NOT NULL,                   -- runs started together (one click, one sweep)
@@ -126,8 +126,8 @@ CREATE TABLE IF NOT EXISTS epoch_metrics (
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs(status);
 """
 
-# What bn_core/runs/store/migrations.py's _v2 at 245fa82 (issue 12, schema version 2) added to the
-# issue 10 schema, as SQL.
+# What migration 2 (run owners, runners, the replay queue: migrations.py at 245fa82) added to
+# the unversioned schema, as SQL.
 V2_ADDITIONS = """
 ALTER TABLE runs ADD COLUMN owner TEXT;
 ALTER TABLE runs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
@@ -280,9 +280,9 @@ def test_a_new_store_is_at_the_latest_version_with_every_table(tmp_path):
     assert RunStore(store.home).get(run_id).resumes == 0  # reopening migrates nothing
 
 
-def test_an_issue_10_store_migrates_keeping_every_row_and_a_backup(tmp_path):
+def test_an_unversioned_store_migrates_keeping_every_row_and_a_backup(tmp_path):
     home = tmp_path / "home"
-    path = old_store(home, ISSUE_10_SCHEMA, runs=3, steps=4)
+    path = old_store(home, UNVERSIONED_SCHEMA, runs=3, steps=4)
     before, old_columns = dump(path), columns(path)
     assert set(before) == LATEST_TABLES - {"runners", "replay_jobs", "groups"}
 
@@ -335,10 +335,10 @@ def test_a_store_older_than_the_stage_column_and_the_probe_tables_migrates(tmp_p
 
 def test_a_version_2_store_migrates_to_names_tags_nodes_and_groups(tmp_path):
     home = tmp_path / "home"
-    path = old_store(home, ISSUE_10_SCHEMA + V2_ADDITIONS, runs=3, steps=4)
+    path = old_store(home, UNVERSIONED_SCHEMA + V2_ADDITIONS, runs=3, steps=4)
     db = sqlite3.connect(path, isolation_level=None)
     try:
-        db.execute("PRAGMA user_version = 2")  # as issue 12's BN Lab left it
+        db.execute("PRAGMA user_version = 2")  # as a BN Lab of schema version 2 left it
     finally:
         db.close()
     before, old_columns = dump(path), columns(path)
@@ -424,7 +424,7 @@ def _open_at_once(home: str, barrier, results) -> None:
 def test_two_processes_opening_an_old_store_at_once_both_succeed(tmp_path, journal):
     home = tmp_path / "home"
     # ~10k rows: the backup takes a while. DELETE: both also switch the file to WAL at once.
-    path = old_store(home, ISSUE_10_SCHEMA, runs=200, steps=50, journal=journal)
+    path = old_store(home, UNVERSIONED_SCHEMA, runs=200, steps=50, journal=journal)
     before, old_columns = dump(path), columns(path)
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
@@ -449,7 +449,7 @@ def test_two_processes_opening_an_old_store_at_once_both_succeed(tmp_path, journ
 
 def test_a_migration_failing_half_way_leaves_the_store_at_its_old_version(tmp_path, monkeypatch):
     home = tmp_path / "home"
-    path = old_store(home, ISSUE_10_SCHEMA, runs=2)
+    path = old_store(home, UNVERSIONED_SCHEMA, runs=2)
     before, old_schema = dump(path), columns(path)
 
     def half_then_disk_full(db: sqlite3.Connection) -> None:
@@ -476,7 +476,7 @@ def test_a_migration_that_sqlite_already_rolled_back_still_says_why_it_failed(
     ROLLBACK that follows then fails ("no transaction is active"), and must not hide the
     error that says what to fix."""
     home = tmp_path / "home"
-    path = old_store(home, ISSUE_10_SCHEMA, runs=2)
+    path = old_store(home, UNVERSIONED_SCHEMA, runs=2)
     before = dump(path)
 
     def disk_full_rolled_back(db: sqlite3.Connection) -> None:

@@ -27,8 +27,7 @@ from bn_core.runs.store.run_store import RunStore
 from bn_core.views import comparison as cv
 from bn_core.views import runs as live
 from bn_core.views.sweep import sweep_figure
-from tests.helpers import result
-from tests.test_app import open_page, open_with_link, runner  # noqa: F401 (fixture)
+from tests.helpers import open_page, open_with_link, result
 
 # MNIST's test set holds 1,135 ones in 10,000: a network answering "1" to every image.
 CONSTANT_ONE = 0.1135

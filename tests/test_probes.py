@@ -23,9 +23,10 @@ from bn_core.nn import probes
 from bn_core.nn.batchnorm import BatchNorm
 from bn_core.nn.model import build_model
 from bn_core.nn.probes import GRAD_LAYERS, PERCENTILES, Probe, probe_data
-from bn_core.nn.training import EVENT_TYPES, EngineOptions, train
+from bn_core.nn.training import EngineOptions, train
 from bn_core.runs.store.run_store import RunStore
 from bn_core.variants import SITES
+from bn_core.vocabulary import ENGINE_EVENTS
 from tests.conftest import f32_atol, f32_rtol, make_splits
 from tests.helpers import Recorder
 
@@ -287,7 +288,7 @@ def test_probes_fire_at_the_first_boundary_at_or_after_each_multiple(runs):
 
 def test_probe_and_mode_gap_events_schema(runs):
     _, rec = runs["lenet_keras_bn", K]
-    assert {"probe", "mode_gap"} <= set(EVENT_TYPES)
+    assert {"probe", "mode_gap"} <= set(ENGINE_EVENTS)
     for event in rec.of_type("probe"):
         assert set(event) == {
             "type",

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.execution.runner import JobRunner, LocalProcessBackend
+from bn_core.runs.execution.runner import Backend, JobRunner, LocalProcessBackend
 from bn_core.runs.replays import files as replays
 from bn_core.runs.replays import job as replay_job
 from bn_core.runs.store import owner
@@ -196,8 +196,10 @@ def test_deleting_a_run_deletes_its_replay_job(store):
 # ----------------------------------------------------------------------------- the runner
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     """Starts nothing: training runs and replays get made-up pids, alive until ``end``ed."""
+
+    runs_replays = True
 
     def __init__(self, fail: bool = False):
         self.fail = fail
@@ -301,8 +303,8 @@ def test_a_replay_that_cannot_start_fails_and_the_next_one_starts(store):
     assert jobs[x].error == "could not start the replay process: no room for another process"
 
 
-def test_a_backend_without_start_replay_leaves_replays_queued(store):
-    from tests.test_app import RecordingBackend
+def test_a_backend_that_runs_no_replays_leaves_them_queued(store):
+    from tests.helpers import RecordingBackend
 
     runner = JobRunner(store, RecordingBackend(), max_concurrent=1)
     x = finished_run(store)

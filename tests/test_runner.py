@@ -29,9 +29,15 @@ import pytest
 from bn_core.config import ConfigError, TrainConfig
 from bn_core.runs.execution import runner as jobs
 from bn_core.runs.execution.backends.local import worker_process
-from bn_core.runs.execution.runner import JobRunner, LocalProcessBackend, default_concurrency
+from bn_core.runs.execution.runner import (
+    Backend,
+    JobRunner,
+    LocalProcessBackend,
+    default_concurrency,
+)
 from bn_core.runs.execution.worker import record_event, run_worker, use_xla_cache, xla_cache_folder
 from bn_core.runs.store.run_store import RunRecord, RunStore
+from bn_core.settings import SettingError
 from tests.conftest import assert_runs_without_tensorflow
 
 DEADLINE = 120.0  # seconds; generous, the machine is shared and small
@@ -151,7 +157,7 @@ def long_config(data_dir: Path, **changes) -> TrainConfig:
     )
 
 
-class SleeperBackend:
+class SleeperBackend(Backend):
     """A backend whose "workers" are sleeping processes that never touch the store: the test
     plays the worker's part (status, heartbeats, metrics) itself. ``ignore_sigterm`` makes them
     deaf to SIGTERM, like a worker stuck in native code."""
@@ -339,9 +345,14 @@ def test_default_concurrency_honours_env(store, monkeypatch):
     assert JobRunner(store, max_concurrent=2).max_concurrent == 2  # an explicit limit wins
     monkeypatch.setenv("BN_LAB_MAX_CONCURRENT", "1")
     assert default_concurrency() == 1
-    for ignored in ("0", "-2", "two", "", " "):
-        monkeypatch.setenv("BN_LAB_MAX_CONCURRENT", ignored)
-        assert default_concurrency() == 4, ignored  # falls back to cores // 2
+    for bad in ("0", "-2", "two", " ", "1025"):  # refused in one line (bn_core.settings)
+        monkeypatch.setenv("BN_LAB_MAX_CONCURRENT", bad)
+        with pytest.raises(SettingError, match=f"^BN_LAB_MAX_CONCURRENT={bad!r} is not"):
+            default_concurrency()
+        with pytest.raises(SettingError):
+            JobRunner(store)
+    monkeypatch.setenv("BN_LAB_MAX_CONCURRENT", "")  # empty is unset
+    assert default_concurrency() == 4  # cores // 2
     monkeypatch.delenv("BN_LAB_MAX_CONCURRENT")
     assert default_concurrency() == 4
     for cores, expected in ((2, 1), (1, 1), (None, 1), (16, 8)):
@@ -349,10 +360,11 @@ def test_default_concurrency_honours_env(store, monkeypatch):
         assert default_concurrency() == expected, cores
 
 
-def test_default_concurrency_ignores_unicode_digits(monkeypatch):
+def test_default_concurrency_refuses_unicode_digits(monkeypatch):
     monkeypatch.setattr(jobs.os, "cpu_count", lambda: 8)
     monkeypatch.setenv("BN_LAB_MAX_CONCURRENT", "\u00b2")  # superscript two: isdigit() is True
-    assert default_concurrency() == 4
+    with pytest.raises(SettingError):
+        default_concurrency()
 
 
 class _CountThenClaimStore(RunStore):
@@ -663,7 +675,7 @@ def test_stage_events_go_into_the_store(store):
 
 
 class PreparingBackend(SleeperBackend):
-    """A SleeperBackend that counts the runner's calls of the optional prepare and close."""
+    """A SleeperBackend that counts the runner's calls of prepare and close."""
 
     def __init__(self):
         super().__init__()
@@ -832,9 +844,13 @@ def test_workers_share_an_xla_cache_per_machine(tmp_path, monkeypatch):
         f"--tf_xla_persistent_cache_directory={folder}",
     ]
     monkeypatch.setenv("TF_XLA_FLAGS", "")
-    monkeypatch.setenv("BN_LAB_XLA_CACHE", "0")
-    use_xla_cache(tmp_path)
-    assert os.environ["TF_XLA_FLAGS"] == ""
+    for off in ("0", "off", "False"):  # any switch word (bn_core.settings)
+        monkeypatch.setenv("BN_LAB_XLA_CACHE", off)
+        use_xla_cache(tmp_path)
+        assert os.environ["TF_XLA_FLAGS"] == ""
+    monkeypatch.setenv("BN_LAB_XLA_CACHE", "none")
+    with pytest.raises(SettingError, match="^BN_LAB_XLA_CACHE='none' is not one of 1/0"):
+        use_xla_cache(tmp_path)
 
 
 # -- which processes count as workers (bn_core.runs.execution.backends.local) -----------------

@@ -21,7 +21,7 @@ from bn_core.cli import main
 from bn_core.config import TrainConfig
 from bn_core.runs.store.migrations import LATEST
 from bn_core.runs.store.run_store import RunStore
-from tests.test_migrations import ISSUE_10_SCHEMA, dump, old_store, version
+from tests.test_migrations import UNVERSIONED_SCHEMA, dump, old_store, version
 
 
 def batch(step: int) -> dict:
@@ -129,7 +129,7 @@ def test_check_a_store_from_a_newer_bn_lab(home, capsys):
 
 
 def test_backup_copies_without_migrating_and_refuses_to_overwrite(home, tmp_path, capsys):
-    path = old_store(home, ISSUE_10_SCHEMA, runs=3)  # version 0: backup must not migrate it
+    path = old_store(home, UNVERSIONED_SCHEMA, runs=3)  # version 0: backup must not migrate it
     before = dump(path)
     target = tmp_path / "copies" / "one.sqlite"
     code, out, _ = cli(capsys, "store", "backup", str(target))

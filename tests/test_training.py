@@ -20,7 +20,8 @@ from bn_core.config import ConfigError, TrainConfig
 from bn_core.data import DatasetError, Splits
 from bn_core.nn import training
 from bn_core.nn.training import EngineOptions, train
-from bn_core.results import HISTORY_KEYS, STATUSES, TrainResult, finite
+from bn_core.results import HISTORY_KEYS, TrainResult, finite
+from bn_core.vocabulary import ENGINE_ENDS, ENGINE_STAGES
 from tests.conftest import make_splits
 from tests.helpers import Recorder, write_npz
 
@@ -104,7 +105,7 @@ def test_event_stream_order_and_schema(run):
     epoch = ["training", "batch", "validating", "epoch"]
     assert sequence(rec) == ["start", "compiling", *epoch * 3, "evaluating on the test set", "end"]
     assert all(set(e) == {"type", "stage"} for e in rec.of_type("stage"))
-    assert {e["stage"] for e in rec.of_type("stage")} < set(training.STAGES)
+    assert {e["stage"] for e in rec.of_type("stage")} < set(ENGINE_STAGES)
 
     start = rec.events[0]
     assert start == {
@@ -587,7 +588,7 @@ def test_default_histories_are_not_shared():
 
 
 def test_statuses_and_history_keys():
-    assert STATUSES == ("completed", "cancelled", "diverged", "failed")
+    assert ENGINE_ENDS == ("completed", "cancelled", "diverged", "failed")
     assert HISTORY_KEYS == (
         "loss",
         "accuracy",

@@ -26,6 +26,7 @@ from bn_core.analysis.summary import (
 from bn_core.config import TrainConfig
 from bn_core.results import HISTORY_KEYS
 from bn_core.variants import VARIANT_NAMES
+from bn_core.vocabulary import RunStatus
 
 COMPARE_METRICS: tuple[str, ...] = ("val_accuracy", "val_loss", "accuracy", "loss")
 # Keys that differ between runs by design; config_differences reports the others.
@@ -140,7 +141,7 @@ SUMMARY_COLUMNS = (
     "variant",
     "runs",
     "seeds",
-    "completed",
+    RunStatus.COMPLETED.value,  # how many completed
     "no_learning",
     "n",
     "test_accuracy_mean",
@@ -202,7 +203,7 @@ def variant_summary(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
                 "variant": variant,
                 "runs": len(mine),
                 "seeds": ", ".join(str(r.get("seed", r["config"].get("seed"))) for r in mine),
-                "completed": sum(r["status"] == "completed" for r in mine),
+                RunStatus.COMPLETED.value: sum(r["status"] == RunStatus.COMPLETED for r in mine),
                 "no_learning": sum(learned_nothing(r) for r in mine),
                 "n": st["n"],
                 "test_accuracy_mean": st["mean"],

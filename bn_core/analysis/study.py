@@ -1,4 +1,5 @@
 """Studies as data: the paper's experiments as presets, sweep grids, and sweep tables.
+(Over 300 lines: a preset and the table of its results are one subject, read together.)
 
 A *preset* is a named grid of TrainConfigs (variants x swept values x seeds over shared
 settings), with a quick version that finishes in a few minutes on two cores. A *sweep* varies
@@ -6,8 +7,7 @@ the learning rate (as multiples of the optimizer's default, the paper's BN-x5/BN
 batch size or BN's inference window; ``sweep_table`` reads back the final test accuracy per
 run, with diverged runs kept and marked (their accuracy is None: never plotted as zero) and
 runs that learned nothing marked. No TensorFlow, Streamlit or figures here (the sweep chart is
-``bn_core.views.sweep``). A little over 300 lines: a preset and the table of its results are
-one subject, read together.
+``bn_core.views.sweep``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from bn_core.analysis.summary import learned_nothing
 from bn_core.config import DEFAULT_LEARNING_RATES, ConfigError, TrainConfig, field_spec
 from bn_core.constants import PROBE_EVERY_DEFAULT
 from bn_core.variants import VARIANT_NAMES
+from bn_core.vocabulary import RunStatus
 
 if TYPE_CHECKING:  # pandas and scipy load on first use: the CLI's --help stays quick
     import pandas as pd
@@ -262,7 +263,7 @@ def sweep_table(results: Sequence[dict[str, Any]]) -> pd.DataFrame:
     rows = []
     for r in results:
         config = r["config"]
-        completed = r["status"] == "completed"
+        completed = r["status"] == RunStatus.COMPLETED
         rows.append(
             {
                 "run_id": r.get("run_id"),
@@ -294,7 +295,9 @@ def sweep_points(table: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     keys = ["variant", *(swept_parameters(table) or list(SWEEP_PARAMETERS)[:1])]
-    columns = [*keys, "runs", "completed", "mean", "std", "diverged", "other", "no_learning"]
+    # the columns of the counts of runs in these statuses, named by them
+    completed, diverged = RunStatus.COMPLETED.value, RunStatus.DIVERGED.value
+    columns = [*keys, "runs", completed, "mean", "std", diverged, "other", "no_learning"]
     rows = []
     for values, g in table.groupby(keys, sort=False):
         accuracy = pd.to_numeric(g["test_accuracy"], errors="coerce").dropna()
@@ -302,11 +305,11 @@ def sweep_points(table: pd.DataFrame) -> pd.DataFrame:
             {
                 **dict(zip(keys, values, strict=True)),
                 "runs": len(g),
-                "completed": int((g["status"] == "completed").sum()),
+                completed: int((g["status"] == completed).sum()),
                 "mean": float(accuracy.mean()) if len(accuracy) else None,
                 "std": float(accuracy.std()) if len(accuracy) > 1 else None,
-                "diverged": int((g["status"] == "diverged").sum()),
-                "other": int((~g["status"].isin(["completed", "diverged"])).sum()),
+                diverged: int((g["status"] == diverged).sum()),
+                "other": int((~g["status"].isin([completed, diverged])).sum()),
                 "no_learning": int(g["no_learning"].sum()),
             }
         )

@@ -18,11 +18,18 @@ from typing import Any
 from bn_core.config import ConfigError, TrainConfig, field_spec, format_number
 from bn_core.runs.store import default_home
 from bn_core.variants import VARIANT_NAMES, VARIANTS
+from bn_core.vocabulary import RunStatus
 
 # The name people typed: the console script, or the module form (kept for existing scripts).
 PROG = "bn-lab" if Path(sys.argv[0]).name == "bn-lab" else "python -m bn_core"
 # A run's final status -> the process exit code (an interrupted run did not finish: 1).
-EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "cancelled": 130, "interrupted": 1}
+EXIT_CODES = {
+    RunStatus.COMPLETED: 0,
+    RunStatus.FAILED: 1,
+    RunStatus.DIVERGED: 3,
+    RunStatus.CANCELLED: 130,
+    RunStatus.INTERRUPTED: 1,
+}
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -148,7 +155,7 @@ def prepare_out(out: str | None) -> Path | None:
 
 def worst_exit(statuses: set[str]) -> int:
     """The exit code of several runs: the most serious outcome decides."""
-    for worst in ("cancelled", "failed", "diverged"):
+    for worst in (RunStatus.CANCELLED, RunStatus.FAILED, RunStatus.DIVERGED):
         if worst in statuses:
             return EXIT_CODES[worst]
     return 0

@@ -17,7 +17,7 @@ import sys
 
 from bn_core.cli.common import PROG
 from bn_core.config import ConfigError
-from bn_core.runs.store import FINISHED
+from bn_core.vocabulary import FINISHED
 
 SHOWN_IDS = 20  # run ids a deletion line lists before "and N more"
 
@@ -69,8 +69,8 @@ def register_run_actions(actions, formatter) -> None:
     prune.add_argument(
         "--status",
         nargs="+",
-        choices=FINISHED,
-        default=list(FINISHED),
+        choices=[status.value for status in FINISHED],  # plain strings: argparse shows their repr
+        default=[status.value for status in FINISHED],
         metavar="S",
         help=f"prune only runs with these statuses, among {', '.join(FINISHED)}",
     )

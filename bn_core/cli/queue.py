@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+from bn_core.vocabulary import ACTIVE, RunStatus
+
 
 def register(commands, formatter) -> None:
     runner = commands.add_parser(
@@ -95,7 +97,7 @@ def cmd_runner(args) -> int:
 
 def _report_changes(store, seen: dict[int, str]) -> None:
     """One line per run that started or ended since the last look."""
-    from bn_core.runs.store import ACTIVE, StoreError
+    from bn_core.runs.store import StoreError
 
     try:
         runs = store.list_runs(ACTIVE) + [store.get(i) for i in seen if seen[i] in ACTIVE]
@@ -106,7 +108,7 @@ def _report_changes(store, seen: dict[int, str]) -> None:
             continue
         stamp = time.strftime("%H:%M:%S")
         detail = f" ({run.error})" if run.error and not run.active else ""
-        if run.status != "starting":  # queued -> starting -> running: say it once
+        if run.status != RunStatus.STARTING:  # queued -> starting -> running: say it once
             print(f"{stamp} run #{run.id} {run.variant} seed {run.seed}: {run.status}{detail}")
             sys.stdout.flush()
         seen[run.id] = run.status

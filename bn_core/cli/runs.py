@@ -17,6 +17,7 @@ from bn_core.cli.common import (
     config_from_args,
 )
 from bn_core.config import TrainConfig
+from bn_core.vocabulary import RunStatus
 
 
 def register(commands, formatter) -> None:
@@ -70,7 +71,7 @@ def report(runner, run_id: int, wait: bool, as_json: bool) -> int:
     run = runner.status(run_id)
     group = runner.store.group(run.group_id)
     row = _run_row(run, group.name if group else None)
-    if not wait and run.status == "queued":
+    if not wait and run.status == RunStatus.QUEUED:
         row["note"] = queued_note(runner.store, run.backend_name)
     print(json.dumps(row) if as_json else _run_line(row))
     return EXIT_CODES.get(run.status, 0)

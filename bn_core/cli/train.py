@@ -21,6 +21,7 @@ from bn_core.cli.common import (
 from bn_core.config import TrainConfig
 from bn_core.runs.store import artifacts
 from bn_core.variants import VARIANT_NAMES
+from bn_core.vocabulary import REPLAYABLE, RunStatus
 
 
 def register(commands, formatter) -> None:
@@ -72,7 +73,7 @@ def cmd_train(config: TrainConfig, out: Path | None, as_json: bool) -> int:
     if out is not None:
         artifacts.write_text(out / "result.json", json.dumps(summary, indent=2))
         artifacts.write_text(out / "history.csv", curves_frame([summary]).to_csv(index=False))
-        if result.model is not None and result.status in ("completed", "cancelled"):
+        if result.model is not None and result.status in REPLAYABLE:
             artifacts.save_model(result.model, out / "model.keras")
     if as_json:
         print(json.dumps(summary))
@@ -104,7 +105,7 @@ def cmd_compare(config: TrainConfig, variants: list[str], out: Path, as_json: bo
                 result = train(run_config, on_event=bar.on_event, should_stop=stop, splits=splits)
             results.append(result.to_dict())
             print(progress.result_line(results[-1]), file=sys.stderr)
-            if result.status == "cancelled":
+            if result.status == RunStatus.CANCELLED:
                 break
     table, curves = summary_table(results), curves_frame(results)
     artifacts.write_text(out / "summary.csv", table.to_csv(index=False))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bn_core.messages import one_line
+
 # Array names in a Keras-format npz, in RawData order.
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -39,10 +41,9 @@ class RawData:
 
 
 def short(e: BaseException) -> str:
-    """One-line, bounded description of an exception, for embedding in a DatasetError."""
-    lines = str(e).strip().splitlines()
-    text = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
+    """One-line, bounded description of an exception, with its type, for embedding in a
+    DatasetError."""
+    return one_line(e, 160, typed=True)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

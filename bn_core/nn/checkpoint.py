@@ -52,6 +52,7 @@ import numpy as np
 from bn_core.atomic import atomic_path
 from bn_core.config import TrainConfig
 from bn_core.data import Splits
+from bn_core.messages import one_line
 from bn_core.results import HISTORY_KEYS
 
 FORMAT = "bn-lab checkpoint"
@@ -138,14 +139,15 @@ def load(path: str | os.PathLike, expected: dict[str, Any], epochs: int) -> Chec
         meta = json.loads(bytes(arrays.pop("meta")).decode("utf-8"))
     except Exception as exc:  # noqa: BLE001 - any damage (truncated, not a zip, bad JSON)
         raise CheckpointError(
-            f"{name}: damaged or not a checkpoint ({_one_line(exc)}); "
+            f"{name}: damaged or not a checkpoint ({one_line(exc, typed=True)}); "
             "delete it to start the run afresh"
         ) from None
     try:
         checkpoint = _parse(meta, arrays)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
-            f"{name}: not a valid checkpoint ({_one_line(exc)}); delete it to start afresh"
+            f"{name}: not a valid checkpoint ({one_line(exc, typed=True)}); "
+            "delete it to start afresh"
         ) from None
     differs = [
         f"{k}: {meta['fingerprint'].get(k)!r} in the file, {expected[k]!r} now"
@@ -232,11 +234,6 @@ def _parse(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Checkpoint:
         raise ValueError(f"unexpected arrays {sorted(arrays)[:3]}")
     rows = {k: [float(v) for v in history[:, j]] for j, k in enumerate(HISTORY_KEYS)}
     return Checkpoint(epoch=epoch, step=step, history=rows, values=values, specs=specs)
-
-
-def _one_line(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def peek(path: str | os.PathLike) -> int | None:

@@ -50,6 +50,7 @@ from bn_core.data import Splits
 from bn_core.nn.batchnorm import BatchNorm
 from bn_core.results import finite
 from bn_core.variants import SITES
+from bn_core.vocabulary import Event
 
 
 def probe_data(splits: Splits) -> tuple[np.ndarray, np.ndarray]:
@@ -238,7 +239,7 @@ class ProbeCallback(keras.callbacks.Callback):
         inference, batch_stats = self.probe.mode_gap()
         self.emit(
             {
-                "type": "mode_gap",
+                "type": Event.MODE_GAP,
                 "epoch": epoch + 1,
                 "val_accuracy_inference": inference,
                 "val_accuracy_batch_stats": batch_stats,
@@ -248,7 +249,7 @@ class ProbeCallback(keras.callbacks.Callback):
     def _emit_probe(self, step: int) -> None:
         self.emit(
             {
-                "type": "probe",
+                "type": Event.PROBE,
                 "step": step,
                 "epoch_progress": step / self.steps_per_epoch,
                 **self.probe.measure(),

@@ -1,13 +1,15 @@
 """The training engine: one function that trains a variant and streams what it measures.
+(Over 300 lines: the run, its event stream, its checkpoints and their callbacks belong together.)
 
 ``train(config, on_event, should_stop)`` builds the model, feeds it through a tf.data
 pipeline and Keras' ``fit`` (XLA-compiled, several steps per call), and reports:
 
-- events to ``on_event`` (plain JSON-safe dicts, see ``EVENT_TYPES``) while it runs,
+- events to ``on_event`` (plain JSON-safe dicts whose ``type`` is one of
+  ``bn_core.vocabulary.ENGINE_EVENTS``) while it runs,
 - a ``TrainResult`` at the end, with a status of ``completed``, ``cancelled``,
-  ``diverged`` or ``failed`` and everything measured up to that point.
+  ``diverged`` or ``failed`` (``ENGINE_ENDS``) and everything measured up to that point.
 
-``stage`` events name what a run waits for (``STAGES``; "compiling" lasts until the first
+``stage`` events name what a run waits for (``ENGINE_STAGES``; "compiling" lasts until the first
 batch event). Adam's slots and the accuracy's counters are made before ``fit``: a variable
 created while ``fit`` traces the train step makes TensorFlow trace it twice (bench/RESULTS.md).
 
@@ -22,9 +24,7 @@ end; the caller deletes it once the run has ended (a completed run's checkpoint 
 resuming it only evaluates on the test set again).
 
 Bad input (an invalid config, a missing dataset) raises ``ConfigError``/``DatasetError``
-before anything starts; a failure during training becomes ``status="failed"``. (Over 300
-lines: the run, its event stream, its checkpoints and the callbacks that make them belong
-together.)
+before anything starts; a failure during training becomes ``status="failed"``.
 """
 
 from __future__ import annotations
@@ -44,20 +44,16 @@ import tensorflow as tf
 from bn_core import data as data_lib
 from bn_core.config import TrainConfig
 from bn_core.data.search import files_stamp
+from bn_core.messages import one_line
 from bn_core.nn import checkpoint as ckpt
 from bn_core.nn.batches import TrainBatches, eval_dataset
 from bn_core.nn.model import build_model
 from bn_core.nn.probes import Probe, ProbeCallback
 from bn_core.results import HISTORY_KEYS, TrainResult, finite
+from bn_core.vocabulary import Event, RunStatus, Stage
 
 tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns about it each time
 
-# "probe" and "mode_gap" come only when config.probe_every > 0 (see bn_core.nn.probes),
-# "resume" only when a run continues from a checkpoint.
-EVENT_TYPES = ("stage", "start", "resume", "batch", "epoch", "probe", "mode_gap", "end")
-# What a ``stage`` event names, in a completed run's order (training/validating once an epoch).
-STAGES = ("loading data", "compiling", "training", "validating", "evaluating on the test set")
-LOADING, COMPILING, TRAINING, VALIDATING, EVALUATING = STAGES
 # A cross-entropy over 10 classes starts near ln(10) = 2.3; a running mean above this means
 # the logits have exploded (e.g. SGD with a huge learning rate) even when no NaN appeared yet.
 EXPLODED_LOSS = 1e4
@@ -67,7 +63,7 @@ _OPTIMIZERS = {
     "rmsprop": keras.optimizers.RMSprop,
 }
 
-Event = dict[str, Any]
+EventDict = dict[str, Any]  # one event: its ``type`` (an ``Event``) and its values
 
 
 @dataclass(frozen=True)
@@ -108,7 +104,7 @@ class _Stop(Exception):
 
 def train(
     config: TrainConfig,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: Callable[[EventDict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     *,
     splits: data_lib.Splits | None = None,
@@ -120,7 +116,8 @@ def train(
     ``on_event`` receives ``start``, ``batch`` (every ``options.execution_steps`` steps:
     running epoch means of loss and accuracy, as Keras reports them), ``epoch`` and ``end`` events;
     with ``config.probe_every`` > 0 also ``probe`` and ``mode_gap`` (``bn_core.nn.probes``);
-    ``stage`` events as each of ``STAGES`` begins (``loading data`` only without ``splits``).
+    ``stage`` events as each of ``ENGINE_STAGES`` begins (``loading data`` only without
+    ``splits``).
     ``should_stop`` is polled with each batch event and after each epoch; when it returns
     True the run ends as ``cancelled``, keeping the completed epochs. ``splits`` lets a caller
     reuse already-loaded data (it must come from the same dataset settings).
@@ -137,7 +134,7 @@ def train(
     config.validate()
     emit = on_event or (lambda event: None)
     if splits is None:
-        emit(_stage(LOADING))
+        emit(_stage(Stage.LOADING))
         splits = _load(config)
     steps_per_epoch = len(splits.x_train) // config.batch_size
     if steps_per_epoch < 1:
@@ -154,10 +151,10 @@ def train(
     started = time.perf_counter()
     emit(_start_event(config, splits, steps_per_epoch))
     if saved is not None:
-        emit({"type": "resume", "epoch": saved.epoch, "step": saved.step})
-    emit(_stage(COMPILING))
+        emit({"type": Event.RESUME, "epoch": saved.epoch, "step": saved.step})
+    emit(_stage(Stage.COMPILING))
     model = _compiled_model(config, steps_per_epoch, options)
-    result = TrainResult(status="completed", config=config, model=model)
+    result = TrainResult(status=RunStatus.COMPLETED, config=config, model=model)
     first_epoch = 0
     if saved is not None:
         ckpt.restore(saved, model, Path(checkpoint).name)
@@ -181,18 +178,18 @@ def train(
         probes = _ResumedProbes(saved.step, *args) if saved else ProbeCallback(*args)
         callbacks.insert(0, probes)
     result.status, result.error = _fit(model, config, splits, batches, callbacks, first_epoch)
-    if result.status == "completed":
-        emit(_stage(EVALUATING))
+    if result.status == RunStatus.COMPLETED:
+        emit(_stage(Stage.EVALUATING))
         loss, acc = model.evaluate(eval_dataset(splits.x_test, splits.y_test), verbose=0)
         result.test_loss, result.test_accuracy = float(loss), float(acc)
     result.steps = stream.steps_done
     result.seconds = time.perf_counter() - started
-    emit({"type": "end", **result.to_dict()})
+    emit({"type": Event.END, **result.to_dict()})
     return result
 
 
-def _stage(name: str) -> Event:
-    return {"type": "stage", "stage": name}
+def _stage(name: Stage) -> EventDict:
+    return {"type": Event.STAGE, "stage": name}
 
 
 def preload(dataset: str) -> None:
@@ -242,9 +239,9 @@ def _compiled_model(config: TrainConfig, steps_per_epoch: int, options: EngineOp
     return model
 
 
-def _start_event(config: TrainConfig, splits: data_lib.Splits, steps_per_epoch: int) -> Event:
+def _start_event(config: TrainConfig, splits: data_lib.Splits, steps_per_epoch: int) -> EventDict:
     return {
-        "type": "start",
+        "type": Event.START,
         "variant": config.variant,
         "config": config.to_dict(),
         "data_source": splits.source,
@@ -272,9 +269,8 @@ def _fit(model, config: TrainConfig, splits, batches, callbacks: list, first_epo
     except _Stop as stop:
         return stop.status, stop.message
     except Exception as exc:  # noqa: BLE001 - any crash inside TF becomes a failed run
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        return "failed", f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-    return "completed", None
+        return RunStatus.FAILED, one_line(exc, typed=True)
+    return RunStatus.COMPLETED, None
 
 
 class _Stream(keras.callbacks.Callback):
@@ -286,10 +282,10 @@ class _Stream(keras.callbacks.Callback):
         self.emit, self.should_stop, self.result = emit, should_stop or (lambda: False), result
         self.epoch, self.epoch_start, self.train_seconds = first_epoch, 0.0, None
         self.steps_done = first_epoch * steps_per_epoch
-        self.stage = COMPILING
+        self.stage = Stage.COMPILING
         self.save: Callable[[int], None] | None = None  # writes the checkpoint, if any
 
-    def _enter(self, stage: str) -> None:
+    def _enter(self, stage: Stage) -> None:
         self.stage = stage
         self.emit(_stage(stage))
 
@@ -297,15 +293,15 @@ class _Stream(keras.callbacks.Callback):
         self.epoch, self.epoch_start, self.train_seconds = epoch, time.perf_counter(), None
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.stage != TRAINING:  # the first event of an epoch: compiling/validating is over
-            self._enter(TRAINING)
+        if self.stage != Stage.TRAINING:  # an epoch's first event: compiling/validating is over
+            self._enter(Stage.TRAINING)
         # Keras reports begin + steps_per_execution - 1, even when the epoch ended sooner.
         batch = min(batch, self.steps_per_epoch - 1)
         loss, acc = float(logs["loss"]), float(logs["accuracy"])
         self.steps_done = self.epoch * self.steps_per_epoch + batch + 1
         self.emit(
             {
-                "type": "batch",
+                "type": Event.BATCH,
                 "epoch": self.epoch + 1,
                 "batch": batch + 1,
                 "step": self.steps_done,
@@ -315,14 +311,15 @@ class _Stream(keras.callbacks.Callback):
             }
         )
         if not math.isfinite(loss) or loss > EXPLODED_LOSS:
-            raise _Stop("diverged", f"training loss reached {loss:.4g} at step {self.steps_done}")
+            problem = f"training loss reached {loss:.4g} at step {self.steps_done}"
+            raise _Stop(RunStatus.DIVERGED, problem)
         if self.should_stop():
-            raise _Stop("cancelled", f"cancelled at step {self.steps_done}")
+            raise _Stop(RunStatus.CANCELLED, f"cancelled at step {self.steps_done}")
 
     def on_test_begin(self, logs=None):
         # Validation starts: the training part of the epoch is over.
         self.train_seconds = time.perf_counter() - self.epoch_start
-        self._enter(VALIDATING)
+        self._enter(Stage.VALIDATING)
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = self.train_seconds or (time.perf_counter() - self.epoch_start)
@@ -339,7 +336,7 @@ class _Stream(keras.callbacks.Callback):
             self.result.history[key].append(row[key])
         self.emit(
             {
-                "type": "epoch",
+                "type": Event.EPOCH,
                 "epoch": epoch + 1,
                 "step": self.steps_done,
                 "epoch_seconds": time.perf_counter() - self.epoch_start,
@@ -347,13 +344,12 @@ class _Stream(keras.callbacks.Callback):
             }
         )
         if "val_loss" in logs and not math.isfinite(row["val_loss"]):
-            raise _Stop(
-                "diverged", f"validation loss became {row['val_loss']} after epoch {epoch + 1}"
-            )
+            problem = f"validation loss became {row['val_loss']} after epoch {epoch + 1}"
+            raise _Stop(RunStatus.DIVERGED, problem)
         if self.save is not None:
             self.save(epoch + 1)
         if self.should_stop() and epoch + 1 < self.config.epochs:
-            raise _Stop("cancelled", f"cancelled after epoch {epoch + 1}")
+            raise _Stop(RunStatus.CANCELLED, f"cancelled after epoch {epoch + 1}")
 
 
 class _ResumedProbes(ProbeCallback):

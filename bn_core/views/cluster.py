@@ -16,6 +16,7 @@ import pandas as pd
 
 from bn_core.runs.execution import ClusterInfo
 from bn_core.runs.store import RunRecord
+from bn_core.vocabulary import STARTED
 
 NODE_COLUMNS: tuple[str, ...] = ("host", "node id", "alive", "CPUs", "GPUs", "head", "running runs")
 NODE_ID_CHARS = 12  # as Ray's own dashboard and `ray status` abbreviate node ids
@@ -49,8 +50,7 @@ def dashboard_link(url: str | None) -> str | None:
 def running_by_host(runs: Iterable[RunRecord]) -> Counter:
     """Ray runs that are starting or running, counted by the host they run on (``run.node``);
     a run still waiting for a node (no host yet) counts under None."""
-    active = ("starting", "running")
-    return Counter(run.node for run in runs if run.backend_name == "ray" and run.status in active)
+    return Counter(run.node for run in runs if run.backend_name == "ray" and run.status in STARTED)
 
 
 def node_frame(info: ClusterInfo, runs: Iterable[RunRecord]) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from bn_core.config import field_spec
 from bn_core.constants import DATASETS
 from bn_core.data.files import short
 from bn_core.data.search import NPZ_NAMES
+from bn_core.messages import one_line
 
 # What else fixes a missing dataset, besides a download or a data folder.
 OTHER_FIXES: dict[str, str] = {
@@ -56,7 +57,7 @@ def dataset_status(dataset: str, data_dir: str | None = None) -> tuple[str, str]
     try:
         path = data.locate(dataset, data_dir)
     except (data.DatasetError, OSError) as e:
-        return "error", str(e).splitlines()[0] if str(e) else type(e).__name__
+        return "error", one_line(e)
     if path is not None:
         if problem := data.search.header_problem(path):
             return "damaged", (
@@ -111,7 +112,7 @@ def check_folder(text: str | None, dataset: str) -> tuple[str | None, str | None
     try:
         hit = data.locate(dataset, folder)
     except (data.DatasetError, OSError) as e:
-        return None, str(e).splitlines()[0]
+        return None, one_line(e)
     if hit is None or folder not in (Path(hit), Path(hit).parent):
         return None, (
             f"the data folder holds no {dataset}: no {NPZ_NAMES[dataset][0]} and not the four "

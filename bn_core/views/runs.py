@@ -17,20 +17,22 @@ import plotly.graph_objects as go
 
 from bn_core.config import TrainConfig
 from bn_core.results import CHANCE, chance_margin, final_accuracy, finite, no_learning
-from bn_core.runs.store import STARTING, RunRecord
+from bn_core.runs.store import RunRecord
 from bn_core.views.charts import METRIC_TITLES
 from bn_core.views.train_form import format_learning_rate
+from bn_core.vocabulary import ERROR, RunStatus, Stage
 
-ERROR_STATUSES: tuple[str, ...] = ("failed", "diverged", "interrupted")
-STATUS_COLORS: dict[str, str] = {
-    "queued": "gray",
-    "starting": "blue",
-    "running": "blue",
-    "completed": "green",
-    "cancelled": "orange",
-    "diverged": "red",
-    "failed": "red",
-    "interrupted": "violet",
+# The ends a run's card shows as an error, its error line in red.
+ERROR_STATUSES: tuple[RunStatus, ...] = ERROR
+STATUS_COLORS: dict[RunStatus, str] = {
+    RunStatus.QUEUED: "gray",
+    RunStatus.STARTING: "blue",
+    RunStatus.RUNNING: "blue",
+    RunStatus.COMPLETED: "green",
+    RunStatus.CANCELLED: "orange",
+    RunStatus.DIVERGED: "red",
+    RunStatus.FAILED: "red",
+    RunStatus.INTERRUPTED: "violet",
 }
 
 
@@ -77,7 +79,7 @@ def table_frame(
             {
                 "run": run.id,
                 "status": label,
-                "progress": 1.0 if run.status == "completed" else progress,
+                "progress": 1.0 if run.status == RunStatus.COMPLETED else progress,
                 "name": run.name or "",
                 "group": group_names.get(run.group_id, run.group_id),
                 "variant": run.variant,
@@ -99,7 +101,7 @@ def where_caption(run: RunRecord) -> str | None:
     if run.backend_name != "ray":
         return None
     if run.node is None:
-        return "waiting for a Ray node" if run.active else "on Ray (no node took it)"
+        return Stage.WAITING if run.active else "on Ray (no node took it)"
     return f"{'runs' if run.active else 'ran'} on {run.node} (Ray)"
 
 
@@ -191,7 +193,7 @@ def progress_info(
     first, last = (batches[0], batches[-1]) if batches else (None, None)
     step = max(steps(last) if last else 0, epochs_done * (per_epoch or 0))
     fraction = min(step / total, 1.0) if total else 0.0
-    if run.status == "completed":
+    if run.status == RunStatus.COMPLETED:
         fraction = 1.0
 
     images_per_second = epochs[-1].get("images_per_second") if epochs else None
@@ -201,13 +203,13 @@ def progress_info(
         if images_per_second is None:
             images_per_second = step_rate * config.batch_size
     eta = None
-    if run.status == "running" and total and step_rate and step < total:
+    if run.status == RunStatus.RUNNING and total and step_rate and step < total:
         eta = None if run.cancel_requested else (total - step) / step_rate
 
-    if run.status == "queued":
-        text = "queued"
-    elif run.status == "starting" or (run.status == "running" and not batches):
-        text = run.stage or STARTING
+    if run.status == RunStatus.QUEUED:
+        text = str(RunStatus.QUEUED)
+    elif run.status == RunStatus.STARTING or (run.status == RunStatus.RUNNING and not batches):
+        text = run.stage or Stage.STARTING
     else:
         parts = []
         if run.active and last is not None:

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from bn_core.analysis.study import SWEEP_PARAMETERS, sweep_points, swept_parameters
 from bn_core.views.comparison import variant_color
+from bn_core.vocabulary import RunStatus
 
 
 def sweep_figure(table: pd.DataFrame, *, height: int = 420) -> go.Figure:
@@ -45,12 +46,12 @@ def sweep_figure(table: pd.DataFrame, *, height: int = 420) -> go.Figure:
                 line={"color": color},
                 connectgaps=False,
                 error_y={"type": "data", "array": g["std"].fillna(0.0).tolist(), "visible": True},
-                customdata=g[["completed", "diverged"]].values.tolist(),
+                customdata=g[[RunStatus.COMPLETED.value, RunStatus.DIVERGED.value]].values.tolist(),
                 hovertemplate=f"{label}<br>%{{x}}: %{{y:.4f}} (n=%{{customdata[0]}}, "
                 "diverged %{customdata[1]})<extra></extra>",
             )
         )
-        diverged = sub[sub["status"] == "diverged"]
+        diverged = sub[sub["status"] == RunStatus.DIVERGED]
         if len(diverged):
             fig.add_trace(
                 go.Scatter(
@@ -83,7 +84,7 @@ def sweep_figure(table: pd.DataFrame, *, height: int = 420) -> go.Figure:
                     hoverinfo="text",
                 )
             )
-    n_diverged = int((table["status"] == "diverged").sum())
+    n_diverged = int((table["status"] == RunStatus.DIVERGED).sum())
     note = f"; ✕ = diverged ({n_diverged} run{'s' * (n_diverged != 1)})" if n_diverged else ""
     n_stuck = int((table["no_learning"] & table["test_accuracy"].notna()).sum())
     note += f"; ○ = no learning ({n_stuck} run{'s' * (n_stuck != 1)})" if n_stuck else ""

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.execution.runner import JobRunner, dead, reap
+from bn_core.runs.execution.runner import Backend, JobRunner, reap
 from bn_core.runs.store import owner
 from bn_core.runs.store.run_store import RunStore
 from tests.helpers import write_npz
@@ -101,21 +101,26 @@ def _start_study(tmp_path: Path):
 
 
 def test_a_study_killed_with_sigkill_leaves_no_stranded_run(tmp_path):
+    """A study's runs are queued runs of its store: the one training is owned by its worker
+    process (not the study), which goes on, records its end and exits; the runs still
+    queued wait for any runner on that store (the dashboard, `bn-lab runner`)."""
     study, store, run = _start_study(tmp_path)
-    assert run.pid == study.pid and owner.alive(run.owner) is True
+    assert run.pid != study.pid and owner.alive(run.owner) is True  # the worker has it
     assert run.heartbeat is not None
     os.kill(study.pid, signal.SIGKILL)
     study.communicate(timeout=30)
 
-    stranded = store.get(run.id)
-    assert stranded.status == "running" and dead(stranded)  # the store still says running...
-    assert reap(store) == [run.id]  # ... until anyone looks: no runner is needed
-    ended = store.get(run.id)
-    assert ended.status == "interrupted" and "exited" in ended.error
-    assert store.batch_metrics([run.id])  # what it measured is kept
+    ended = _wait_for(
+        lambda: (r := store.get(run.id)) is not None and not r.active and r, 240, "its end"
+    )
+    assert ended.status == "completed", ended.error  # its worker finished it
+    assert store.batch_metrics([run.id]) and store.model_path(run.id).is_file()
+    assert reap(store) == []  # nothing stranded: nobody has to clean up after the study
+    waiting = store.list_runs(("queued",))
+    assert waiting and all(r.owner is None for r in waiting)
 
     # The slot is free again: a runner starts the next queued run (a fake backend: no TF here).
-    class Backend:
+    class Starter(Backend):
         started: list[int] = []
 
         def start(self, run_id, store):
@@ -128,10 +133,9 @@ def test_a_study_killed_with_sigkill_leaves_no_stranded_run(tmp_path):
         def terminate(self, pid): ...
         def kill(self, pid): ...
 
-    queued = store.create_run(TrainConfig(), "next")
-    runner = JobRunner(store, Backend(), max_concurrent=1)
+    runner = JobRunner(store, Starter(), max_concurrent=1)
     runner.tick()
-    assert Backend.started == [queued]
+    assert Starter.started == [waiting[0].id]  # a runner on the study's store takes them
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
@@ -266,7 +270,7 @@ def test_an_idle_runner_removes_partial_files_of_killed_writers(tmp_path):
     for path in (partial, live):
         os.utime(path, (minute_ago, minute_ago))
 
-    class Idle:  # no runs: the runner's idle branch
+    class Idle(Backend):  # no runs: the runner's idle branch
         def start(self, run_id, store): ...
         def alive(self, pid):
             return True

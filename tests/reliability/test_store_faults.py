@@ -33,11 +33,9 @@ from bn_core.runs.store.errors import StoreError, describe
 from bn_core.runs.store.migrations import LATEST
 from bn_core.runs.store.run_store import RunStore
 from bn_core.views.runs import run_label
-from pages import _ui
-from tests.test_app import PAGES, open_page, open_with_link
-from tests.test_app import have as have  # fixtures: the datasets "on this machine"
-from tests.test_app import runner as runner  # a JobRunner whose backend starts nothing
-from tests.test_migrations import ISSUE_10_SCHEMA, old_store
+from pages import _runner
+from tests.helpers import PAGES, open_page, open_with_link
+from tests.test_migrations import UNVERSIONED_SCHEMA, old_store
 
 pytestmark = pytest.mark.reliability
 
@@ -246,7 +244,7 @@ def read_only_folder(folder: Path):
 @pytest.fixture(params=["latest", "v0"])
 def frozen_home(request, tmp_path, fresh_cache):
     """(home, its version): a store holding two finished runs on a read-only file system, at
-    the latest version or as issue 10 left it (version 0: it cannot be migrated where it is)."""
+    the latest version or unversioned (version 0: it cannot be migrated where it is)."""
     home = tmp_path / "ro" / "home"
     with read_only_folder(tmp_path / "ro") as freeze:
         if request.param == "latest":
@@ -254,7 +252,7 @@ def frozen_home(request, tmp_path, fresh_cache):
             for seed in (0, 1):
                 finished_run(store, seed)
         else:
-            old_store(home, ISSUE_10_SCHEMA, runs=2)
+            old_store(home, UNVERSIONED_SCHEMA, runs=2)
         freeze()
         yield home, LATEST if request.param == "latest" else 0
 
@@ -307,7 +305,7 @@ def test_a_read_only_store_shows_its_history_with_start_off(frozen_home, monkeyp
     assert at.button(key="delete-1").disabled and len(at.get("plotly_chart")) == 2
     at = open_page(COMPARE)
     assert len(at.table) == 1 and list(at.table[0].value["runs"]) == [2]
-    runner = _ui._runner_for(str(frozen_home.resolve()))
+    runner = _runner._runner_for(str(frozen_home.resolve()))
     assert runner.store.read_only and runner._thread is None  # never started: nothing to do
 
 

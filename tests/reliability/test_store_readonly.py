@@ -28,7 +28,7 @@ from bn_core.runs.store.errors import StoreError
 from bn_core.runs.store.migrations import LATEST
 from bn_core.runs.store.run_store import RunStore
 from tests.reliability.test_store_faults import cli, digest, finished_run, read_only_folder
-from tests.test_migrations import ISSUE_10_SCHEMA, old_store
+from tests.test_migrations import UNVERSIONED_SCHEMA, old_store
 
 pytestmark = pytest.mark.reliability
 
@@ -53,7 +53,7 @@ def store_with_wal(source: Path, target: Path, version: str) -> None:
         for seed in (0, 1):
             finished_run(store, seed)
     else:
-        old_store(source, ISSUE_10_SCHEMA, runs=2)
+        old_store(source, UNVERSIONED_SCHEMA, runs=2)
     path = source / "runs.sqlite"
     writer = sqlite3.connect(path, isolation_level=None)
     try:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from bn_core.config import ConfigError
 from bn_core.runs.execution import caps
-from bn_core.runs.store.lifecycle import RESUMABLE
 from bn_core.runs.store.run_store import RunStore
+from bn_core.vocabulary import RESUMABLE, RunStatus
 
 
 def resume(store: RunStore, run_id: int) -> str:
@@ -26,7 +26,7 @@ def resume(store: RunStore, run_id: int) -> str:
         raise ConfigError(
             f"run #{run_id} is {run.status}: only {', '.join(RESUMABLE)} runs can be resumed"
         )
-    caps.check_submit(1, store.count_runs(("queued",)))
+    caps.check_submit(1, store.count_runs((RunStatus.QUEUED,)))
     epoch = store.checkpoint_epoch(run_id)
     if not store.requeue(run_id):
         raise ConfigError(f"run #{run_id} changed status meanwhile; see `bn-lab runs`")

@@ -1,19 +1,23 @@
 """The job runner: a queue of runs, started as worker processes, at most N at a time.
+(Over 300 lines: claiming, judging, cancelling and window replays share one lock and one pass.)
 
 The interface is backend-neutral: ``submit`` (configs -> queued runs in the store), ``cancel``,
 ``status``, and metrics flow into the store from wherever a run executes. Backends live in
 ``bn_core.runs.execution.backends``: ``LocalProcessBackend`` (the default, re-exported here)
 runs each job as ``python -m bn_core.runs.execution.worker RUN_ID`` in its own process session;
-a distributed backend (Ray, say) implements the same four methods of ``Backend``.
+a distributed backend (Ray, say) subclasses the same ``Backend``, whose every method the
+runner calls (a backend inherits the documented default of those it does not need). A run's
+``handle`` is what its backend's ``start`` returned.
 
-When no run is active the runner calls the backend's ``prepare`` (if it has one): the local
-backend then keeps a standby worker that has already imported TensorFlow, so the next run's
-first point comes seconds sooner. ``submit`` wakes the scheduling thread at once.
+When no run is active the runner calls the backend's ``prepare``: the local backend then keeps
+a standby worker that has already imported TensorFlow, so the next run's first point comes
+seconds sooner. ``submit`` wakes the scheduling thread at once.
 
 Window replays (``replay``: ``python -m bn_core.runs.replays.job RUN_ID``, TensorFlow too) are
-jobs of the same queue and limit (``bn_core.runs.store.replay_queue``: queued runs and replays start
-oldest first), started with the backend's optional ``start_replay``. A replay whose process is
-gone, or whose heartbeat is older than ``stale_after``, becomes ``failed`` with its log's last line.
+jobs of the same queue and limit (``bn_core.runs.store.replay_queue``: queued runs and replays
+start oldest first), started with the backend's ``start_replay`` when it ``runs_replays``. A
+replay whose process is gone, or whose heartbeat is older than ``stale_after``, becomes
+``failed`` with its log's last line.
 
 Cancellation escalates: the run's cancel flag (the worker polls it and stops cleanly), then
 SIGTERM after ``cancel_grace`` seconds, then SIGKILL after twice that. A run whose process
@@ -26,8 +30,7 @@ A runner registers itself in the store (``presence``) while it runs, so ``submit
 whether anyone will start a queued run. When the store cannot be written (disk full, I/O
 errors) the runner backs off, says so once on stderr (``problem`` holds the line for a UI),
 and does not judge heartbeats until writing works again: nobody could write one meanwhile.
-(Over 300 lines: claiming, judging, cancelling and window replays share one lock and one
-pass; dead runs without a runner are ``bn_core.runs.execution.reaper``'s.)
+Dead runs without a runner are ``bn_core.runs.execution.reaper``'s.
 """
 
 from __future__ import annotations
@@ -39,8 +42,10 @@ import threading
 import time
 import uuid
 
+from bn_core import settings
 from bn_core.atomic import remove_partials
 from bn_core.config import TrainConfig
+from bn_core.messages import one_line
 from bn_core.runs.execution import caps
 from bn_core.runs.execution.backends import Backend
 from bn_core.runs.execution.backends.local import LocalProcessBackend
@@ -50,6 +55,7 @@ from bn_core.runs.replays import files as replays
 from bn_core.runs.store import owner
 from bn_core.runs.store.errors import StoreError
 from bn_core.runs.store.run_store import RunRecord, RunStore
+from bn_core.vocabulary import STARTED, ReplayStatus, RunStatus
 
 __all__ = [
     "Backend",
@@ -62,10 +68,11 @@ __all__ = [
 
 
 def default_concurrency() -> int:
-    """One run at a time on small machines (a run uses both cores of a 2-core box)."""
-    env = os.environ.get("BN_LAB_MAX_CONCURRENT")
-    if env and env.isdecimal() and env.isascii() and int(env) > 0:
-        return int(env)
+    """``$BN_LAB_MAX_CONCURRENT`` (a bad value is a SettingError), else one run at a time on
+    small machines (a run uses both cores of a 2-core box) and cores/2 above."""
+    chosen = settings.value("BN_LAB_MAX_CONCURRENT")
+    if chosen is not None:
+        return chosen
     cores = os.cpu_count() or 1
     return 1 if cores <= 2 else cores // 2
 
@@ -104,7 +111,7 @@ class JobRunner:
         self.stale_after = stale_after
         self.cancel_grace = cancel_grace
         self._cancel_since: dict[int, float] = {}
-        self._replay_pids: set[int] = set()  # replay processes this runner started, until gone
+        self._replay_handles: set[int] = set()  # replays this runner started, until gone
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,7 +139,7 @@ class JobRunner:
         cap (``bn_core.runs.execution.caps``); then nothing is queued either."""
         for config in configs:
             config.validate()
-        caps.check_submit(len(configs), self.store.count_runs(("queued",)))
+        caps.check_submit(len(configs), self.store.count_runs((RunStatus.QUEUED,)))
         group = group_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         ids = self.store.create_runs(configs, group, group_name=group_name, backend=backend)
         self._wake.set()
@@ -140,7 +147,8 @@ class JobRunner:
 
     def cancel(self, run_id: int) -> None:
         """Cancel a queued run at once; ask a running one to stop (escalating if it won't)."""
-        if self.store.transition(run_id, ("queued",), "cancelled", finished_at=time.time()):
+        queued, cancelled = (RunStatus.QUEUED,), RunStatus.CANCELLED
+        if self.store.transition(run_id, queued, cancelled, finished_at=time.time()):
             return
         self.store.request_cancel(run_id)
         self._wake.set()
@@ -188,7 +196,7 @@ class JobRunner:
             self.store.runner_heartbeat(self.runner_id)  # this runner is alive (presence)
             if self.problem is not None:  # the store works again: nobody could write a
                 self._writable_since = now  # heartbeat meanwhile, so judge them from now on
-            active = self.store.list_runs(("starting", "running"))
+            active = self.store.list_runs(STARTED)
             for run in active:
                 self._check(run, now)
             replaying = self._check_replays(now)
@@ -198,23 +206,22 @@ class JobRunner:
             while (run_id := self.store.claim_next(self.max_concurrent, me, "local")) is not None:
                 claimed = True
                 try:
-                    pid = self.backend.start(run_id, self.store)
+                    handle = self.backend.start(run_id, self.store)
                 except OSError as exc:
                     self.store.transition(
                         run_id,
-                        ("starting",),
-                        "failed",
+                        (RunStatus.STARTING,),
+                        RunStatus.FAILED,
                         error=f"could not start worker: {exc}",
                         finished_at=time.time(),
                     )
                     continue
-                self.store.update(run_id, pid=pid)
+                self.store.update(run_id, pid=handle)  # the ``pid`` column holds handles
             claimed = self._start_on_cluster(me) or claimed
             claimed = self._start_replays() or claimed
-            prepare = getattr(self.backend, "prepare", None)
-            busy = active or claimed or replaying or self._replay_pids  # ours, until they exit
-            if prepare is not None and not busy:
-                prepare(self.store)
+            busy = active or claimed or replaying or self._replay_handles  # until they exit
+            if not busy:
+                self.backend.prepare(self.store)
             if not busy and now - self._swept > SWEEP_EVERY:
                 self._swept = now
                 for folder in PARTIALS_IN:  # files half written by killed workers
@@ -255,10 +262,12 @@ class JobRunner:
             try:
                 handle = self.cluster.start(run_id, self.store)
             except Exception as exc:  # noqa: BLE001 - the cluster went away: queue it again
-                self.store.transition(run_id, ("starting",), "queued", owner=None, heartbeat=None)
+                self.store.transition(
+                    run_id, (RunStatus.STARTING,), RunStatus.QUEUED, owner=None, heartbeat=None
+                )
                 self._cluster_gone(exc)
                 break
-            self.store.update(run_id, pid=handle)
+            self.store.update(run_id, pid=handle)  # the ``pid`` column holds handles
         return claimed
 
     def _cluster_room(self) -> int | None:
@@ -281,7 +290,8 @@ class JobRunner:
 
         def ask() -> None:
             try:
-                self._cluster_answer = self.ensure_cluster().capacity()
+                room = self.ensure_cluster().capacity()  # None: no limit of its own
+                self._cluster_answer = self.max_concurrent if room is None else room
             except Exception as exc:  # noqa: BLE001 - ClusterError, or Ray failing to connect
                 self._cluster_answer = exc
             self._wake.set()
@@ -292,7 +302,7 @@ class JobRunner:
 
     def _cluster_gone(self, exc: Exception) -> None:
         """Keep why the cluster cannot take runs (``cluster_problem``); say it once on stderr."""
-        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        line = one_line(exc)
         if line != self.cluster_problem:
             waiting = self.store.queued_for("ray")
             print(f"bn-lab runner: {line} ({waiting} runs wait for Ray)", file=sys.stderr)
@@ -308,44 +318,44 @@ class JobRunner:
             # Re-read: the worker may have finished between our list and now.
             latest = self.store.get(run.id)
             if latest and latest.active:
-                if stale and not gone and run.pid is not None and backend is not None:
-                    backend.kill(run.pid)  # hung: make sure it cannot write later
+                if stale and not gone and run.handle is not None and backend is not None:
+                    backend.kill(run.handle)  # hung: make sure it cannot write later
                 reason = "worker process exited" if gone else "worker stopped sending heartbeats"
                 self.store.transition(
                     run.id,
-                    ("starting", "running"),
-                    "cancelled" if latest.cancel_requested else "interrupted",
+                    STARTED,
+                    RunStatus.CANCELLED if latest.cancel_requested else RunStatus.INTERRUPTED,
                     error=f"{reason}; metrics up to then are kept",
                     finished_at=now,
                 )
             return
-        if run.cancel_requested and run.pid is not None and backend is not None:
+        if run.cancel_requested and run.handle is not None and backend is not None:
             since = self._cancel_since.setdefault(run.id, now)
             if now - since > 2 * self.cancel_grace:
-                backend.kill(run.pid)
+                backend.kill(run.handle)
             elif now - since > self.cancel_grace:
-                backend.terminate(run.pid)
+                backend.terminate(run.handle)
 
     def _start_replays(self) -> bool:
         """Start queued replays on the backend while the limit allows; whether any started.
         A replay process of ours that has ended its job but not exited yet (TensorFlow takes
         a while to unload) still holds its slot: the limit holds for processes, not only for
         rows of the store."""
-        start = getattr(self.backend, "start_replay", None)
-        if start is None:
+        if not self.backend.runs_replays:
             return False
-        self._replay_pids = {pid for pid in self._replay_pids if self.backend.alive(pid)}
-        claimed, me, pids = False, self.runner_id, self._replay_pids
-        while (run_id := self.store.claim_replay(self.max_concurrent, me, pids)) is not None:
+        handles = {handle for handle in self._replay_handles if self.backend.alive(handle)}
+        self._replay_handles = handles
+        claimed, me = False, self.runner_id
+        while (run_id := self.store.claim_replay(self.max_concurrent, me, handles)) is not None:
             claimed = True
             try:
-                pid = start(run_id, self.store)
+                handle = self.backend.start_replay(run_id, self.store)
             except OSError as exc:
                 error = f"could not start the replay process: {exc}"
-                self.store.finish_replay(run_id, "failed", error, owner=self.runner_id)
+                self.store.finish_replay(run_id, ReplayStatus.FAILED, error, owner=self.runner_id)
                 continue
-            self.store.record_replay_pid(run_id, pid, self.runner_id)
-            self._replay_pids.add(pid)
+            self.store.record_replay_pid(run_id, handle, self.runner_id)
+            handles.add(handle)
         if claimed:
             self._wake.set()  # a queued run may be next in line now: another pass at once
         return claimed
@@ -355,7 +365,7 @@ class JobRunner:
         heartbeats; returns how many still run. Like ``dead`` for a starting run: by the
         owner, and, while this runner holds a job its process has not taken yet, by its pid."""
         running = 0
-        for job in self.store.replay_jobs(statuses=("running",)).values():
+        for job in self.store.replay_jobs(statuses=(ReplayStatus.RUNNING,)).values():
             unclaimed = job.started_at is None and job.owner == self.runner_id
             gone = owner.alive(job.owner) is False or (
                 unclaimed and job.pid is not None and not self.backend.alive(job.pid)
@@ -372,7 +382,7 @@ class JobRunner:
             error = f"the replay process {reason}" + (
                 f"; its log ends: {line}" if line else ", its log is empty"
             )
-            self.store.finish_replay(job.run_id, "failed", error, owner=job.owner)
+            self.store.finish_replay(job.run_id, ReplayStatus.FAILED, error, owner=job.owner)
         return running
 
     def start(self) -> JobRunner:
@@ -391,10 +401,8 @@ class JobRunner:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        close = getattr(self.backend, "close", None)
-        if close is not None:
-            with self._lock:
-                close()
+        with self._lock:
+            self.backend.close()
         with contextlib.suppress(StoreError):
             self.store.unregister_runner(self.runner_id)
 
@@ -411,7 +419,7 @@ class JobRunner:
                     print(f"bn-lab runner: {exc}; retrying every {BACKOFF:g} s", file=sys.stderr)
                 self.problem, wait = str(exc), BACKOFF
             except Exception as exc:  # noqa: BLE001 - a bad pass must not kill the scheduler
-                print(f"bn-lab runner: {type(exc).__name__}: {exc}", file=sys.stderr)
+                print(f"bn-lab runner: {one_line(exc, None, typed=True)}", file=sys.stderr)
             self._wake.wait(wait)
             self._wake.clear()
 

@@ -3,10 +3,10 @@ progress and log) and the replay job (``job``: ``python -m bn_core.runs.replays.
 TensorFlow in its own process). The replay queue itself is a table of the store
 (``bn_core.runs.store.replay_queue``). This module is the room's facade: code outside
 ``bn_core.runs`` imports from here (the TF-free file half), never from the modules above.
+Which runs can be replayed is ``bn_core.vocabulary.REPLAYABLE``.
 """
 
 from bn_core.runs.replays.files import (
-    REPLAYABLE_STATUSES,
     ROW_KEYS,
     ReplayFileError,
     load_replay,
@@ -18,7 +18,6 @@ from bn_core.runs.replays.files import (
 
 __all__ = [
     "run_job",
-    "REPLAYABLE_STATUSES",
     "ROW_KEYS",
     "ReplayFileError",
     "load_replay",

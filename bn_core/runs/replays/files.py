@@ -37,9 +37,9 @@ from typing import Any
 from bn_core.runs.store import artifacts
 from bn_core.runs.store.run_store import RunRecord
 from bn_core.variants import VARIANTS
+from bn_core.vocabulary import REPLAYABLE
 
 KINDS = ("window", "epoch", "ema")
-REPLAYABLE_STATUSES = ("completed", "cancelled")  # the worker saves these runs' models
 ROW_KEYS = ("choice", "kind", "requested", "window", "clipped", "test_accuracy", "test_loss")
 
 
@@ -62,8 +62,9 @@ def replay_problem(run: RunRecord, has_model: bool) -> str | None:
         )
     if impl is None:
         return f"run #{run.id} has an unknown variant {run.variant!r}"
-    if run.status not in REPLAYABLE_STATUSES:
-        return f"run #{run.id} is {run.status}: only completed or cancelled runs have a model"
+    if run.status not in REPLAYABLE:  # the worker saves these runs' models
+        only = " or ".join(REPLAYABLE)
+        return f"run #{run.id} is {run.status}: only {only} runs have a model"
     if not has_model:
         return (
             f"run #{run.id} has no saved model (runs finished before models were saved, or "

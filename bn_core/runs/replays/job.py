@@ -27,11 +27,13 @@ from pathlib import Path
 
 from bn_core import data
 from bn_core.constants import DEFAULT_WINDOWS, EMA_MOMENTUM, EPOCH
+from bn_core.messages import one_line
 from bn_core.nn.replay import ReplayError, history_layers, load_model, replay  # no TF yet
 from bn_core.runs.replays import files as replays
 from bn_core.runs.store import owner
 from bn_core.runs.store.errors import StoreError
 from bn_core.runs.store.run_store import RunRecord, RunStore
+from bn_core.vocabulary import ReplayStatus
 
 HEARTBEAT_SECONDS = 1.0  # as a run's worker: the runner's stale_after is many of these
 
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m bn_core replay RUN_ID", file=sys.stderr)
         return 2
     run_id, me = int(args[0]), owner.current()
-    held, error = False, "interrupted"  # what the job says if an interrupt ends it
+    held, error = False, "interrupted before it ended"  # the job's error if an interrupt ends it
     try:
         store = RunStore()
         held = store.take_replay(run_id, me, os.getpid())  # None: no such run, said below
@@ -128,9 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             path = replay_run(run_id, store)
         error = None
     except Exception as exc:  # noqa: BLE001 - any failure is one line for the page or a shell
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        if not isinstance(exc, (ReplayError, data.DatasetError)):
-            detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+        # Our own errors say what went wrong; anything else also needs its type to.
+        detail = one_line(exc, typed=not isinstance(exc, (ReplayError, data.DatasetError)))
         error = detail
         print(f"replay: {detail}", file=sys.stderr)
         return 1
@@ -163,7 +164,8 @@ def _finish(store: RunStore, run_id: int, me: str, error: str | None) -> None:
     """End the job ``done`` (no ``error``) or ``failed``; if the store refuses, say so: the
     runner fails the job from the log once this process has gone."""
     try:
-        store.finish_replay(run_id, "failed" if error else "done", error, owner=me)
+        status = ReplayStatus.FAILED if error else ReplayStatus.DONE
+        store.finish_replay(run_id, status, error, owner=me)
     except StoreError as exc:
         print(f"replay: {exc}", file=sys.stderr)
 

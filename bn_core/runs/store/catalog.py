@@ -1,5 +1,6 @@
 """Finding runs among thousands: group and run names, tags, the group list, a page of runs at
-a time (issue 11). Deleting and pruning them is ``cleanup``'s.
+a time. Deleting and pruning them is ``cleanup``'s.
+(Over 300 lines: the group list and the pages of runs share one SQL vocabulary of sorts and words.)
 
 Every query here does its filtering, counting, sorting and paging in SQL, so a store of
 5,000 runs costs what the rows asked for cost: the group list is one aggregate over an
@@ -28,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from bn_core.runs.store.names import clean_name, clean_tags, default_group_name
-from bn_core.runs.store.records import ACTIVE, STATUSES, RunRecord
+from bn_core.runs.store.records import RunRecord
 from bn_core.runs.store.schema import transaction
+from bn_core.vocabulary import ACTIVE, RunStatus, parse_statuses
 
 __all__ = ["SORTS", "GroupRecord", "RunCatalog", "clean_name", "clean_tags", "default_group_name"]
 
@@ -137,8 +139,8 @@ class RunCatalog:
         sql = (
             "SELECT r.group_id AS id, g.name AS name, MIN(r.created_at) AS created_at,"
             f" COUNT(*) AS runs, SUM(r.status IN ({marks})) AS active,"
-            " SUM(r.status = 'completed') AS completed, MAX(r.id) AS newest_run,"
-            " SUM(r.status = 'queued') AS queued, MIN(r.id) AS first_run,"
+            " SUM(r.status = ?) AS completed, MAX(r.id) AS newest_run,"
+            " SUM(r.status = ?) AS queued, MIN(r.id) AS first_run,"
             # each variant with its first run id, in one text: ordered in Python
             " (SELECT group_concat(f.first || ':' || f.variant, char(31)) FROM"
             "  (SELECT variant, MIN(id) AS first FROM runs WHERE group_id = r.group_id"
@@ -148,7 +150,8 @@ class RunCatalog:
         )
         with self.connect() as db:
             db.create_function("bn_fold", 1, _fold, deterministic=True)
-            rows = db.execute(sql, (*ACTIVE, *args, *having_args, limit)).fetchall()
+            counted = (*ACTIVE, RunStatus.COMPLETED, RunStatus.QUEUED)
+            rows = db.execute(sql, (*counted, *args, *having_args, limit)).fetchall()
         return [
             GroupRecord(
                 id=row["id"],
@@ -171,7 +174,8 @@ class RunCatalog:
         with self.connect() as db:
             row = db.execute(
                 "SELECT group_id FROM runs GROUP BY group_id"
-                " HAVING SUM(status = 'completed') > 0 ORDER BY MAX(id) DESC LIMIT 1"
+                " HAVING SUM(status = ?) > 0 ORDER BY MAX(id) DESC LIMIT 1",
+                (RunStatus.COMPLETED,),
             ).fetchone()
         return row[0] if row else None
 
@@ -206,7 +210,8 @@ class RunCatalog:
         return cleaned
 
     def _set_run_column(self, run_id: int, column: str, value: str | None) -> None:
-        assert column in ("name", "tags"), column  # never user text in SQL
+        if column not in ("name", "tags"):  # never user text in SQL
+            raise ValueError(f"column must be name or tags. Received: {column!r}")
         with self.connect() as db:
             cur = db.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, run_id))
         if cur.rowcount != 1:
@@ -216,7 +221,7 @@ class RunCatalog:
         self,
         *,
         search: str | None = None,
-        statuses: tuple[str, ...] | None = None,
+        statuses: Iterable[str] | None = None,
         group_id: str | None = None,
         sort: str = "id",
         descending: bool = True,
@@ -225,7 +230,8 @@ class RunCatalog:
     ) -> tuple[list[RunRecord], int]:
         """One page of the runs that match (see the module's docstring for ``search``), sorted
         by one of ``SORTS`` (empty values last either way, then by id), and how many match in
-        all. Damaged rows count but are skipped (``damaged_runs`` lists them)."""
+        all. Damaged rows count but are skipped (``damaged_runs`` lists them). ``ValueError``
+        for a status (``RunStatus.parse``), sort, offset or limit that is not one."""
         if sort not in SORTS:
             raise ValueError(f"sort must be one of {', '.join(SORTS)}. Received: {sort!r}")
         if not isinstance(offset, int) or offset < 0:
@@ -262,11 +268,7 @@ class RunCatalog:
         """The WHERE clause (and its arguments) of ``runs_page``."""
         clauses, args = ["1=1"], []
         if statuses is not None:
-            unknown = [s for s in statuses if s not in STATUSES]
-            if unknown:
-                raise ValueError(
-                    f"statuses must be among {', '.join(STATUSES)}. Received: {unknown}"
-                )
+            statuses = parse_statuses(statuses)
             clauses.append(f"r.status IN ({','.join('?' * len(statuses))})")
             args += list(statuses)
         if group_id is not None:

@@ -1,5 +1,5 @@
 """Clearing runs away: deleting finished runs (one, many, a group's) and choosing what to
-prune (issue 11: a store of thousands of runs needs a way out besides the dashboard).
+prune (a store of thousands of runs needs a way out besides the dashboard).
 
 A deletion is one transaction over any number of runs (their ids travel as one JSON
 parameter), so a prune of thousands is all done or not at all; metrics go with their run
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bn_core.runs.store.catalog import ids_json
-from bn_core.runs.store.records import FINISHED
 from bn_core.runs.store.schema import transaction
+from bn_core.vocabulary import FINISHED, parse_statuses
 
 
 class RunCleanup:
@@ -62,7 +62,7 @@ class RunCleanup:
         *,
         keep_groups: int | None = None,
         older_than_days: float | None = None,
-        statuses: tuple[str, ...] = FINISHED,
+        statuses: Iterable[str] = FINISHED,
     ) -> list[int]:
         """Ids of the runs in ``statuses`` (finished ones: active runs are never pruned) that
         are outside the newest ``keep_groups`` groups and/or were created more than
@@ -79,6 +79,7 @@ class RunCleanup:
             isinstance(older_than_days, (int, float)) and older_than_days > 0
         ):
             raise ValueError(f"older_than_days must be above 0. Received: {older_than_days!r}")
+        statuses = parse_statuses(statuses)  # ValueError for one that is no status
         if not statuses or any(s not in FINISHED for s in statuses):
             raise ValueError(
                 f"statuses must be among {', '.join(FINISHED)} (active runs are never pruned). "

@@ -25,6 +25,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from bn_core.messages import one_line
+
 KINDS = ("full", "readonly", "damaged", "io", "newer", "home")
 FULL_BELOW_MB = 1.0  # an SQLite error with less free space than this is taken for a full disk
 
@@ -53,7 +55,8 @@ class StoreError(Exception):
     """A problem with the store's file that a user must fix. ``str(e)`` is one line."""
 
     def __init__(self, kind: str, message: str, path: Path | None = None):
-        assert kind in KINDS, kind
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}. Received: {kind!r}")
         super().__init__(message)
         self.kind = kind
         self.path = path
@@ -102,7 +105,7 @@ def store_error(exc: BaseException, path: Path) -> StoreError | None:
             kind = "full"
     if kind is None:
         return None
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = one_line(exc)
     if kind == "home":
         detail = f"it cannot hold a new run store: {path.name} cannot be created there, {detail}"
         return StoreError(kind, describe(kind, path.parent, detail), path.parent)

@@ -1,8 +1,10 @@
 """A run's life in the store: create, list, claim, change status, cancel, delete.
+(Over 300 lines: one class; each guarded status change is read beside those it races with.)
 
 The runner (``bn_core.runs.execution.runner``) and the worker
-(``bn_core.runs.execution.worker``) move runs through their statuses (see
-``bn_core.runs.store.records``). Status changes are guarded by ``WHERE status IN (...)``, so two
+(``bn_core.runs.execution.worker``) move runs through their statuses
+(``bn_core.vocabulary.RunStatus``; each status given here is checked by ``RunStatus.parse``:
+``ValueError`` for one that is not). Status changes are guarded by ``WHERE status IN (...)``, so two
 processes never both claim, or both end, the same run. ``RunLifecycle`` is one part of
 ``RunStore``; construct that.
 """
@@ -19,11 +21,10 @@ from typing import Any
 from bn_core.config import TrainConfig
 from bn_core.runs.store.names import clean_name, default_group_name
 from bn_core.runs.store.owner import pid_of
-from bn_core.runs.store.records import BACKENDS, STATUSES, RunRecord, read_rows
+from bn_core.runs.store.records import BACKENDS, RunRecord, read_rows
 from bn_core.runs.store.replay_queue import active_jobs, replay_goes_first
 from bn_core.runs.store.schema import transaction
-
-RESUMABLE = ("interrupted", "cancelled", "failed")  # what ``requeue`` takes back
+from bn_core.vocabulary import RESUMABLE, STARTED, RunStatus, parse_statuses
 
 
 class RunLifecycle:
@@ -70,7 +71,7 @@ class RunLifecycle:
         stored_backend = None if backend == "local" else backend
         now = time.time()
         name = clean_name(group_name) if group_name is not None else None
-        status, pid = ("running", pid_of(owner)) if owner else ("queued", None)
+        status, pid = (RunStatus.RUNNING, pid_of(owner)) if owner else (RunStatus.QUEUED, None)
         beat = now if owner else None
         node = socket.gethostname() if owner else None  # an owned run runs here, from now
         with self.connect() as db, transaction(db):
@@ -111,12 +112,14 @@ class RunLifecycle:
         return runs[0] if runs else None
 
     def list_runs(
-        self, statuses: tuple[str, ...] | None = None, group_id: str | None = None
+        self, statuses: Collection[str] | None = None, group_id: str | None = None
     ) -> list[RunRecord]:
-        """Runs in creation order, optionally filtered. Damaged rows are skipped (and listed
-        by ``damaged_runs``), so one bad row never hides the others."""
+        """Runs in creation order, optionally filtered (``ValueError`` for a status that is
+        not one). Damaged rows are skipped (and listed by ``damaged_runs``), so one bad row
+        never hides the others."""
         sql, args = "SELECT * FROM runs WHERE 1=1", []
         if statuses is not None:
+            statuses = parse_statuses(statuses)
             sql += f" AND status IN ({','.join('?' * len(statuses))})"
             args += list(statuses)
         if group_id is not None:
@@ -145,8 +148,9 @@ class RunLifecycle:
             self._damaged = {**kept, **damaged}
         return runs
 
-    def count_runs(self, statuses: tuple[str, ...]) -> int:
+    def count_runs(self, statuses: Collection[str]) -> int:
         """How many runs are in one of ``statuses``: one COUNT query, no rows read back."""
+        statuses = parse_statuses(statuses)
         marks = ",".join("?" * len(statuses))
         with self.connect() as db:
             row = db.execute(f"SELECT COUNT(*) FROM runs WHERE status IN ({marks})", statuses)
@@ -160,7 +164,7 @@ class RunLifecycle:
     def transition(
         self,
         run_id: int,
-        expected: tuple[str, ...],
+        expected: Collection[str],
         status: str,
         *,
         held_by: str | None = None,
@@ -172,8 +176,9 @@ class RunLifecycle:
         Returns whether it happened: the compare-and-set that keeps two processes from
         both starting, or both ending, the same run; ``held_by`` keeps a process that lost
         the run (judged dead, and the run resumed by another) from ending the new attempt.
+        ``ValueError`` when ``status`` or one of ``expected`` is not a run status.
         """
-        assert status in STATUSES, status
+        status, expected = RunStatus.parse(status), parse_statuses(expected)
         sets = ", ".join(f"{k} = ?" for k in ("status", *fields))
         guard, args = "", []
         if held_by is not None:
@@ -192,8 +197,8 @@ class RunLifecycle:
         with self.connect() as db:
             cur = db.execute(
                 "UPDATE runs SET heartbeat = ? WHERE id = ? AND owner = ?"
-                " AND status IN ('starting', 'running')",
-                (time.time(), run_id, held_by),
+                f" AND status IN ({','.join('?' * len(STARTED))})",
+                (time.time(), run_id, held_by, *STARTED),
             )
             return cur.rowcount == 1
 
@@ -223,9 +228,9 @@ class RunLifecycle:
             try:
                 active = active_jobs(db, backend)
                 row = db.execute(
-                    f"SELECT id, created_at FROM runs WHERE status = 'queued' AND {where}"
+                    f"SELECT id, created_at FROM runs WHERE status = ? AND {where}"
                     " ORDER BY id LIMIT 1",
-                    args,
+                    (RunStatus.QUEUED, *args),
                 ).fetchone()
                 # Replays run here: they only go before runs of this machine.
                 first = backend == "local" and row is not None and replay_goes_first(db, row[1])
@@ -233,8 +238,8 @@ class RunLifecycle:
                     db.execute("COMMIT")
                     return None
                 db.execute(
-                    "UPDATE runs SET status = 'starting', heartbeat = ?, owner = ? WHERE id = ?",
-                    (time.time(), owner, row["id"]),
+                    "UPDATE runs SET status = ?, heartbeat = ?, owner = ? WHERE id = ?",
+                    (RunStatus.STARTING, time.time(), owner, row["id"]),
                 )
                 db.execute("COMMIT")
                 return int(row["id"])
@@ -250,8 +255,8 @@ class RunLifecycle:
         where, args = _backend_where(source)
         with self.connect() as db:
             cur = db.execute(
-                f"UPDATE runs SET backend = ? WHERE status = 'queued' AND {where}",
-                (None if target == "local" else target, *args),
+                f"UPDATE runs SET backend = ? WHERE status = ? AND {where}",
+                (None if target == "local" else target, RunStatus.QUEUED, *args),
             )
             return cur.rowcount
 
@@ -260,12 +265,15 @@ class RunLifecycle:
         where, args = _backend_where(backend)
         with self.connect() as db:
             row = db.execute(
-                f"SELECT COUNT(*) FROM runs WHERE status = 'queued' AND {where}", args
+                f"SELECT COUNT(*) FROM runs WHERE status = ? AND {where}", (RunStatus.QUEUED, *args)
             ).fetchone()
         return int(row[0])
 
     def update(self, run_id: int, **fields: Any) -> None:
-        """Set plain columns (pid, heartbeat, data_source, ...) without touching the status."""
+        """Set plain columns (pid, heartbeat, data_source, ...) without touching the status
+        (``ValueError`` for ``status``: a status changes only by ``transition``)."""
+        if "status" in fields:
+            raise ValueError(f"update never sets a status (transition does). Received: {fields}")
         if not fields:
             return
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -313,11 +321,11 @@ class RunLifecycle:
         over without one. Returns whether it was requeued (not if it had another status)."""
         with self.connect() as db:
             cur = db.execute(
-                "UPDATE runs SET status = 'queued', resumes = resumes + 1, finished_at = NULL,"
+                "UPDATE runs SET status = ?, resumes = resumes + 1, finished_at = NULL,"
                 " error = NULL, cancel_requested = 0, pid = NULL, owner = NULL, heartbeat = NULL,"
                 " stage = NULL, test_loss = NULL, test_accuracy = NULL"
                 f" WHERE id = ? AND status IN ({','.join('?' * len(RESUMABLE))})",
-                (run_id, *RESUMABLE),
+                (RunStatus.QUEUED, run_id, *RESUMABLE),
             )
             return cur.rowcount == 1
 

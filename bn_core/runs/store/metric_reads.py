@@ -56,6 +56,7 @@ class MetricReads:
         per_run: dict[int, list[dict[str, Any]]] = {}
         for row in self.epoch_metrics([run.id for run in runs]):
             per_run.setdefault(row["run_id"], []).append(row)
+        steps = self.steps_done([run.id for run in runs])
         return [
             {
                 "run_id": run.id,
@@ -66,6 +67,8 @@ class MetricReads:
                 "test_accuracy": run.test_accuracy,
                 "test_loss": run.test_loss,
                 "error": run.error,
+                "steps": steps.get(run.id, 0),
+                "images_per_second": run.images_per_second,
                 "history": {k: [e[k] for e in per_run.get(run.id, [])] for k in HISTORY_KEYS},
                 "config": run.config.to_dict(),
             }

@@ -2,12 +2,14 @@
 
 The file's ``PRAGMA user_version`` says which migrations it has had. Opening a store
 (``migrate``) applies the missing ones in order, all in one write transaction that also sets
-the new version, so a store is always at exactly one version, never half-migrated:
+the new version, so a store is always at exactly one version, never half-migrated. Each
+migration is named for what it changes; its version number is its place in the order (a
+stored version must keep its meaning, so numbers are never reused or reordered):
 
-- version 0: no version recorded. Either a new, empty file, or a store written by BN Lab before
-  versioning (issue 10 and older): the tables of migration 1, perhaps without its later
+- version 0: no version recorded. Either a new, empty file, or a store written by a BN Lab
+  from before the schema was versioned: the tables of migration 1, perhaps without its later
   additions (the ``stage`` column, the probe tables).
-- version 1: the schema up to issue 10 (runs, batch/epoch metrics, probes, mode gaps, stages).
+- version 1: the base tables (runs, batch/epoch metrics, probes, mode gaps, stages).
 - version 2: who owns a running run (``owner``), how often it was resumed (``resumes``), the
   live runners (``runners``) and the window-replay queue (``replay_jobs``).
 - version 3: run names, tags and the machine that ran each run (``node``), group names
@@ -44,7 +46,7 @@ class Migration:
     apply: Callable[[sqlite3.Connection], None]
 
 
-_V1_TABLES = (
+_BASE_TABLES = (
     """CREATE TABLE IF NOT EXISTS runs (
         id INTEGER PRIMARY KEY AUTOINCREMENT,     -- also the queue order
         group_id TEXT NOT NULL,                   -- runs started together (one click, one sweep)
@@ -108,16 +110,18 @@ _V1_TABLES = (
 )
 
 
-def _v1(db: sqlite3.Connection) -> None:
-    """Every table up to issue 10; a version-0 store from before the ``stage`` column or the
-    probe tables gets what it lacks (CREATE ... IF NOT EXISTS leaves existing tables alone)."""
-    for statement in _V1_TABLES:
+def _base_tables(db: sqlite3.Connection) -> None:
+    """The tables of the first versioned store; a version-0 store from before the ``stage``
+    column or the probe tables gets what it lacks (CREATE ... IF NOT EXISTS leaves existing
+    tables alone)."""
+    for statement in _BASE_TABLES:
         db.execute(statement)
     _add_columns(db, "runs", {"stage": "TEXT"})
 
 
-def _v2(db: sqlite3.Connection) -> None:
-    """Owners, resumes, runners, replay jobs (issue 12)."""
+def _owners_and_replay_queue(db: sqlite3.Connection) -> None:
+    """Who has a running run and how often it resumed, the live runners, the queue of window
+    replays: so a run whose process died is found without a heartbeat, and resumed."""
     _add_columns(
         db,
         "runs",
@@ -151,8 +155,9 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
-def _v3(db: sqlite3.Connection) -> None:
-    """Run names and tags, nodes, group names (issue 11). A group without a ``groups`` row
+def _names_tags_and_groups(db: sqlite3.Connection) -> None:
+    """Run names and tags, nodes, group names, and the index that lists groups without
+    reading every run: for stores of thousands of runs. A group without a ``groups`` row
     (every group of an older store) is named by its id (``bn_core.runs.store.catalog``)."""
     _add_columns(
         db,
@@ -177,8 +182,9 @@ def _v3(db: sqlite3.Connection) -> None:
     )
 
 
-def _v4(db: sqlite3.Connection) -> None:
-    """The backend a run asked for and its speed (issue 13). Older runs ran here: NULL."""
+def _backend_and_speed(db: sqlite3.Connection) -> None:
+    """Where a run executes (this machine or a Ray cluster) and its training speed. Older
+    runs ran here: NULL."""
     _add_columns(
         db,
         "runs",
@@ -190,10 +196,10 @@ def _v4(db: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "runs, metrics, probes, mode gaps, stages (BN Lab up to issue 10)", _v1),
-    Migration(2, "run owners and resumes, runners, the replay queue (issue 12)", _v2),
-    Migration(3, "group names, run names and tags, nodes (issue 11)", _v3),
-    Migration(4, "the backend a run executes on, images per second (issue 13)", _v4),
+    Migration(1, "base tables: runs, metrics, probes, mode gaps, stages", _base_tables),
+    Migration(2, "run owners and resumes, runners, the replay queue", _owners_and_replay_queue),
+    Migration(3, "group names, run names and tags, nodes", _names_tags_and_groups),
+    Migration(4, "the backend a run executes on, images per second", _backend_and_speed),
 )
 LATEST = MIGRATIONS[-1].version
 

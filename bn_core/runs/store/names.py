@@ -1,4 +1,4 @@
-"""The rules of names and tags (issue 11), and the name a group gets when nobody gave one.
+"""The rules of run names and tags, and the name a group gets when nobody gave one.
 
 Pure functions of their arguments (no store), so a form can check a name before saving it.
 A name is one line of 1 to ``MAX_NAME`` characters; a tag is a short label without commas

@@ -32,14 +32,11 @@ from pathlib import Path
 from bn_core import settings
 from bn_core.config import TrainConfig, field_spec
 from bn_core.results import HISTORY_KEYS
-from bn_core.vocabulary import ACTIVE, RunStatus, Stage
+from bn_core.vocabulary import ACTIVE, RunStatus
 
 BACKENDS = ("local", "ray")  # where runs execute (bn_core.runs.execution.backends)
 BATCH_FIELDS = ("step", "epoch", "batch", "epoch_progress", "loss", "accuracy", "t")
 EPOCH_FIELDS = ("epoch", "step", *HISTORY_KEYS, "t")  # one row per epoch of a run's history
-# Kept for bn_core.runs.execution.worker and backends.ray_backend until they import
-# bn_core.vocabulary themselves: use ``Stage.STARTING``.
-STARTING = Stage.STARTING
 
 
 def default_home() -> Path:
@@ -77,6 +74,10 @@ class RunRecord:
     node: str | None = None  # the host that ran it (None while queued, and for older runs)
     backend: str | None = None  # where it executes: None for local processes, "ray"
     images_per_second: float | None = None  # training speed, recorded at its end
+
+    def __post_init__(self):
+        # A member, or ValueError (RunStatus.parse): a record never holds a made-up status.
+        object.__setattr__(self, "status", RunStatus.parse(self.status))
 
     @property
     def backend_name(self) -> str:

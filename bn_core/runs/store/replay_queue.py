@@ -3,7 +3,8 @@
 A replay (``bn_core.runs.replays.job``, a TensorFlow process like a run's worker) is a job of
 the job runner: ``queue_replays`` queues it, the runner claims it (``claim_replay``) and starts
 it on its backend, the replay process takes it (``take_replay``), beats its heartbeat and
-finishes it ``done`` or ``failed`` with a one-line error. Statuses::
+finishes it ``done`` or ``failed`` with a one-line error. Statuses
+(``bn_core.vocabulary.ReplayStatus``)::
 
     queued -> running -> done | failed        (queue_replays again: back to queued)
 
@@ -35,9 +36,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bn_core.runs.store import owner as owners
+from bn_core.vocabulary import REPLAY_ENDS, STARTED, ReplayStatus, RunStatus
 
-REPLAY_STATUSES = ("queued", "running", "done", "failed")
-ENDED = ("done", "failed")
+_STARTED_MARKS = ",".join("?" * len(STARTED))  # status IN (...) of runs a process holds
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ReplayJob:
     and replays, will start before it."""
 
     run_id: int
-    status: str
+    status: str  # a ReplayStatus value, as stored
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -63,14 +64,15 @@ def active_jobs(db: sqlite3.Connection, backend: str = "local") -> int:
     training runs starting or running."""
     if backend != "local":
         row = db.execute(
-            "SELECT COUNT(*) FROM runs WHERE status IN ('starting', 'running') AND backend = ?",
-            (backend,),
+            f"SELECT COUNT(*) FROM runs WHERE status IN ({_STARTED_MARKS}) AND backend = ?",
+            (*STARTED, backend),
         ).fetchone()
         return int(row[0])
     row = db.execute(
-        "SELECT (SELECT COUNT(*) FROM runs WHERE status IN ('starting', 'running')"
+        f"SELECT (SELECT COUNT(*) FROM runs WHERE status IN ({_STARTED_MARKS})"
         " AND backend IS NULL)"
-        " + (SELECT COUNT(*) FROM replay_jobs WHERE status = 'running')"
+        " + (SELECT COUNT(*) FROM replay_jobs WHERE status = ?)",
+        (*STARTED, ReplayStatus.RUNNING),
     ).fetchone()
     return int(row[0])
 
@@ -78,8 +80,8 @@ def active_jobs(db: sqlite3.Connection, backend: str = "local") -> int:
 def replay_goes_first(db: sqlite3.Connection, run_created_at: float) -> bool:
     """Whether a queued replay is older than a queued run queued at ``run_created_at``."""
     row = db.execute(
-        "SELECT 1 FROM replay_jobs WHERE status = 'queued' AND created_at < ? LIMIT 1",
-        (run_created_at,),
+        "SELECT 1 FROM replay_jobs WHERE status = ? AND created_at < ? LIMIT 1",
+        (ReplayStatus.QUEUED, run_created_at),
     ).fetchone()
     return row is not None
 
@@ -89,9 +91,9 @@ def _exiting(db: sqlite3.Connection, pids: Collection[int]) -> int:
     if not pids:
         return 0
     held = db.execute(
-        "SELECT COUNT(DISTINCT pid) FROM replay_jobs WHERE status = 'running'"
+        "SELECT COUNT(DISTINCT pid) FROM replay_jobs WHERE status = ?"
         f" AND pid IN ({','.join('?' * len(pids))})",
-        list(pids),
+        (ReplayStatus.RUNNING, *pids),
     ).fetchone()[0]
     return len(set(pids)) - int(held)
 
@@ -123,12 +125,12 @@ class ReplayQueue:
             for run_id in dict.fromkeys(int(i) for i in run_ids):
                 cur = db.execute(
                     "INSERT INTO replay_jobs (run_id, status, created_at)"
-                    " SELECT id, 'queued', ? FROM runs WHERE id = ?"
-                    " ON CONFLICT (run_id) DO UPDATE SET status = 'queued',"
+                    " SELECT id, ?, ? FROM runs WHERE id = ?"
+                    " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,"
                     " created_at = excluded.created_at, started_at = NULL, finished_at = NULL,"
                     " heartbeat = NULL, pid = NULL, owner = NULL, error = NULL"
-                    " WHERE replay_jobs.status IN ('done', 'failed')",
-                    (now, run_id),
+                    f" WHERE replay_jobs.status IN ({','.join('?' * len(REPLAY_ENDS))})",
+                    (ReplayStatus.QUEUED, now, run_id, *REPLAY_ENDS),
                 )
                 if cur.rowcount == 1:
                     queued.append(run_id)
@@ -148,22 +150,23 @@ class ReplayQueue:
         job that ends meanwhile is counted once."""
         with self.connect() as db, _write_lock(db):
             job = db.execute(
-                "SELECT run_id, created_at FROM replay_jobs WHERE status = 'queued'"
-                " ORDER BY created_at, run_id LIMIT 1"
+                "SELECT run_id, created_at FROM replay_jobs WHERE status = ?"
+                " ORDER BY created_at, run_id LIMIT 1",
+                (ReplayStatus.QUEUED,),
             ).fetchone()
             if job is None or active_jobs(db) + _exiting(db, pids) >= max_active:
                 return None
             older_run = db.execute(
-                "SELECT 1 FROM runs WHERE status = 'queued' AND backend IS NULL"
+                "SELECT 1 FROM runs WHERE status = ? AND backend IS NULL"
                 " AND created_at <= ? LIMIT 1",
-                (job["created_at"],),
+                (RunStatus.QUEUED, job["created_at"]),
             ).fetchone()
             if older_run is not None:
                 return None
             db.execute(
-                "UPDATE replay_jobs SET status = 'running', owner = ?, heartbeat = ?,"
+                "UPDATE replay_jobs SET status = ?, owner = ?, heartbeat = ?,"
                 " started_at = NULL, pid = NULL WHERE run_id = ?",
-                (owner, time.time(), job["run_id"]),
+                (ReplayStatus.RUNNING, owner, time.time(), job["run_id"]),
             )
             return int(job["run_id"])
 
@@ -172,9 +175,9 @@ class ReplayQueue:
         has taken the job already: then it wrote its pid itself)."""
         with self.connect() as db:
             db.execute(
-                "UPDATE replay_jobs SET pid = ? WHERE run_id = ? AND status = 'running'"
+                "UPDATE replay_jobs SET pid = ? WHERE run_id = ? AND status = ?"
                 " AND started_at IS NULL AND owner IS ?",
-                (pid, run_id, owner),
+                (pid, run_id, ReplayStatus.RUNNING, owner),
             )
 
     def take_replay(self, run_id: int, owner: str, pid: int) -> bool | None:
@@ -192,7 +195,7 @@ class ReplayQueue:
             ).fetchone()
             if (
                 job is not None
-                and job["status"] == "running"
+                and job["status"] == ReplayStatus.RUNNING
                 and job["started_at"] is not None
                 and owners.alive(job["owner"]) is not False
             ):
@@ -200,12 +203,12 @@ class ReplayQueue:
             db.execute(
                 "INSERT INTO replay_jobs"
                 " (run_id, status, created_at, started_at, heartbeat, pid, owner)"
-                " VALUES (?, 'running', ?, ?, ?, ?, ?)"
-                " ON CONFLICT (run_id) DO UPDATE SET status = 'running',"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (run_id) DO UPDATE SET status = excluded.status,"
                 " started_at = excluded.started_at, finished_at = NULL,"
                 " heartbeat = excluded.heartbeat, pid = excluded.pid, owner = excluded.owner,"
                 " error = NULL",
-                (run_id, now, now, now, pid, owner),
+                (run_id, ReplayStatus.RUNNING, now, now, now, pid, owner),
             )
             return True
 
@@ -213,9 +216,9 @@ class ReplayQueue:
         """Refresh the heartbeat of the job ``owner`` holds; False if it holds it no more."""
         with self.connect() as db:
             cur = db.execute(
-                "UPDATE replay_jobs SET heartbeat = ? WHERE run_id = ? AND status = 'running'"
+                "UPDATE replay_jobs SET heartbeat = ? WHERE run_id = ? AND status = ?"
                 " AND owner = ?",
-                (time.time(), run_id, owner),
+                (time.time(), run_id, ReplayStatus.RUNNING, owner),
             )
             return cur.rowcount == 1
 
@@ -224,13 +227,13 @@ class ReplayQueue:
     ) -> bool:
         """End running job ``run_id`` as ``done`` or ``failed`` (with its one-line ``error``);
         with ``owner``, only while that process still holds it. Returns whether it ended."""
-        if status not in ENDED:
+        if status not in REPLAY_ENDS:
             raise ValueError(f"a replay ends done or failed. Received: {status!r}")
         sql = (
             "UPDATE replay_jobs SET status = ?, error = ?, finished_at = ?"
-            " WHERE run_id = ? AND status = 'running'"
+            " WHERE run_id = ? AND status = ?"
         )
-        args: list[Any] = [status, error, time.time(), run_id]
+        args: list[Any] = [status, error, time.time(), run_id, ReplayStatus.RUNNING]
         if owner is not None:
             sql, args = sql + " AND owner = ?", [*args, owner]
         with self.connect() as db:
@@ -243,18 +246,23 @@ class ReplayQueue:
         by run id; a queued job's ``ahead`` counts the queued runs and replays before it in
         the order ``claim_next``/``claim_replay`` start them."""
         sql = (
-            "SELECT j.*, CASE WHEN j.status = 'queued' THEN"
-            " (SELECT COUNT(*) FROM runs r WHERE r.status = 'queued' AND r.backend IS NULL"
+            "SELECT j.*, CASE WHEN j.status = ? THEN"
+            " (SELECT COUNT(*) FROM runs r WHERE r.status = ? AND r.backend IS NULL"
             "  AND r.created_at <= j.created_at)"
-            " + (SELECT COUNT(*) FROM replay_jobs q WHERE q.status = 'queued'"
+            " + (SELECT COUNT(*) FROM replay_jobs q WHERE q.status = ?"
             "  AND (q.created_at < j.created_at"
             "   OR (q.created_at = j.created_at AND q.run_id < j.run_id)))"
             " END AS ahead FROM replay_jobs j WHERE 1=1"
         )
-        args: list[Any] = []
+        args: list[Any] = [ReplayStatus.QUEUED, RunStatus.QUEUED, ReplayStatus.QUEUED]
+        if isinstance(statuses, str):  # one status, not its letters
+            statuses = (statuses,)
         for column, values in (("j.run_id", run_ids), ("j.status", statuses)):
             if values is not None:
-                values = [int(v) for v in values] if column == "j.run_id" else list(values)
+                if column == "j.run_id":
+                    values = [int(v) for v in values]
+                else:  # ValueError for one that is no replay status
+                    values = [ReplayStatus.parse(v) for v in values]
                 sql += f" AND {column} IN ({','.join('?' * len(values))})"
                 args += values
         with self.connect() as db:

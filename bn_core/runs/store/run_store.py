@@ -5,10 +5,10 @@ WAL mode lets the UI read while a worker writes; each run has exactly one writer
 metrics (its worker), and status changes are guarded by ``WHERE status = ...`` so two
 processes never both claim a run. Values are plain SQL and JSON, never pickle.
 
-Run statuses: ``queued`` -> ``starting`` -> ``running`` -> one of ``completed``,
-``cancelled``, ``diverged``, ``failed`` (a run's own end) or ``interrupted`` (its process
-vanished: killed, crashed, or the machine restarted). Metrics recorded before the end are
-always kept.
+Run statuses (``bn_core.vocabulary.RunStatus``): ``queued`` -> ``starting`` -> ``running``
+-> one of ``completed``, ``cancelled``, ``diverged``, ``failed`` (a run's own end) or
+``interrupted`` (its process vanished: killed, crashed, or the machine restarted). Metrics
+recorded before the end are always kept.
 
 Runs trained with probes (``probe_every`` > 0, see ``bn_core.nn.probes``) also fill
 ``probe_steps`` (step, probe-batch accuracy), ``probe_percentiles`` (15/50/85th percentiles
@@ -16,7 +16,7 @@ per site, of the whole layer and of one unit), ``grad_norms`` (per linear layer)
 ``mode_gap`` (per epoch); like every metric table they go when their run is deleted.
 
 ``RunStore`` is the one class to construct. Its parts live beside it: ``schema`` (the
-tables, connections), ``records`` (``RunRecord``, statuses), ``lifecycle`` (the runner's and
+tables, connections), ``records`` (``RunRecord``), ``lifecycle`` (the runner's and
 worker's status changes), ``catalog`` (names, tags, the group list, pages of runs),
 ``cleanup`` (deleting and pruning), ``metric_writes`` (the worker's metrics), ``metric_reads``
 (what views read back), ``presence`` (which job runners are alive) and ``replay_queue``
@@ -35,24 +35,13 @@ from bn_core.runs.store.lifecycle import RunLifecycle
 from bn_core.runs.store.metric_reads import MetricReads
 from bn_core.runs.store.metric_writes import MetricWrites
 from bn_core.runs.store.presence import RunnerPresence
-from bn_core.runs.store.records import (
-    ACTIVE,
-    BATCH_FIELDS,
-    EPOCH_FIELDS,
-    FINISHED,
-    STATUSES,
-    RunRecord,
-    default_home,
-)
+from bn_core.runs.store.records import BATCH_FIELDS, EPOCH_FIELDS, RunRecord, default_home
 from bn_core.runs.store.replay_queue import ReplayQueue
 from bn_core.runs.store.schema import connect, open_store
 
 __all__ = [
-    "ACTIVE",
     "BATCH_FIELDS",
     "EPOCH_FIELDS",
-    "FINISHED",
-    "STATUSES",
     "RunRecord",
     "RunStore",
     "StoreError",

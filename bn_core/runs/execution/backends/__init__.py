@@ -1,30 +1,70 @@
-"""Where runs execute: the ``Backend`` protocol the job runner schedules onto.
+"""Where runs execute: the ``Backend`` every backend subclasses, and the runner schedules onto.
 
 ``bn_core.runs.execution.backends.local`` runs each job as a local process (the default: runs
 whose ``backend`` column is NULL); ``bn_core.runs.execution.backends.ray_backend`` runs each as
-a Ray task on a cluster (``backend = 'ray'``), with the same four methods plus ``capacity()``
-(how many runs the cluster has room for: the runner's limit for those runs). The runner keeps
-one of each (``JobRunner.backend``, ``JobRunner.cluster``) and imports the Ray one only once a
-run waits for it. Three more methods are optional, and the runner calls them when a backend has
-them: ``prepare(store)`` when no run is active (get ready for the next one: ``local`` starts a
-standby worker), ``close()`` when it stops, and ``start_replay(run_id, store) -> pid`` to run a
-queued window replay (``python -m bn_core.runs.replays.job RUN_ID``, judged by
-``alive``/``kill`` like a worker until it takes its job); a backend without it leaves replays
-queued.
+a Ray task on a cluster (``backend = 'ray'``). The runner keeps one of each
+(``JobRunner.backend``, ``JobRunner.cluster``) and imports the Ray one only once a run waits
+for it. It calls every method below on any backend, never asking first whether one exists:
+what a backend does not need, it inherits as the documented default.
+
+A *handle* is what ``start`` returns and the runner keeps (in the store's ``runs.pid``
+column, see ``RunRecord.handle``) to ask about the run again: a local run's process id, a
+Ray run's number of the backend's own. Only the backend that returned it can read it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from bn_core.runs.store.run_store import RunStore
 
 
-class Backend(Protocol):
-    """Where runs execute. A handle is whatever the backend needs to find the run again."""
+class Backend(ABC):
+    """Where runs execute. ``start``, ``alive``, ``terminate`` and ``kill`` are a backend's
+    own; ``capacity``, ``prepare``, ``close`` and ``start_replay`` have defaults that suit a
+    backend with nothing to say there."""
 
-    def start(self, run_id: int, store: RunStore) -> int: ...
-    def alive(self, pid: int) -> bool: ...
-    def terminate(self, pid: int) -> None: ...
-    def kill(self, pid: int) -> None: ...
+    # Whether ``start_replay`` runs window replays. False (the default): the runner leaves
+    # replays queued for a runner whose backend runs them (it never claims one here).
+    runs_replays: ClassVar[bool] = False
+
+    @abstractmethod
+    def start(self, run_id: int, store: RunStore) -> int:
+        """Start run ``run_id`` (claimed: ``starting`` in ``store``); returns its handle.
+        Raises ``OSError`` (local) or any exception (a cluster gone) when it cannot."""
+
+    @abstractmethod
+    def alive(self, handle: int) -> bool:
+        """Whether what ``handle`` stands for still runs (the runner ends the run otherwise)."""
+
+    @abstractmethod
+    def terminate(self, handle: int) -> None:
+        """Ask it to stop, the first escalation of a cancel (SIGTERM, ``ray.cancel``)."""
+
+    @abstractmethod
+    def kill(self, handle: int) -> None:
+        """Stop it for sure: a cancel it ignored, or a hung run (SIGKILL, forced cancel)."""
+
+    def capacity(self) -> int | None:
+        """How many runs it has room for at once; None (the default): no limit of its own,
+        the runner's ``max_concurrent`` decides. A cluster asks its nodes; may raise when it
+        cannot be reached (the runner keeps its runs queued and says why)."""
+        return None
+
+    def prepare(self, store: RunStore) -> None:
+        """Get ready for the next run; called while nothing is active (``local`` starts a
+        standby worker). The default does nothing."""
+        return None
+
+    def close(self) -> None:
+        """Release what ``prepare`` made; called when the runner stops (runs already started
+        go on). The default does nothing."""
+        return None
+
+    def start_replay(self, run_id: int, store: RunStore) -> int:
+        """Start run ``run_id``'s window replay (``python -m bn_core.runs.replays.job
+        RUN_ID``), judged by ``alive``/``kill`` like a run until it takes its job; returns its
+        handle. Called only when ``runs_replays`` is True; the default raises."""
+        raise NotImplementedError(f"{type(self).__name__} runs no window replays")

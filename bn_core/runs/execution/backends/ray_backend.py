@@ -274,5 +274,3 @@ class RayBackend(Backend):
                 stamp = files_stamp(hit)  # downloaded just now
             self._data[key] = (stamp, ref)
             return ref
-
-
