@@ -13,7 +13,7 @@ without it; "flaky" is not a reason.
 Empty today, on purpose. The skips that remain in tests/ are for machines other than CI's:
 - tmpfs mounts (a real full disk: tests/reliability/test_disk_full.py,
   tests/test_store_commands.py's backup onto a full disk; a real read-only file system:
-  read_only_folder in tests/reliability/test_store_faults.py) skip where we are not root
+  read_only_folder in tests/store_helpers.py) skip where we are not root
   or mounting is not allowed. CI runs as root and can mount, so there they must run: not
   listed.
 - tests/reliability/test_store_readonly.py's open_as_nobody skips as root without a user

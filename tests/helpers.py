@@ -1,5 +1,6 @@
-"""Builders shared by several test files: result dicts, an MNIST-shaped npz, an event sink,
-the dashboard in AppTest (its pages, a backend that starts nothing, a finished group)."""
+"""Builders shared by several test files: result dicts (one run's, a learning-rate sweep's),
+run records, an MNIST-shaped npz, an event sink, the dashboard in AppTest (its pages, a backend
+that starts nothing, a finished group)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from bn_core.config import TrainConfig
 from bn_core.runs.execution.runner import Backend
-from bn_core.runs.store.run_store import RunStore
+from bn_core.runs.store.run_store import RunRecord, RunStore
 
 
 def result(
@@ -53,6 +54,57 @@ def result(
         },
         "config": TrainConfig(variant=variant, seed=seed, **config).to_dict(),
     }
+
+
+def record(run_id=1, status="running", group="g1", **config) -> RunRecord:
+    """A run record with ``config`` (TrainConfig fields), 100 steps per epoch, started at 0."""
+    cfg = TrainConfig(**config)
+    return RunRecord(
+        id=run_id,
+        group_id=group,
+        variant=cfg.variant,
+        seed=cfg.seed,
+        config=cfg,
+        status=status,
+        created_at=0.0,
+        started_at=0.0,
+        finished_at=None,
+        heartbeat=None,
+        pid=None,
+        cancel_requested=False,
+        error=None,
+        data_source=None,
+        steps_per_epoch=100,
+        total_steps=100 * cfg.epochs,
+        test_loss=None,
+        test_accuracy=None,
+    )
+
+
+def lr_sweep_results():
+    """lenet and lenet_fc_bn2 at x1 and x30 (2 seeds); lenet seed 1 diverged at x30."""
+    out, run_id = [], 0
+    for variant, accs in (
+        ("lenet", {1: (0.90, 0.92), 30: (0.50, None)}),
+        ("lenet_fc_bn2", {1: (0.95, 0.97), 30: (0.93, 0.91)}),
+    ):
+        for m, pair in accs.items():
+            for seed, acc in enumerate(pair):
+                run_id += 1
+                status = "completed" if acc is not None else "diverged"
+                lr = None if m == 1 else 3e-2
+                out.append(
+                    result(
+                        variant,
+                        seed,
+                        [0.5, acc or 0.1],
+                        acc,
+                        run_id=run_id,
+                        status=status,
+                        learning_rate=lr,
+                    )
+                )
+    return out
 
 
 # Debian's dataset-fashion-mnist (scripts/test.sh installs it): the real data a few tests read.

@@ -14,65 +14,15 @@ import numpy as np
 import pytest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.store.run_store import RunStore
 from bn_core.variants import SITES
 from bn_core.views import probes as pv
 from tests.conftest import assert_runs_without_tensorflow
 from tests.helpers import open_page, open_with_link
+from tests.seed_helpers import STEPS, layer_values, seed_probed
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 PAGE = "pages/network.py"
-STEPS = (0, 32, 64)
-
-
-def layer_values(variant: str, site_index: int, step: int) -> list[float]:
-    """Seeded percentiles: plain LeNet's widen over training, the BN run's stay put."""
-    spread = 1.0 + step / 32 if variant == "lenet" else 1.0
-    return [-spread + site_index, 0.1 * step + site_index, spread + site_index]
-
-
-def seed_probed(store: RunStore, status: str = "completed") -> dict[str, int]:
-    """An old probed run, a study group (lenet, lenet_fc_bn2, both probed) and a newer run
-    without probes."""
-    ids = {"old": store.create_run(TrainConfig(variant="lenet", probe_every=32), "old")}
-    for variant in ("lenet", "lenet_fc_bn2"):
-        ids[variant] = store.create_run(TrainConfig(variant=variant, probe_every=32), "study")
-    ids["plain"] = store.create_run(TrainConfig(variant="lenet_bn1"), "newer")
-    for name in ("old", "lenet", "lenet_fc_bn2"):
-        run_id, variant = ids[name], store.get(ids[name]).variant
-        store.transition(run_id, ("queued",), "running", started_at=1.0, pid=10**7)
-        for step in STEPS:
-            sites = {
-                site: {
-                    "layer": layer_values(variant, i, step),
-                    "unit": [v * 2 for v in layer_values(variant, i, step)],
-                }
-                for i, site in enumerate(SITES)
-            }
-            norms = {layer: 10.0 ** (-i) * (1 + step) for i, layer in enumerate(pv.GRAD_LAYERS)}
-            store.add_probe(
-                run_id,
-                {
-                    "type": "probe",
-                    "step": step,
-                    "epoch_progress": step / 32,
-                    "probe_accuracy": 0.1 + step / 100,
-                    "sites": sites,
-                    "grad_norms": norms,
-                },
-            )
-        for epoch in (1, 2):
-            gap = {
-                "type": "mode_gap",
-                "epoch": epoch,
-                "val_accuracy_inference": 0.8 + epoch / 20,
-                "val_accuracy_batch_stats": 0.82 + epoch / 20,
-            }
-            store.add_mode_gap(run_id, gap)
-        if status != "running":
-            store.transition(run_id, ("running",), status)
-    return ids
 
 
 def figures(at) -> list[dict]:
@@ -233,7 +183,7 @@ def test_the_network_page_never_imports_tensorflow(tmp_path):
         import sys
         from streamlit.testing.v1 import AppTest
         from bn_core.runs.store.run_store import RunStore
-        from tests.test_app_network import seed_probed
+        from tests.seed_helpers import seed_probed
         import bn_core.views.probes, pages._ui  # the page's own imports
         seed_probed(RunStore())  # finished runs only: the real runner starts nothing
         at = AppTest.from_file({APP!r}, default_timeout=60).run()

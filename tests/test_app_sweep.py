@@ -11,8 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from bn_core.config import TrainConfig
-from bn_core.runs.store.run_store import RunStore
 from tests.conftest import assert_runs_without_tensorflow
+from tests.seed_helpers import seed_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "sweep.py")
@@ -29,39 +29,6 @@ def open_sweep(runner):  # noqa: F811
         return at
 
     return open_page
-
-
-def seed_sweep(store: RunStore, group: str = "sweep-test") -> None:
-    """lenet and lenet_fc_bn2 at lr x1 and x30, two seeds; lenet x30 seed 1 diverged."""
-    for variant, accs in (
-        ("lenet", {None: (0.90, 0.92), 3e-2: (0.50, None)}),
-        ("lenet_fc_bn2", {None: (0.95, 0.97), 3e-2: (0.93, 0.91)}),
-    ):
-        for lr, pair in accs.items():
-            for seed, acc in enumerate(pair):
-                config = TrainConfig(variant=variant, seed=seed, learning_rate=lr, epochs=1)
-                rid = store.create_run(config, group)
-                store.transition(rid, ("queued",), "running", started_at=1.0)
-                store.update(rid, steps_per_epoch=100, total_steps=100)
-                store.add_epoch(
-                    rid,
-                    {
-                        "epoch": 1,
-                        "step": 100,
-                        "loss": 1.0,
-                        "accuracy": 0.5,
-                        "val_loss": 1.0,
-                        "val_accuracy": acc or 0.1,
-                        "seconds": 1.0,
-                        "images_per_second": 100.0,
-                    },
-                )
-                if acc is None:
-                    store.transition(rid, ("running",), "diverged", error="loss reached nan")
-                else:
-                    store.transition(
-                        rid, ("running",), "completed", test_accuracy=acc, test_loss=0.3
-                    )
 
 
 def test_empty_store_shows_the_default_grid(open_sweep):
@@ -195,7 +162,7 @@ def test_the_sweep_page_does_not_import_tensorflow(tmp_path):
         f"""
         from streamlit.testing.v1 import AppTest
         from bn_core.runs.store.run_store import RunStore
-        from tests.test_app_sweep import seed_sweep
+        from tests.seed_helpers import seed_sweep
         seed_sweep(RunStore())  # finished runs only: the real runner starts nothing
         at = AppTest.from_file({PAGE!r}, default_timeout=60).run()
         assert not at.exception, [e.value for e in at.exception]

@@ -8,7 +8,9 @@
   <- runs | analysis <- views <- cli, pages; runs and analysis are siblings that never import
   each other;
 - ``bn_core/runs/`` is three rooms, store <- replays <- execution, and code outside it imports
-  a room only through its facade (the names in the room's ``__init__.__all__``).
+  a room only through its facade (the names in the room's ``__init__.__all__``);
+- in ``tests/``, no file imports from a test file (``test_*.py``) other than itself, so each
+  test file runs alone.
 
 The checker reads the sources with ``ast`` (it never imports them), so a lazy import inside a
 function counts as much as one at the top of a file.
@@ -230,3 +232,71 @@ def test_the_size_check_catches_a_long_module_without_a_reason():
     assert size_problem("bn_core/x.py", elsewhere) is not None
     mid_line = '"""Long, and (Over 300 lines: not at a line start).\n"""\n' + body
     assert size_problem("bn_core/x.py", mid_line) is not None
+
+
+# -- test files ----------------------------------------------------------------------------------
+
+
+def named_test_file(name: str) -> str | None:
+    """The test file a dotted import names ('tests.test_x' for 'tests.test_x.helper', 'test_x'
+    for a bare 'test_x'), None when it names none."""
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if part.startswith("test_") and (i == 0 or parts[0] == "tests"):
+            return ".".join(parts[: i + 1])
+    return None
+
+
+def cross_test_imports(path: Path, source: str) -> list[str]:
+    """Each import of ``path`` (anywhere under tests/) from a test file other than itself, as
+    'file: imports X'. Imports of the file itself (a subprocess script reading its own helpers)
+    are fine."""
+    module = module_name(path)
+    own = {module, module.rsplit(".", 1)[-1]}
+    rel = path.relative_to(ROOT).as_posix()
+    found = []
+    for name in imported_modules(source, module):
+        target = named_test_file(name)
+        if target is not None and target not in own:
+            why = "shared helpers go in tests/helpers.py or a tests/*_helpers.py"
+            found.append(f"{rel}: imports {target} ({why})")
+    return sorted(set(found))
+
+
+def test_no_test_file_imports_another():
+    """Every test file runs alone: what two test files share lives in conftest.py, helpers.py,
+    browser.py or a tests/*_helpers.py module, never in a test file the other imports."""
+    files = sorted((ROOT / "tests").rglob("*.py"))
+    broken = [v for path in files for v in cross_test_imports(path, path.read_text("utf-8"))]
+    assert broken == []
+
+
+@pytest.mark.parametrize(
+    "rel, source",
+    [
+        ("tests/test_a.py", "from tests.test_b import helper\n"),
+        ("tests/test_a.py", "def f():\n    from tests.reliability.test_b import helper\n"),
+        ("tests/test_a.py", "import tests.test_b\n"),
+        ("tests/test_a.py", "from tests import test_b\n"),
+        ("tests/test_a.py", "from . import test_b\n"),
+        ("tests/test_a.py", "from .test_b import helper\n"),
+        ("tests/test_a.py", "import test_b\n"),
+        ("tests/reliability/test_a.py", "from tests.test_a import helper\n"),
+        ("tests/helpers.py", "from tests.test_b import helper\n"),
+    ],
+)
+def test_the_test_file_check_catches(rel, source):
+    assert cross_test_imports(ROOT / rel, source) != []
+
+
+@pytest.mark.parametrize(
+    "rel, source",
+    [
+        ("tests/test_a.py", "from tests.helpers import result\nfrom tests import helpers\n"),
+        ("tests/test_a.py", "def f():\n    from tests.test_a import seed\n"),
+        ("tests/test_a.py", "from tests.conftest import f32_atol\nimport numpy.testing\n"),
+        ("tests/reliability/test_a.py", "from tests.store_helpers import old_store\n"),
+    ],
+)
+def test_the_test_file_check_allows(rel, source):
+    assert cross_test_imports(ROOT / rel, source) == []

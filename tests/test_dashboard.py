@@ -17,36 +17,12 @@ from bn_core.analysis import study
 from bn_core.config import TrainConfig, field_spec
 from bn_core.constants import DATASETS
 from bn_core.data import DatasetError
-from bn_core.runs.store.run_store import RunRecord
 from bn_core.views import comparison as cv
 from bn_core.views import datasets, train_form
 from bn_core.views import runs as live
 from bn_core.views import runs_table as table
 from tests import helpers
-
-
-def record(run_id=1, status="running", group="g1", **config) -> RunRecord:
-    cfg = TrainConfig(**config)
-    return RunRecord(
-        id=run_id,
-        group_id=group,
-        variant=cfg.variant,
-        seed=cfg.seed,
-        config=cfg,
-        status=status,
-        created_at=0.0,
-        started_at=0.0,
-        finished_at=None,
-        heartbeat=None,
-        pid=None,
-        cancel_requested=False,
-        error=None,
-        data_source=None,
-        steps_per_epoch=100,
-        total_steps=100 * cfg.epochs,
-        test_loss=None,
-        test_accuracy=None,
-    )
+from tests.helpers import record
 
 
 def result(variant, seed, val_acc, test_acc=None, **kwargs):

@@ -24,64 +24,22 @@ import pytest
 from bn_core import data
 from bn_core.data import DatasetError, download, search
 from tests.conftest import assert_runs_without_tensorflow
+from tests.dataset_helpers import (
+    IDX_NAMES,
+    KEYS,
+    idx_bytes,
+    make_arrays,
+    write_arrays_npz,
+    write_idx,
+    write_idx_set,
+)
 from tests.helpers import REAL_FASHION, real_fashion
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-IDX_NAMES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-KEYS = ("x_train", "y_train", "x_test", "y_test")
 REAL_FETCH = download.fetch  # the autouse fixture replaces it; the download tests put it back
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def make_arrays(n_train: int = 50, n_test: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random uint8 images and 0..9 labels. Pixel [0, 0] of training image i holds i, which makes
-    the rows of a split traceable back to their source index."""
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        "y_train": rng.integers(0, 10, n_train, dtype=np.uint8),
-        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        "y_test": rng.integers(0, 10, n_test, dtype=np.uint8),
-    }
-    arrays["x_train"][:, 0, 0] = np.arange(n_train)
-    return arrays
-
-
-def idx_bytes(arr: np.ndarray, type_byte: int = 0x08) -> bytes:
-    """Serialize an array in IDX format: 0x0000, type, ndim, big-endian uint32 sizes, data."""
-    header = b"\x00\x00" + bytes([type_byte, arr.ndim]) + np.array(arr.shape, dtype=">u4").tobytes()
-    return header + arr.astype(np.uint8).tobytes()
-
-
-def write_idx(path: Path, arr: np.ndarray, **kwargs) -> Path:
-    raw = idx_bytes(arr, **kwargs)
-    path.write_bytes(gzip.compress(raw) if path.name.endswith(".gz") else raw)
-    return path
-
-
-def write_idx_set(
-    folder: Path, arrays: dict, *, gz: bool = False, dotted: bool = False
-) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, key in zip(IDX_NAMES, KEYS, strict=True):
-        if dotted:  # how the original MNIST archives unzip: train-images.idx3-ubyte
-            name = name.replace("-idx", ".idx")
-        paths.append(write_idx(folder / (name + (".gz" if gz else "")), arrays[key]))
-    return paths
-
-
-def write_npz(path: Path, arrays: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **arrays)
-    return path
 
 
 def assert_raw_equals(raw: data.RawData, arrays: dict) -> None:
@@ -143,7 +101,7 @@ def test_read_idx_raw_and_gz_agree(tmp_path):
 
 def test_npz_round_trip(tmp_path):
     arrays = make_arrays()
-    raw = data.load_raw("mnist", write_npz(tmp_path / "d" / "mnist.npz", arrays).parent)
+    raw = data.load_raw("mnist", write_arrays_npz(tmp_path / "d" / "mnist.npz", arrays).parent)
     assert_raw_equals(raw, arrays)
     assert "mnist.npz" in raw.source
     assert_raw_equals(data.read_npz(tmp_path / "d" / "mnist.npz"), arrays)
@@ -152,7 +110,7 @@ def test_npz_round_trip(tmp_path):
 @pytest.mark.parametrize("name", ["fashion_mnist.npz", "fashion-mnist.npz"])
 def test_fashion_npz_names(tmp_path, name):
     arrays = make_arrays()
-    write_npz(tmp_path / "d" / name, arrays)
+    write_arrays_npz(tmp_path / "d" / name, arrays)
     assert_raw_equals(data.load_raw("fashion_mnist", tmp_path / "d"), arrays)
 
 
@@ -179,14 +137,14 @@ def test_idx_subfolder(tmp_path, dataset, sub):
 
 def test_npz_beats_idx_in_same_folder(tmp_path):
     a, b = make_arrays(seed=1), make_arrays(seed=2)
-    write_npz(tmp_path / "d" / "mnist.npz", a)
+    write_arrays_npz(tmp_path / "d" / "mnist.npz", a)
     write_idx_set(tmp_path / "d", b)
     assert_raw_equals(data.load_raw("mnist", tmp_path / "d"), a)
 
 
 def test_wrong_dataset_npz_is_ignored(tmp_path, isolated):
     # mnist.npz must not be taken for Fashion-MNIST.
-    write_npz(tmp_path / "d" / "mnist.npz", make_arrays())
+    write_arrays_npz(tmp_path / "d" / "mnist.npz", make_arrays())
     with pytest.raises(DatasetError):
         data.load_raw("fashion_mnist", tmp_path / "d")
 
@@ -212,8 +170,8 @@ def test_resolution_order(tmp_path, isolated):
 
 def test_bn_data_dir_env(tmp_path, monkeypatch):
     env, arg = make_arrays(seed=1), make_arrays(seed=2)
-    write_npz(tmp_path / "env" / "mnist.npz", env)
-    write_npz(tmp_path / "arg" / "mnist.npz", arg)
+    write_arrays_npz(tmp_path / "env" / "mnist.npz", env)
+    write_arrays_npz(tmp_path / "arg" / "mnist.npz", arg)
     monkeypatch.setenv("BN_DATA_DIR", str(tmp_path / "env"))
     assert_raw_equals(data.load_raw("mnist"), env)
     assert_raw_equals(data.load_raw("mnist", tmp_path / "arg"), arg)  # the argument wins
@@ -222,14 +180,14 @@ def test_bn_data_dir_env(tmp_path, monkeypatch):
 def test_keras_cache_under_home(tmp_path, monkeypatch):
     monkeypatch.delenv("KERAS_HOME")
     arrays = make_arrays()
-    write_npz(tmp_path / "home" / ".keras" / "datasets" / "mnist.npz", arrays)
+    write_arrays_npz(tmp_path / "home" / ".keras" / "datasets" / "mnist.npz", arrays)
     assert_raw_equals(data.load_raw("mnist", allow_download=False), arrays)
 
 
 def test_empty_explicit_dir_falls_through(tmp_path):
     (tmp_path / "empty").mkdir()
     arrays = make_arrays()
-    write_npz(tmp_path / "keras" / "datasets" / "mnist.npz", arrays)
+    write_arrays_npz(tmp_path / "keras" / "datasets" / "mnist.npz", arrays)
     assert_raw_equals(data.load_raw("mnist", tmp_path / "empty"), arrays)
 
 
@@ -242,7 +200,7 @@ def test_download_only_when_nothing_local(tmp_path, monkeypatch):
         return write_idx_set(tmp_path / "fetched", arrays)[0].parent  # outside every search path
 
     monkeypatch.setattr(download, "fetch", fake_fetch)
-    write_npz(tmp_path / "d" / "mnist.npz", arrays)
+    write_arrays_npz(tmp_path / "d" / "mnist.npz", arrays)
     data.load_raw("mnist", tmp_path / "d")
     assert calls == []
 
@@ -258,7 +216,7 @@ def test_download_only_when_nothing_local(tmp_path, monkeypatch):
 def test_downloaded_data_is_validated(tmp_path, monkeypatch):
     bad = make_arrays()
     bad["y_test"][0] = 12
-    npz = write_npz(tmp_path / "keras" / "datasets" / "mnist.npz", bad)
+    npz = write_arrays_npz(tmp_path / "keras" / "datasets" / "mnist.npz", bad)
     monkeypatch.setattr(download, "fetch", lambda dataset: npz)
     with pytest.raises(DatasetError, match="0..9"):
         data.load_raw("mnist")
@@ -386,7 +344,7 @@ CORRUPTIONS = [
 @pytest.mark.parametrize("how", CORRUPTIONS)
 def test_corrupt_idx_is_an_error_not_a_fallthrough(tmp_path, how, isolated):
     expected = _corrupt_idx(tmp_path / "d", how)
-    write_npz(
+    write_arrays_npz(
         tmp_path / "keras" / "datasets" / "mnist.npz", make_arrays()
     )  # a good copy that must NOT be used
     with pytest.raises(DatasetError) as err:
@@ -417,7 +375,7 @@ def _bad_npz(path: Path, how: str) -> None:
         arrays["x_test"] = arrays["x_test"].astype(np.int16) * 2
     elif how == "label shape":
         arrays["y_train"] = arrays["y_train"].reshape(50, 1)
-    write_npz(path, arrays)
+    write_arrays_npz(path, arrays)
     if how == "not a zip":
         path.write_bytes(b"garbage" * 10)
     elif how == "truncated":
@@ -450,7 +408,7 @@ def test_corrupt_npz(tmp_path, how):
 def test_int_npz_is_accepted_as_uint8(tmp_path):
     arrays = make_arrays()
     arrays["x_train"] = arrays["x_train"].astype(np.int64)
-    raw = data.read_npz(write_npz(tmp_path / "mnist.npz", arrays))
+    raw = data.read_npz(write_arrays_npz(tmp_path / "mnist.npz", arrays))
     assert raw.x_train.dtype == np.uint8
     np.testing.assert_array_equal(raw.x_train, arrays["x_train"])
 
@@ -465,7 +423,7 @@ def test_locate(tmp_path):
     write_idx_set(tmp_path / "system", make_arrays(), gz=True)
     assert data.locate("fashion_mnist") == str(tmp_path / "system")
 
-    cache = write_npz(tmp_path / "keras" / "datasets" / "mnist.npz", make_arrays())
+    cache = write_arrays_npz(tmp_path / "keras" / "datasets" / "mnist.npz", make_arrays())
     assert data.locate("mnist") == str(cache)
 
     write_idx_set(tmp_path / "d", make_arrays())
@@ -558,7 +516,7 @@ def test_prepare_bad_arguments(raw, kwargs):
 
 
 def test_load_is_prepare_of_load_raw(tmp_path):
-    write_npz(tmp_path / "d" / "mnist.npz", make_arrays())
+    write_arrays_npz(tmp_path / "d" / "mnist.npz", make_arrays())
     a = data.load("mnist", tmp_path / "d", val_size=5, train_limit=20, seed=2)
     b = data.prepare(data.load_raw("mnist", tmp_path / "d"), val_size=5, train_limit=20, seed=2)
     for key in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "source"):
@@ -615,7 +573,7 @@ def mirror(tmp_path, monkeypatch):
 
 
 def npz_bytes(tmp_path: Path, arrays: dict) -> bytes:
-    return write_npz(tmp_path / "scratch" / "mnist.npz", arrays).read_bytes()
+    return write_arrays_npz(tmp_path / "scratch" / "mnist.npz", arrays).read_bytes()
 
 
 def fashion_files(arrays: dict) -> dict[str, bytes]:
@@ -775,7 +733,7 @@ def test_data_package_never_imports_tensorflow(tmp_path):
 
 
 def test_import_and_local_load_do_not_load_tensorflow(tmp_path):
-    write_npz(tmp_path / "mnist.npz", make_arrays())
+    write_arrays_npz(tmp_path / "mnist.npz", make_arrays())
     assert_runs_without_tensorflow(
         "from bn_core import data\n"
         f"data.load('mnist', {str(tmp_path)!r}, val_size=5, allow_download=False)\n"

@@ -14,8 +14,8 @@ import pytest
 from bn_core import data
 from bn_core.data.search import header_problem
 from bn_core.views import datasets, train_form
+from tests.dataset_helpers import idx_bytes, make_arrays, write_arrays_npz, write_idx_set
 from tests.helpers import open_page, real_fashion
-from tests.test_data import idx_bytes, make_arrays, write_idx_set, write_npz
 
 # ----------------------------------------------------------------------------- npz
 
@@ -23,7 +23,7 @@ from tests.test_data import idx_bytes, make_arrays, write_idx_set, write_npz
 @pytest.fixture
 def npz(tmp_path):
     """A sound mnist.npz (50 training, 20 test images) in its own folder."""
-    return write_npz(tmp_path / "d" / "mnist.npz", make_arrays())
+    return write_arrays_npz(tmp_path / "d" / "mnist.npz", make_arrays())
 
 
 def loads(path) -> bool:

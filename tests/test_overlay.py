@@ -15,7 +15,7 @@ import pytest
 from bn_core.views import overlay as ov
 from bn_core.views.charts import share_y, y_extent
 from bn_core.views.comparison import variant_color
-from tests.test_dashboard import record
+from tests.helpers import record
 
 
 def run(run_id: int, variant: str = "lenet", seed: int = 0, steps_per_epoch: int | None = 10):

@@ -26,11 +26,10 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from bn_core.config import TrainConfig  # noqa: E402
 from bn_core.runs.execution.backends.ray_backend import RayBackend  # noqa: E402
 from bn_core.runs.execution.runner import JobRunner  # noqa: E402
 from bn_core.runs.store.run_store import RunStore  # noqa: E402
-from tests.test_runner import long_config, wait_for, write_mnist  # noqa: E402
+from tests.runner_helpers import long_config, quick_config, wait_for, write_mnist  # noqa: E402
 
 pytestmark = pytest.mark.ray
 NOWHERE = "/nonexistent/bn-lab-home"  # the worker nodes' BN_LAB_HOME
@@ -75,12 +74,6 @@ def runner(tmp_path, backend):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return write_mnist(tmp_path_factory.mktemp("data"), n_train=800)
-
-
-def quick_config(data_dir: Path, **changes) -> TrainConfig:
-    """A few seconds of training once TensorFlow has loaded."""
-    values = {"val_size": 100, "epochs": 1, "batch_size": 32, "train_limit": 64, **changes}
-    return TrainConfig(data_dir=str(data_dir), **values)
 
 
 def worker_ids(cluster) -> set[str]:

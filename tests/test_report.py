@@ -14,8 +14,7 @@ from plotly.offline import get_plotlyjs
 
 from bn_core.views import report
 from tests.conftest import assert_runs_without_tensorflow
-from tests.helpers import result
-from tests.test_study import lr_sweep_results
+from tests.helpers import lr_sweep_results, result
 
 ROOT = Path(__file__).resolve().parent.parent
 

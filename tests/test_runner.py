@@ -20,9 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import psutil
 import pytest
 
@@ -39,34 +37,9 @@ from bn_core.runs.execution.worker import record_event, run_worker, use_xla_cach
 from bn_core.runs.store.run_store import RunRecord, RunStore
 from bn_core.settings import SettingError
 from tests.conftest import assert_runs_without_tensorflow
-
-DEADLINE = 120.0  # seconds; generous, the machine is shared and small
-
+from tests.runner_helpers import DEADLINE, long_config, quick_config, wait_for, write_mnist
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def wait_for(
-    predicate: Callable[[], Any],
-    what: str,
-    *,
-    timeout: float = DEADLINE,
-    interval: float = 0.1,
-    describe: Callable[[], str] | None = None,
-    tick: Callable[[], None] | None = None,
-) -> Any:
-    """Poll until ``predicate()`` is truthy and return it; fail with context at the deadline."""
-    end = time.monotonic() + timeout
-    while True:
-        if tick is not None:
-            tick()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            detail = describe() if describe else ""
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{detail}")
-        time.sleep(interval)
 
 
 def log_tail(store: RunStore, run_id: int, lines: int = 30) -> str:
@@ -127,34 +100,6 @@ def epoch_event(epoch: int, steps_per_epoch: int = 2) -> dict:
         "seconds": 1.0,
         "images_per_second": 64.0,
     }
-
-
-def write_mnist(folder: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
-    """A Keras-format mnist.npz of random images (learning is not what these tests check)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        folder / "mnist.npz",
-        x_train=rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-        y_train=rng.integers(0, 10, n_train, dtype=np.uint8),
-        x_test=rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-        y_test=rng.integers(0, 10, n_test, dtype=np.uint8),
-    )
-    return folder
-
-
-def quick_config(data_dir: Path, **changes) -> TrainConfig:
-    """A run that finishes a few seconds after its worker has started."""
-    return TrainConfig(
-        data_dir=str(data_dir), val_size=100, epochs=1, batch_size=32, train_limit=64, **changes
-    )
-
-
-def long_config(data_dir: Path, **changes) -> TrainConfig:
-    """A run far longer than any test waits for: it is always stopped by the test."""
-    return TrainConfig(
-        data_dir=str(data_dir), val_size=100, epochs=200, batch_size=32, train_limit=480, **changes
-    )
 
 
 class SleeperBackend(Backend):
@@ -963,3 +908,83 @@ def test_runner_and_store_load_without_tensorflow(tmp_path):
     assert_runs_without_tensorflow(
         "import bn_core.runs.execution.runner, bn_core.runs.store.run_store", tmp_path
     )
+
+
+# -- reaping: no zombie is left behind -----------------------------------------------------------
+
+
+def zombie_children() -> set[int]:
+    """The pids of this process's children (at any depth) that have exited but were never
+    waited for: zombies (``<defunct>`` in ps)."""
+    zombies = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() == psutil.STATUS_ZOMBIE:
+                zombies.add(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return zombies
+
+
+@pytest.mark.slow
+def test_the_runner_reaps_every_process_it_starts(store, reaper, mnist_dir):
+    # The fault-injection pass found 12 defunct workers after ~15 minutes of dashboard use:
+    # every worker that ended on its own stayed a zombie, since a child was only polled while
+    # its run was active. Here 20 runs (4 cancelled mid-run, one of them by a second runner
+    # that adopted it, as the dashboard's next runner does), 3 window replays, and standby
+    # workers that are handed runs, killed and closed: none may be left unreaped.
+    before = zombie_children()  # earlier tests' leftovers are not this test's business
+    first = reaper.runner(LocalProcessBackend(store, standby=True), max_concurrent=2)
+    first.tick()  # idle: a standby worker starts
+    standby = wait_for(lambda: first.backend.standby_pid, "a standby worker")
+    os.kill(standby, signal.SIGKILL)  # dies waiting: the next idle pass replaces it
+    wait_for(lambda: is_gone(standby), "the standby to die")
+    first.tick()
+    assert first.backend.standby_pid not in (None, standby)
+
+    def ended(ids):
+        return all(not store.get(i).active for i in ids)
+
+    def cancel_mid_run(runner, run_ids):
+        for run_id in run_ids:
+            wait_for(
+                lambda i=run_id: store.get(i).status == "running" and store.batch_metrics([i]),
+                f"run {run_id} to train",
+                timeout=3 * DEADLINE,
+                describe=describer(store, run_id),
+            )
+            runner.cancel(run_id)
+
+    longs = first.submit([long_config(mnist_dir, seed=s) for s in range(3)])
+    quick = first.submit([quick_config(mnist_dir, seed=s) for s in range(8)])
+    first.start()
+    cancel_mid_run(first, longs)
+    wait_for(lambda: ended(longs + quick), "11 runs to end", timeout=6 * DEADLINE)
+    assert first.replay(quick[:3]) == quick[:3]
+    jobs_of = store.replay_jobs
+    wait_for(
+        lambda: all(j.status not in ("queued", "running") for j in jobs_of(quick[:3]).values()),
+        "3 replays to end",
+        timeout=3 * DEADLINE,
+    )
+    (adopted,) = first.submit([long_config(mnist_dir, seed=9)])
+    wait_for(lambda: store.get(adopted).status == "running", "the run to start")
+    first.stop()  # its worker trains on; the next runner adopts it by its pid
+
+    second = reaper.runner(LocalProcessBackend(store, standby=True), max_concurrent=2)
+    second.start()
+    cancel_mid_run(second, [adopted])
+    quick += second.submit([quick_config(mnist_dir, seed=s) for s in range(8, 16)])
+    everything = longs + quick + [adopted]
+    wait_for(lambda: ended(everything), "20 runs to end", timeout=6 * DEADLINE)
+    statuses = [store.get(i).status for i in everything]
+    assert statuses == ["cancelled"] * 3 + ["completed"] * 16 + ["cancelled"], statuses
+
+    wait_for(
+        lambda: not zombie_children() - before,
+        "no zombie after the runner's next passes",
+        timeout=10,
+        describe=lambda: f"zombies: {sorted(zombie_children() - before)}",
+    )
+    second.stop()  # closes its standby worker
+    assert not zombie_children() - before

@@ -15,7 +15,7 @@ from bn_core.constants import PROBE_EVERY_DEFAULT
 from bn_core.variants import VARIANT_NAMES
 from bn_core.views import comparison as cv
 from bn_core.views.sweep import sweep_figure
-from tests.helpers import result
+from tests.helpers import lr_sweep_results, result
 
 STUDY_FIVE = ["lenet", "lenet_bn1", "lenet_bn2", "lenet_fc_bn1", "lenet_fc_bn2"]
 
@@ -162,32 +162,6 @@ def test_is_sweep_and_group_ids():
 
 
 # ----------------------------------------------------------------------------- sweep table
-
-
-def lr_sweep_results():
-    """lenet and lenet_fc_bn2 at x1 and x30 (2 seeds); lenet seed 1 diverged at x30."""
-    out, run_id = [], 0
-    for variant, accs in (
-        ("lenet", {1: (0.90, 0.92), 30: (0.50, None)}),
-        ("lenet_fc_bn2", {1: (0.95, 0.97), 30: (0.93, 0.91)}),
-    ):
-        for m, pair in accs.items():
-            for seed, acc in enumerate(pair):
-                run_id += 1
-                status = "completed" if acc is not None else "diverged"
-                lr = None if m == 1 else 3e-2
-                out.append(
-                    result(
-                        variant,
-                        seed,
-                        [0.5, acc or 0.1],
-                        acc,
-                        run_id=run_id,
-                        status=status,
-                        learning_rate=lr,
-                    )
-                )
-    return out
 
 
 def test_sweep_table_marks_diverged_runs_and_keeps_them():

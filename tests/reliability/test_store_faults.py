@@ -15,12 +15,9 @@ renders (one banner, or one st.error when nothing can be shown), and no tracebac
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 
@@ -35,7 +32,14 @@ from bn_core.runs.store.run_store import RunStore
 from bn_core.views.runs import run_label
 from pages import _runner
 from tests.helpers import PAGES, open_page, open_with_link
-from tests.test_migrations import UNVERSIONED_SCHEMA, old_store
+from tests.store_helpers import (
+    UNVERSIONED_SCHEMA,
+    cli,
+    digest,
+    finished_run,
+    old_store,
+    read_only_folder,
+)
 
 pytestmark = pytest.mark.reliability
 
@@ -47,50 +51,6 @@ TRAIN, RUNS, COMPARE, SWEEP, ABOUT = (
     "pages/about.py",
 )
 BANNER_PAGES = (TRAIN, RUNS, COMPARE, SWEEP, ABOUT)  # every page calls _ui.store_banner
-
-
-def finished_run(store: RunStore, seed: int, group: str = "g", accuracy: float = 0.9) -> int:
-    """A completed lenet run with one epoch and two batches recorded."""
-    run_id = store.create_run(TrainConfig(seed=seed, epochs=1), group)
-    store.transition(run_id, ("queued",), "running", started_at=1.0)
-    store.update(run_id, steps_per_epoch=2, total_steps=2)
-    for step in (1, 2):
-        store.add_batch(
-            run_id,
-            {
-                "step": step,
-                "epoch": 1,
-                "batch": step,
-                "epoch_progress": step / 2,
-                "loss": 1.0,
-                "accuracy": 0.5,
-            },
-        )
-    store.add_epoch(
-        run_id,
-        {
-            "epoch": 1,
-            "step": 2,
-            "loss": 1.0,
-            "accuracy": 0.5,
-            "val_loss": 1.1,
-            "val_accuracy": accuracy - 0.01,
-            "seconds": 1.0,
-            "images_per_second": 100.0,
-        },
-    )
-    store.transition(run_id, ("running",), "completed", test_accuracy=accuracy, test_loss=0.3)
-    return run_id
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -199,46 +159,6 @@ def test_a_runs_table_with_a_column_from_a_newer_tool_is_read(tmp_path, monkeypa
 
 
 # ----------------------------------------------------------------------------- read-only
-
-
-@contextlib.contextmanager
-def read_only_folder(folder: Path):
-    """Yields ``freeze``: after it, ``folder`` and what it holds cannot be written, for real.
-    As root (whom file modes do not stop) a tmpfs mounted on ``folder``, then remounted
-    read-only; otherwise ``chmod -w``. Skips when neither is possible here."""
-    folder.mkdir(parents=True)
-    if os.geteuid() != 0:
-
-        def freeze() -> None:
-            for path in [folder, *folder.rglob("*")]:
-                path.chmod(0o555 if path.is_dir() else 0o444)
-
-        try:
-            yield freeze
-        finally:
-            for path in [folder, *folder.rglob("*")]:
-                path.chmod(0o755 if path.is_dir() else 0o644)
-        return
-    mount = ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)]
-    done = subprocess.run(mount, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(
-            "as root file modes do not stop writes, and a tmpfs cannot be mounted here "
-            f"({done.stderr.strip()}): no read-only file system to test on"
-        )
-
-    def freeze() -> None:
-        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
-
-    try:
-        yield freeze
-    finally:
-        for _ in range(50):  # a page's last connection may still be closing
-            if subprocess.run(["umount", str(folder)], capture_output=True).returncode == 0:
-                break
-            time.sleep(0.1)
-        else:
-            subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 @pytest.fixture(params=["latest", "v0"])

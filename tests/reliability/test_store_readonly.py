@@ -27,8 +27,14 @@ from bn_core.config import TrainConfig
 from bn_core.runs.store.errors import StoreError
 from bn_core.runs.store.migrations import LATEST
 from bn_core.runs.store.run_store import RunStore
-from tests.reliability.test_store_faults import cli, digest, finished_run, read_only_folder
-from tests.test_migrations import UNVERSIONED_SCHEMA, old_store
+from tests.store_helpers import (
+    UNVERSIONED_SCHEMA,
+    cli,
+    digest,
+    finished_run,
+    old_store,
+    read_only_folder,
+)
 
 pytestmark = pytest.mark.reliability
 
