@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import importlib.util
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAuthError
 
 from bn_core import settings
+from pages._guesses import GUESSES
 
 PASSWORD_ENV = "BN_LAB_PASSWORD"
 PASSED = "bn-lab-login-passed"  # session_state key: this session gave the right password
@@ -35,6 +37,7 @@ WRONG = "Wrong password."
 # Seconds a wrong password waits for its answer: a guesser gets about one try a second per
 # session (a slower guess, not a lockout: someone else's typo costs them only a second).
 WRONG_PAUSE_S = 1.0
+BUSY = "Too many wrong passwords lately: try again in {seconds} s."
 # Keys of [auth] that are mappings of the default provider itself, not named providers.
 PROVIDER_SETTINGS = {"client_kwargs"}
 
@@ -134,11 +137,15 @@ def _password_gate(password: str, logout: bool) -> None:
         )
         submitted = st.form_submit_button("Log in", key=f"{FORM}-submit", type="primary")
     if submitted:
-        if password_matches(given, password):
+        verdict = GUESSES.attempt(lambda: password_matches(given, password), st.context.ip_address)
+        if verdict is True:
             st.session_state[PASSED] = True
             st.rerun()  # draw the app without the form
-        time.sleep(WRONG_PAUSE_S)
-        st.error(WRONG)
+        if verdict is False:
+            time.sleep(WRONG_PAUSE_S)
+            st.error(WRONG)
+        else:
+            st.error(BUSY.format(seconds=math.ceil(verdict)))
     st.stop()
 
 

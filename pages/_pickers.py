@@ -3,6 +3,8 @@ widgets that keep their choice across reruns, renames and reloads."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import streamlit as st
 
 from bn_core.runs.store import GroupRecord, RunRecord, StoreError
@@ -71,8 +73,8 @@ def linked_group_picker(
     page: str, groups: list[GroupRecord], default: str | None, help: str
 ) -> GroupRecord | None:
     """``group_picker`` keyed ``{page}-group`` whose group is also the page's URL
-    (``?group=…``): a link or a reload opens the same group."""
-    view = view_from_url(page, {g.id for g in groups})
+    (``?group=…``): a link or a reload opens the same group; any other key is named."""
+    view = view_from_url(page, {g.id for g in groups}, keys=("group",))
     if view is not None and view.group is not None:
         st.session_state[f"{page}-group"] = view.group
     group = group_picker(groups, f"{page}-group", default, help)
@@ -97,23 +99,60 @@ def rename_group_button(group: GroupRecord, key: str, read_only: str | None) -> 
                 st.rerun()
 
 
-def view_from_url(page: str, groups: set[str]) -> links.View | None:
-    """The view the URL asks for (``bn_core.views.links``) when it is news to this session:
-    the session's first run of ``page`` (a reload, a shared link: each a new session) or a
-    URL this page never wrote (a link from another page, ``st.page_link(query_params=...)``);
-    None otherwise, and when the URL is plain on a later visit (the menu leads back here: the
-    widgets keep what they had). Every URL this page wrote counts as known, not only the
-    last: a rerun cut short by the next click may start before the browser shows the newest
-    one, and taking the older URL for a link would undo the click. What the URL holds that
-    cannot be used is said in one line."""
+def view_from_url(
+    page: str, groups: set[str], keys: Collection[str] = links.KEYS
+) -> links.View | None:
+    """The view the URL asks for (``bn_core.views.links``, reading only ``keys``) when it is
+    news to this session: the session's first run of ``page`` (a reload, a shared link: each a
+    new session) or a URL this page never wrote (a link from another page,
+    ``st.page_link(query_params=...)``); None otherwise, and when the URL is plain on a later
+    visit (the menu leads back here: the widgets keep what they had). Every URL this page
+    wrote counts as known, not only the last: a rerun cut short by the next click may start
+    before the browser shows the newest one, and taking the older URL for a link would undo
+    the click. What the URL holds that cannot be used is said in one line, here (a slot that
+    ``unusable_runs`` can add to)."""
     params = st.query_params.to_dict()
     written = st.session_state.get(f"url-{page}")
     if written is not None and (not params or params in written):
         return None
-    view, note = links.parse(params, groups)
-    if note:
-        st.warning(note, icon=":material/link_off:")
+    view, ignored = links.read(params, groups, keys)
+    st.session_state[f"url-note-{page}"] = (st.empty(), ignored)
+    _say(page)
     return view
+
+
+def unusable_url(page: str) -> None:
+    """On a page that has nothing to show yet (no runs, no group that fits): everything its
+    URL holds is named as unused, in the same one line."""
+    view_from_url(page, set(), keys=())
+
+
+def unusable_runs(page: str, view: links.View | None, usable: Collection[int]) -> None:
+    """Adds the link's runs that are not in ``usable`` (deleted, never existed, in another
+    group, not on the table's page) to the line ``view_from_url`` drew this run."""
+    missing = [i for i in view.runs if i not in usable] if view is not None else []
+    if missing and f"url-note-{page}" in st.session_state:
+        st.session_state[f"url-note-{page}"][1].append(
+            links.item("runs", ",".join(str(i) for i in missing))
+        )
+        _say(page)
+
+
+def _say(page: str) -> None:
+    """Draws (again) the note in its slot: ``view_from_url`` sets both, this script run."""
+    slot, ignored = st.session_state[f"url-note-{page}"]
+    text = links.note([_markdown_text(i) for i in ignored])
+    if text:
+        slot.warning(text, icon=":material/link_off:")
+
+
+def _markdown_text(text: str) -> str:
+    """``text`` shown as it is by st.warning's Markdown: no emphasis, link, LaTeX ($), colour
+    directive or HTML made of a link's value (CommonMark's backslash escapes)."""
+    return "".join("\\" + c if c in _MARKDOWN else c for c in text)
+
+
+_MARKDOWN = set("\\`*_{}[]<>#+!|~$:&^")
 
 
 def write_url(page: str, view: links.View) -> None:

@@ -17,7 +17,15 @@ from bn_core.views import runs as live
 from bn_core.views.charts import share_y
 from bn_core.views.report import build_report
 from bn_core.vocabulary import PRE_RUN
-from pages._pickers import group_picker, rename_group_button, run_picker, view_from_url, write_url
+from pages._pickers import (
+    group_picker,
+    rename_group_button,
+    run_picker,
+    unusable_runs,
+    unusable_url,
+    view_from_url,
+    write_url,
+)
 from pages._runner import get_store
 from pages._ui import TRAIN_PAGE, png_config, store_banner, use_navigation
 
@@ -40,6 +48,7 @@ groups = [g for g in store.list_groups() if g.runs > g.queued]  # a run has star
 if not groups:
     st.info("No runs in the store yet: start some on the Train page.", icon=":material/info:")
     st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_circle:")
+    unusable_url(PAGE)
     st.stop()
 
 view = view_from_url(PAGE, {g.id for g in groups})
@@ -64,6 +73,7 @@ with rename:
 group_runs = store.list_runs(group_id=group.id)
 candidates = [r for r in group_runs if r.status not in PRE_RUN]
 runs_key = f"{PAGE}-runs"
+unusable_runs(PAGE, view, {r.id for r in candidates})  # deleted, in another group, queued
 if view is not None and view.runs:
     st.session_state[runs_key] = [i for i in view.runs if i in {r.id for r in candidates}]
 elif st.session_state.get(f"{PAGE}-runs-of") != group.id:  # another group: all of its runs

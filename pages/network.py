@@ -13,7 +13,7 @@ from bn_core.views import probes as pv
 from bn_core.views import runs as live
 from bn_core.views.charts import share_y
 from bn_core.vocabulary import ACTIVE
-from pages._pickers import linked_group_picker, run_picker
+from pages._pickers import linked_group_picker, run_picker, unusable_url
 from pages._runner import get_store
 from pages._ui import TRAIN_PAGE, png_config, quick_start_button, store_banner, use_navigation
 
@@ -35,6 +35,7 @@ st.caption(
 probed = store.probed_run_ids()
 runs = [r for r in store.list_runs() if r.id in probed]
 if not runs:
+    unusable_url("network")
     waiting = [r for r in store.list_runs(ACTIVE) if r.config.probe_every > 0]
     if waiting:  # probes are on their way: poll until the first arrive, then show them
 

@@ -18,7 +18,7 @@ from bn_core.views import runs as live
 from bn_core.views import runs_table as table
 from bn_core.vocabulary import PRE_RUN
 from pages import _runs_table
-from pages._pickers import view_from_url, write_url
+from pages._pickers import unusable_runs, unusable_url, view_from_url, write_url
 from pages._run_actions import delete_finished_button, last_click
 from pages._run_cards import overlay_charts, selected_run, training_now
 from pages._runner import get_runner
@@ -41,11 +41,12 @@ groups = store.list_groups()
 if not groups:
     st.info("No runs yet: start some on the Train page.", icon=":material/info:")
     st.page_link(TRAIN_PAGE, label="Go to Train", icon=":material/play_circle:")
+    unusable_url("runs")
     st.stop()
 group_by_id = {g.id: g for g in groups}
 # A link (a reload) names a group, selected runs and the curves' settings: they become the
 # widgets' state; the runs are selected in the table below (where they are on its page).
-view = view_from_url("runs", set(group_by_id))
+view = view_from_url("runs", set(group_by_id), keys=("group", "runs", "smooth", "x", "log"))
 for name in ("smooth", "x", "log"):
     if view is not None or f"runs-{name}" not in st.session_state:
         st.session_state[f"runs-{name}"] = getattr(view or links.View(), name)
@@ -68,6 +69,7 @@ steps = store.steps_done([r.id for r in records if r.active])
 frame = live.table_frame(records, {g.id: g.name for g in groups}, steps)
 table_key = table.table_key(query, sort, paging.page, size)
 selected_ids = _runs_table.rows(frame, records, wanted, table_key)
+unusable_runs("runs", view, {r.id for r in records})  # gone, or not on the table's page
 group_id = query["group_id"]
 _runs_table.pager(paging, len(records), group_id)
 

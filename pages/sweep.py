@@ -20,7 +20,7 @@ from bn_core.views.sweep import sweep_figure
 from bn_core.views.train_form import seed_list
 from bn_core.vocabulary import RunStatus
 from pages._cluster_ui import backend_choice
-from pages._pickers import linked_group_picker
+from pages._pickers import linked_group_picker, unusable_url
 from pages._runner import get_runner, get_store
 from pages._ui import (
     RUNS_PAGE,
@@ -146,6 +146,7 @@ st.subheader("Results")
 store = get_store()
 groups = [(g, runs) for g, runs in live.group_runs(store.list_runs()) if study.is_sweep(runs)]
 if not groups:
+    unusable_url("sweep")
     st.info(
         "No sweep in the store yet: start one above, or the quick one below.",
         icon=":material/info:",

@@ -11,7 +11,7 @@ from bn_core.runs.store import StoreError
 from bn_core.views import replay as rv
 from bn_core.views import runs as live
 from bn_core.vocabulary import ReplayStatus
-from pages._pickers import linked_group_picker, run_picker
+from pages._pickers import linked_group_picker, run_picker, unusable_url
 from pages._runner import get_runner
 from pages._ui import RUNS_PAGE, png_config, quick_start_button, store_banner, use_navigation
 
@@ -45,6 +45,7 @@ def start(run_ids: list[int]) -> None:
 
 runs = [r for r in store.list_runs() if not r.active]
 if not runs:
+    unusable_url("window")
     st.info(
         "No finished runs yet: train a variant with our BN (e.g. lenet_fc_bn2) on the Train page.",
         icon=":material/info:",

@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from bn_core.views.links import MAX_RUNS, View, encode, parse
+from bn_core.views.links import (
+    MAX_RUNS,
+    NAMED_AT_MOST,
+    SHOWN_CHARS,
+    View,
+    encode,
+    item,
+    note,
+    parse,
+    read,
+    shown,
+)
 
 GROUPS = {"20261201-112631-4b928b", "sweep-20261202-090000-aa11bb"}
 
@@ -83,3 +94,55 @@ def test_without_a_group_list_any_well_formed_id_is_kept():
     assert parse({"group": "study-original-20261201-101010"})[0].group == (
         "study-original-20261201-101010"
     )
+
+
+# ----------------------------------------------------------------------------- hostile links
+
+
+def test_a_key_no_page_reads_is_named():
+    view, note = parse({"select": "abc"}, GROUPS)
+    assert view == View()
+    assert note == "The link's select=abc could not be used: the defaults are shown."
+    view, note = parse({"select": "1,abc,-1," + "9" * 30}, GROUPS)
+    assert note is not None and "select=1,abc,-1,999" in note
+
+
+def test_a_key_this_page_does_not_read_is_named():
+    """Inside the network, Window size and Sweep read only the group."""
+    view, ignored = read({"group": "20261201-112631-4b928b", "runs": "999"}, GROUPS, ("group",))
+    assert view == View(group="20261201-112631-4b928b") and ignored == ["runs=999"]
+    assert read({"group": "x", "metric": "loss"}, GROUPS, keys=())[1] == ["group=x", "metric=loss"]
+
+
+def test_streamlit_and_tracking_keys_are_not_named():
+    assert parse({"utm_campaign": "x", "embed": "true", "embed_options": "dark_theme"}) == (
+        View(),
+        None,
+    )
+
+
+def test_control_and_invisible_characters_are_escaped():
+    note = parse({"group": "a\x07b\nc\u202eevil\u200b", "x\x1b[31m": "1"}, GROUPS)[1]
+    assert "group=a\\x07b\\nc\\u202eevil\\u200b" in note and "x\\x1b[31m=1" in note
+    assert note.isprintable()
+
+
+def test_a_long_value_is_cut_and_its_length_said():
+    note = parse({"runs": "x" * 10_000}, GROUPS)[1]
+    assert f"runs={'x' * SHOWN_CHARS}… (10,000 characters) could not be used" in note
+    assert len(note) < 200
+    assert shown("é" * SHOWN_CHARS) == "é" * SHOWN_CHARS  # at the limit: kept whole
+
+
+def test_many_bad_keys_make_one_short_line():
+    note = parse({f"k{i}": "v" for i in range(1000)}, GROUPS)[1]
+    assert note.count("=") == NAMED_AT_MOST and "994 more could not be used" in note
+
+
+def test_the_page_adds_its_own_items_in_the_same_wording():
+    """A run the page cannot show (runs=999: no such run) joins what the parser ignored."""
+    _, ignored = read({"select": "abc"}, GROUPS)
+    assert note([*ignored, item("runs", "999")]) == (
+        "The link's select=abc, runs=999 could not be used: the defaults are shown."
+    )
+    assert note([]) is None

@@ -6,14 +6,17 @@ the URL's path), the way TensorFlow Playground keeps its whole state in its URL.
 
 A query string comes from anyone, so every value is checked here before a page uses it: a
 value that is malformed, out of range or names no group is dropped (the page's default is
-used) and reported in one line; nothing from the URL reaches SQL or the file system
-unchecked. No Streamlit here: plain mappings in, a ``View`` and strings out.
+used), and so is a key the page does not read (``select=``, a misspelt ``metrik=``); each is
+named in one line (``note``), shown safely (cut to ``SHOWN_CHARS``, control and invisible
+characters escaped). Only Streamlit's own keys and tracking tails (``PASSTHROUGH``) go
+unnamed. Nothing from the URL reaches SQL or the file system unchecked. No Streamlit here:
+plain mappings in, a ``View`` and strings out.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Container, Mapping
+from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
 from bn_core.views.overlay import OVERLAY_METRICS, X_AXES
@@ -21,6 +24,10 @@ from bn_core.views.overlay import OVERLAY_METRICS, X_AXES
 MAX_RUNS = 200  # a link names at most this many runs (a group of a big sweep fits)
 MAX_SMOOTHING = 0.99
 _GROUP_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.:~-]{0,99}")  # ids runner.submit and studies make
+SHOWN_CHARS = 40  # of a value named in the note; a longer one is cut, its length said
+NAMED_AT_MOST = 6  # items in the note; more are counted ("and 3 more")
+# Keys no page reads that are not the link's fault: Streamlit's own, and tracking tails.
+PASSTHROUGH = {"embed", "embed_options", "fbclid", "gclid", "mc_cid", "mc_eid"}
 
 
 @dataclass(frozen=True)
@@ -36,26 +43,66 @@ class View:
 
 
 def parse(
-    params: Mapping[str, object], groups: Container[str] | None = None
+    params: Mapping[str, object],
+    groups: Container[str] | None = None,
+    keys: Collection[str] | None = None,
 ) -> tuple[View, str | None]:
+    """``read`` (``keys`` None: every key of a ``View``), with what it ignored as one line
+    (``note``), or None."""
+    view, ignored = read(params, groups, KEYS if keys is None else keys)
+    return view, note(ignored)
+
+
+def read(
+    params: Mapping[str, object], groups: Container[str] | None = None, keys: Collection[str] = ()
+) -> tuple[View, list[str]]:
     """The ``View`` in ``params`` (``st.query_params``: each value a string, or a list when a
-    key repeats; the last one counts) and one line naming what was ignored, or None. With
-    ``groups``, a group that is not in it is ignored (it was deleted, or never existed)."""
+    key repeats; the last one counts) and what was ignored, each as ``item`` names it. Only
+    ``keys`` (the ones the page reads; none: nothing can be used) are read, the rest named
+    unless in ``PASSTHROUGH`` or ``utm_*``. With ``groups``, a group that is not in it is
+    ignored (it was deleted, or never existed)."""
     view, ignored = View(), []
     for name, raw in params.items():
-        if name not in _PARSERS:
-            continue  # other pages' keys, tracking tails: not ours to judge
         text = raw[-1] if isinstance(raw, list) and raw else raw
+        if name not in keys or name not in _PARSERS:
+            if name not in PASSTHROUGH and not name.startswith("utm_"):
+                ignored.append(item(name, text))
+            continue
         value = _PARSERS[name](str(text).strip()) if isinstance(text, str) else None
         if name == "group" and value is not None and groups is not None and value not in groups:
             value = None
         if value is None:
-            ignored.append(f"{name}={_short(text)}")
+            ignored.append(item(name, text))
         else:
             view = replace(view, **{name: value})
+    return view, ignored
+
+
+def note(ignored: Sequence[str]) -> str | None:
+    """The one line naming what a link held that could not be used (``read``'s items, and any
+    the page adds: ``item("runs", "999")`` for a run that does not exist); None for none."""
     if not ignored:
-        return view, None
-    return view, f"The link's {', '.join(ignored)} could not be used: the defaults are shown."
+        return None
+    shown = list(ignored[:NAMED_AT_MOST])
+    if len(ignored) > NAMED_AT_MOST:
+        shown.append(f"{len(ignored) - NAMED_AT_MOST} more")
+    return f"The link's {', '.join(shown)} could not be used: the defaults are shown."
+
+
+def item(name: str, value: object) -> str:
+    """``name=value`` as the note shows it: each part cut and escaped (``shown``)."""
+    return f"{shown(name, 24)}={shown(value)}"
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``value`` safe to show in one line: control, format (zero-width, bidi overrides) and
+    other unprintable characters as Python escapes (``\\x07``, ``\\u202e``); longer than
+    ``limit`` characters: cut, with ``…`` and its length."""
+    text = value if isinstance(value, str) else str(value)
+    cut = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[:limit]
+    )
+    return cut if len(text) <= limit else f"{cut}… ({len(text):,} characters)"
 
 
 def encode(view: View) -> dict[str, str]:
@@ -112,8 +159,4 @@ _PARSERS = {
     "x": _choice(X_AXES),
     "log": _flag,
 }
-
-
-def _short(value: object) -> str:
-    text = str(value[-1] if isinstance(value, list) and value else value)
-    return text if len(text) <= 24 else text[:21] + "..."
+KEYS = tuple(_PARSERS)  # every key a View has; Compare reads them all

@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from streamlit import config
 from streamlit.runtime.secrets import Secrets
 from streamlit.testing.v1 import AppTest
 
-from pages import _auth
+from pages import _auth, _guesses
 from pages._auth import (
     GateError,
     configured_password,
@@ -207,6 +208,105 @@ def test_an_auth_section_without_provider_locks_the_app(runner, no_password):
     assert "names no provider" in at.error[0].value
 
 
+# ----------------------------------------------------------------------------- guessing
+
+
+@pytest.fixture(autouse=True)
+def fresh_guesses(monkeypatch):
+    """Each test starts with no failed attempts on record (AppTest runs in this process)."""
+    monkeypatch.setattr(_auth, "GUESSES", _guesses.Guesses())
+
+
+class FakeTime:
+    """A clock and a sleep that advances it: the schedule without waiting for it."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def patient_guesser(guesses: _guesses.Guesses, t: FakeTime, n: int, client=None) -> list:
+    """The times at which ``n`` wrong guesses were checked, one after another, each sent
+    again after the wait a refusal names."""
+    checked = []
+    while len(checked) < n:
+        verdict = guesses.attempt(lambda: checked.append(t.now) or False, client)
+        if verdict is not False:
+            t.sleep(verdict)
+    return checked
+
+
+def test_wrong_guesses_are_spaced_one_second_then_doubling_to_a_minute():
+    t = FakeTime()
+    guesses = _guesses.Guesses(clock=t.clock, sleep=t.sleep)
+    checked = patient_guesser(guesses, t, 28)
+    gaps = [round(b - a, 6) for a, b in zip(checked, checked[1:], strict=False)]
+    assert gaps == [1.0] * 20 + [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    # 10 minutes without a guess: the schedule starts again; the right password gets in at once.
+    t.sleep(600)
+    before = t.now
+    assert guesses.attempt(lambda: True) is True and t.now == before
+
+
+def test_one_address_is_slowed_after_three_and_its_login_clears_it():
+    t = FakeTime()
+    guesses = _guesses.Guesses(clock=t.clock, sleep=t.sleep)
+    checked = patient_guesser(guesses, t, 6, client="203.0.113.7")
+    gaps = [b - a for a, b in zip(checked, checked[1:], strict=False)]
+    assert gaps == [1.0, 1.0, 1.0, 2.0, 4.0]
+    # Another address waits only for the process's spacing (1 s), not for this one's.
+    t.sleep(1.0)
+    before = t.now
+    assert guesses.attempt(lambda: False, "198.51.100.2") is False and t.now == before
+    t.sleep(60)
+    assert guesses.attempt(lambda: True, "203.0.113.7") is True  # its failures are forgotten
+    assert "203.0.113.7" not in guesses.clients
+
+
+def test_a_turn_too_far_away_is_refused_unchecked():
+    t = FakeTime()
+    guesses = _guesses.Guesses(clock=t.clock, sleep=t.sleep, process_free=0)
+    waits = [guesses.attempt(lambda: False) for _ in range(4)]  # each waits 0, 2, 4, 8 s
+    asked = []
+    refused = guesses.attempt(lambda: asked.append(1) or True)
+    assert waits[:4] == [False] * 4 and refused > guesses.max_wait_s and not asked
+
+
+def test_parallel_sessions_guess_no_faster_than_one(caplog):
+    """Six sessions (threads) guessing at once with the dashboard's schedule: the six checks
+    take turns one second apart, so the six answers take at least 5 s, not one."""
+    guesses = _guesses.Guesses()
+    answers: list[float] = []
+    start = time.monotonic()
+
+    def guess(i: int) -> None:
+        verdict = guesses.attempt(lambda: _auth.password_matches(f"guess {i}", PASSWORD))
+        assert verdict is False
+        answers.append(time.monotonic() - start)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(6)]
+    with caplog.at_level("WARNING", logger="bn_lab.auth"):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(answers) == 6 and max(answers) >= 5 * guesses.base_s - 0.05, answers
+    failed = [r.getMessage() for r in caplog.records if r.name == "bn_lab.auth"]
+    assert len(failed) == 6 and all(m.startswith("Wrong password from ") for m in failed)
+    assert not any("guess" in m or PASSWORD in m for m in failed)  # never the password
+    assert all(r.created for r in caplog.records)  # each with its time
+    # Nobody guessing: the right password is checked at once.
+    quiet = _guesses.Guesses()
+    started = time.monotonic()
+    assert quiet.attempt(lambda: _auth.password_matches(PASSWORD, PASSWORD)) is True
+    assert time.monotonic() - started < 0.1
+
+
 # ----------------------------------------------------------------------------- in a browser
 
 
@@ -280,6 +380,30 @@ def test_with_a_password_every_url_shows_only_the_password_field(browser, tmp_pa
         page.locator("[data-testid='stSidebar'] .st-key-logout button").click()
         _assert_only_the_gate(page)
         page.context.close()
+
+
+def test_parallel_browser_sessions_wait_their_turn(browser, tmp_path):
+    """Four browser sessions send a wrong password at once: the server checks them one after
+    another (1 s apart), so the last answer comes after 3 s or more (each session alone
+    would answer in about 1 s); the server's log names each failure and never the password."""
+    log = tmp_path / "streamlit.log"
+    with dashboard(_env(tmp_path / "bn_lab", PASSWORD), log) as url:
+        pages = [_new_page(browser) for _ in range(4)]
+        for page in pages:
+            page.goto(url + "/runs")
+            expect(page.locator(PASSWORD_FIELD)).to_be_visible(timeout=60_000)
+            page.locator(PASSWORD_FIELD).fill("not the password")
+        started = time.monotonic()
+        for page in pages:
+            page.locator(".st-key-login-submit button").click(no_wait_after=True)
+        for page in pages:
+            expect(page.get_by_text(_auth.WRONG, exact=True)).to_be_visible(timeout=30_000)
+        took = time.monotonic() - started
+        assert took >= 3.0, f"4 parallel wrong passwords answered in {took:.2f} s"
+        for page in pages:
+            page.context.close()
+    text = log.read_text()
+    assert text.count("Wrong password from ") == 4 and "not the password" not in text
 
 
 def test_without_a_password_the_app_opens_directly(browser, tmp_path):
