@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,14 @@ OUTPUT_SIZE = 10  # both datasets have ten classes; the model's output layer wid
 # every few steps. At k = 32 a default run (10 epochs of 51,000 images at batch 64: 7,960
 # steps) stores ~250 probes, about 0.2 MB.
 PROBE_EVERY_MIN = 32
+# How a number is written wherever text becomes one (flags, links): ASCII digits only. Python's
+# int() and float() also take any Unicode digit ("１", "٣"), underscores ("1_0") and spaces
+# around it, so "--epochs １" would queue a run nobody can read back as typed.
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+_REAL = re.compile(
+    r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
+    re.IGNORECASE,  # nan and inf parse, so that the limits can name them
+)
 
 
 class ConfigError(ValueError):
@@ -191,6 +201,30 @@ def field_spec(name: str) -> dict[str, Any]:
     """Default, limits, choices and help of one TrainConfig field (for CLI and UI builders)."""
     f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
     return {"default": f.default, "type": _base_type(f), **f.metadata}
+
+
+def parse_number(text: str, kind: type = int) -> int | float:
+    """``text`` as an ``int`` (``kind=int``: digits with an optional sign) or a ``float``
+    (``kind=float``: also a point, an exponent, nan or inf), written with the ASCII digits 0-9
+    only; ValueError in one line otherwise, naming the first character that is not ASCII by
+    its code point ("invalid int value: '１' (U+FF11 FULLWIDTH DIGIT ONE is not one of the
+    digits 0-9)"). The limits are the caller's: ``TrainConfig.validate`` checks them."""
+    word = text.strip() if isinstance(text, str) else ""
+    # (Over 4,300 digits int() refuses too, with a message about its own limit: ours is shorter.)
+    if len(word) > 400 or not (_WHOLE if kind is int else _REAL).fullmatch(word):
+        shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
+        raise ValueError(f"invalid {kind.__name__} value: {shown}{odd_character(text)}")
+    return kind(word)
+
+
+def odd_character(text: object) -> str:
+    """ " (U+FF11 FULLWIDTH DIGIT ONE is not one of the digits 0-9)" for the first character
+    of ``text`` that is not ASCII; "" when every one is."""
+    odd = next((c for c in text if not c.isascii()), None) if isinstance(text, str) else None
+    if odd is None:
+        return ""
+    name = unicodedata.name(odd, "")
+    return f" (U+{ord(odd):04X}{' ' + name if name else ''} is not one of the digits 0-9)"
 
 
 def format_number(value: float) -> str:

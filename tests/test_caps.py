@@ -16,7 +16,7 @@ from bn_core.runs.execution import caps
 from bn_core.runs.execution.runner import JobRunner
 from bn_core.runs.store.run_store import RunStore
 from bn_core.settings import SettingError
-from tests.helpers import RecordingBackend, open_page
+from tests.helpers import RecordingBackend, open_page, write_npz
 
 PROG = "python -m bn_core"
 
@@ -170,6 +170,40 @@ def test_study_seeds_have_an_upper_limit(capsys, tmp_path, monkeypatch):
         "window would be 303 runs); use fewer seeds. Received: 101 (see --help)"
     )
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "cap, argv, runs",
+    [
+        ("5", [], 10),  # with the cap at 5, a 10-run study started all 10
+        (None, ["--seeds", "41"], 205),  # on the default cap of 200, 205 runs started
+    ],
+)
+def test_study_is_bound_by_the_per_submission_cap_before_out_is_made(
+    capsys, tmp_path, monkeypatch, cap, argv, runs
+):
+    """``study`` queues through JobRunner.submit, which applies the caps; the per-submission
+    one is checked first, before --out, the study's store or the data are touched."""
+    monkeypatch.chdir(tmp_path)
+    if cap is not None:
+        monkeypatch.setenv(caps.SUBMIT_ENV, cap)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_npz(data_dir)
+    limit = int(cap or caps.DEFAULT_MAX_RUNS_PER_SUBMIT)
+    with pytest.raises(SystemExit) as info:
+        cli.main(
+            ["study", "original", "--quick", *argv, "--data-dir", str(data_dir), "--out", "res"]
+        )
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line == (
+        f"{PROG}: error: {runs} runs in one submission are more than the limit of {limit} "
+        f"(BN_LAB_MAX_RUNS_PER_SUBMIT): queue them in parts of at most {limit} (fewer seeds, "
+        "variants or swept values each), or raise BN_LAB_MAX_RUNS_PER_SUBMIT (see --help)"
+    )
+    assert captured.out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
 # ----------------------------------------------------------------------------- the pages

@@ -103,6 +103,35 @@ def test_clean_tags_dedupes_in_order_and_refuses_bad_tags():
             clean_tags(bad)
 
 
+# Every bidirectional control: the embeddings and overrides, the isolates, the three marks.
+BIDI = [chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C)]
+
+
+@pytest.mark.parametrize("char", BIDI, ids=[f"U+{ord(c):04X}" for c in BIDI])
+def test_names_and_tags_refuse_bidi_controls_naming_the_code_point(char):
+    """ "invoice\u202etxt.exe" displays as "invoiceexe.txt": a name would read as something
+    other than what it holds. The error names the character by its code point, in one line."""
+    code = f"U+{ord(char):04X}"
+    for clean, what in (
+        (lambda: clean_name(f"invoice{char}txt.exe"), "group name"),
+        (lambda: clean_name(f"{char}x", "run name"), "run name"),
+        (lambda: clean_tags(["ok", f"lr{char}"]), "a tag"),
+    ):
+        with pytest.raises(ValueError) as caught:
+            clean()
+        message = str(caught.value)
+        assert message.startswith(f"{what} must not contain {code} ") and "\n" not in message
+        assert char not in message  # shown escaped: the error line itself is not reordered
+
+
+def test_names_keep_right_to_left_letters_and_joiners():
+    """Only the controls are refused: Hebrew or Arabic letters, and the zero-width joiner of
+    emoji sequences, are text."""
+    assert clean_name("מחקר BN") == "מחקר BN"
+    assert clean_name("دراسة") == "دراسة"
+    assert clean_tags(["👩\u200d🔬"]) == ("👩\u200d🔬",)
+
+
 def test_default_group_name_lists_variants_in_order_then_seeds_and_time():
     when = time.mktime((2026, 12, 1, 11, 26, 0, 0, 0, -1))  # local time
     configs = [TrainConfig(variant=v, seed=s) for s in range(3) for v in ("lenet", "lenet_bn1")]

@@ -168,6 +168,12 @@ def test_prune_lists_at_most_20_ids(tmp_path, monkeypatch, capsys):
         (["--older-than", "0"], ["DAYS must be a number above 0"]),
         (["--older-than", "nan"], ["DAYS must be a number above 0"]),
         (["--older-than", "soon"], ["DAYS must be a number above 0"]),
+        # float("１") is 1.0, and 1e308 days is past time.time(): -inf, so nothing was old
+        (["--older-than", "\uff11"], ["DAYS must be a number above 0", "'\uff11'"]),
+        (["--older-than", "1e308"], ["DAYS must be a number above 0", "'1e308'"]),
+        (["--keep-groups", "\uff11"], ["N must be a whole number >= 0"]),
+        # past SQLite's integers: the LIMIT raised OverflowError (a traceback)
+        (["--keep-groups", "99999999999999999999"], ["N must be a whole number >= 0"]),
         (["--keep-groups", "1", "--status", "running"], ["invalid choice: 'running'"]),
     ],
 )
@@ -215,6 +221,13 @@ def test_tag_adds_tags_and_clear_replaces_them(store, capsys):
         (["runs", "tag", "99", "x"], ["there is no run #99"]),
         (["groups", "rename", "nope", "Name"], ["there is no group 'nope'"]),
         (["groups", "rename", "old", " "], ["group name must be 1 to 80 characters"]),
+        # a right-to-left override makes "invoice\u202etxt.exe" display as "invoiceexe.txt"
+        (
+            ["runs", "rename", "3", "invoice\u202etxt.exe"],
+            ["run name must not contain U+202E RIGHT-TO-LEFT OVERRIDE (character 8)"],
+        ),
+        (["runs", "tag", "2", "ok", "lr\u2066"], ["a tag must not contain U+2066"]),
+        (["groups", "rename", "old", "x\u200f"], ["group name must not contain U+200F"]),
     ],
 )
 def test_rename_and_tag_bad_input_is_one_line_exit_2(store, capsys, argv, words):
@@ -222,6 +235,59 @@ def test_rename_and_tag_bad_input_is_one_line_exit_2(store, capsys, argv, words)
     assert code == 2 and out == ""
     one_line_error(err, *words)
     assert store.get(3).name is None and store.get(2).tags is None
+
+
+# -- run ids, in every command that takes one ----------------------------------------------------
+
+ID_COMMANDS = [
+    ["resume", "{}"],
+    ["replay", "{}"],
+    ["runs", "rename", "{}", "name"],
+    ["runs", "tag", "{}", "t"],
+    ["runs", "delete", "{}"],
+]
+
+
+@pytest.mark.parametrize("argv", ID_COMMANDS, ids=lambda argv: " ".join(argv[:2]))
+@pytest.mark.parametrize(
+    "text",
+    [
+        "9999999999999999999999999",  # resume: OverflowError's traceback; replay: exit 1
+        str(2**63),  # one past SQLite's largest integer
+        "0",
+        "-4",
+        "\u0661\u0662",  # Arabic-Indic 12: int() reads it as run 12
+        "\uff13",
+        "1_2",
+    ],
+)
+def test_run_ids_are_ascii_whole_numbers_below_2_63_in_every_command(store, capsys, argv, text):
+    code, out, err = cli(capsys, *[a.format(text) for a in argv])
+    assert code == 2 and out == ""
+    one_line_error(err, "a run id is a whole number from 1 to 9223372036854775807", repr(text))
+    if not text.isascii():
+        assert "is not one of the digits 0-9" in err
+    assert ids_of(store) == [1, 2, 3, 4, 5, 6, 7] and store.get(3).name is None
+    assert [store.get(i).status for i in (2, 5)] == ["failed", "cancelled"]  # nothing resumed
+
+
+def test_the_largest_run_id_is_looked_up_and_missing(store, capsys):
+    code, _, err = cli(capsys, "runs", "rename", str(2**63 - 1), "x")
+    assert code == 2
+    one_line_error(err, f"there is no run #{2**63 - 1}")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["resume", "99"], ["replay", "99"], ["runs", "rename", "99", "x"], ["runs", "tag", "99", "t"]],
+)
+def test_a_missing_run_is_one_line_exit_2(store, capsys, argv):
+    """As the README's exit codes say: a run id that names no run is a bad value (replay
+    said it in its own words and exited 1)."""
+    code, out, err = cli(capsys, *argv)
+    assert code == 2 and out == ""
+    one_line_error(err, "there is no run #99", "runs`")
+    assert not (store.home / "replays").exists()
 
 
 # -- groups ---------------------------------------------------------------------------------------

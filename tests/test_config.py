@@ -17,6 +17,7 @@ from bn_core.config import (
     ConfigError,
     TrainConfig,
     field_spec,
+    parse_number,
 )
 from bn_core.data import DATASETS
 from bn_core.variants import VARIANT_NAMES
@@ -373,3 +374,54 @@ def test_field_spec_defaults_match_the_dataclass():
 def test_field_spec_unknown_name_raises():
     with pytest.raises(KeyError):
         field_spec("bogus")
+
+
+# ----------------------------------------------------------------------------- numbers as text
+
+
+@pytest.mark.parametrize(
+    "text, kind, value",
+    [
+        ("12", int, 12),
+        (" -3 ", int, -3),
+        ("+7", int, 7),
+        ("0.5", float, 0.5),
+        (".5", float, 0.5),
+        ("1e-3", float, 1e-3),
+        ("2E+1", float, 20.0),
+        ("10", float, 10.0),
+    ],
+)
+def test_parse_number_reads_ascii_numbers(text, kind, value):
+    parsed = parse_number(text, kind)
+    assert parsed == value and type(parsed) is kind
+
+
+def test_parse_number_keeps_nan_and_inf_for_the_limits_to_name():
+    assert math.isnan(parse_number("nan", float)) and parse_number("-inf", float) == -math.inf
+
+
+@pytest.mark.parametrize(
+    "text, kind, note",
+    [
+        (
+            "\uff11",
+            int,
+            " (U+FF11 FULLWIDTH DIGIT ONE is not one of the digits 0-9)",
+        ),  # int() takes it
+        ("\u0663", int, " (U+0663 ARABIC-INDIC DIGIT THREE is not one of the digits 0-9)"),
+        ("\uff11.5", float, " (U+FF11 FULLWIDTH DIGIT ONE is not one of the digits 0-9)"),
+        ("1_000", int, ""),  # int() and float() take underscores too
+        ("1_0.5", float, ""),
+        ("2.5", int, ""),
+        ("", int, ""),
+        ("1e", float, ""),
+        ("1" * 500, int, ""),  # (int() itself refuses over 4,300 digits, in its own words)
+    ],
+)
+def test_parse_number_refuses_what_is_not_ascii_digits_in_one_line(text, kind, note):
+    with pytest.raises(ValueError) as caught:
+        parse_number(text, kind)
+    message = str(caught.value)
+    assert message.startswith(f"invalid {kind.__name__} value: ") and message.endswith(note)
+    assert "\n" not in message and len(message) < 120

@@ -146,3 +146,18 @@ def test_the_page_adds_its_own_items_in_the_same_wording():
         "The link's select=abc, runs=999 could not be used: the defaults are shown."
     )
     assert note([]) is None
+
+
+@pytest.mark.parametrize(
+    "key, text",
+    [
+        ("runs", "\u00b2"),  # isdigit() is True, int() raised ValueError: the page failed
+        ("runs", "\u0661\u0662"),  # int() read Arabic-Indic 12 as run 12
+        ("runs", "\uff11"),
+        ("smooth", "\uff10.\uff15"),  # float() read it as 0.5
+        ("smooth", "0_5"),
+    ],
+)
+def test_numbers_in_a_link_are_ascii_digits_only(key, text):
+    view, ignored = parse({key: text}, GROUPS)
+    assert view == View() and ignored is not None and ignored.startswith(f"The link's {key}=")

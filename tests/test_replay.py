@@ -396,7 +396,6 @@ def _seed_error_runs(home: Path) -> dict[str, int]:
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("missing", "does not exist in the store"),
         ("no-model", "has no saved model"),
         ("keras", "Keras' BatchNormalization"),
         ("plain", "no BN, nothing to replay"),
@@ -408,6 +407,16 @@ def test_command_line_errors_are_one_line_and_exit_1(tmp_path, name, message):
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("replay: ") and message in lines[0], lines
+    assert not (tmp_path / "home" / "replays").exists()
+
+
+def test_command_line_missing_run_is_a_bad_value_exit_2(tmp_path):
+    """No such run is a bad RUN_ID (exit 2, one line, as for resume), not a failed replay."""
+    _seed_error_runs(tmp_path / "home")
+    done = _cli(tmp_path / "home", "99")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error: there is no run #99 in " in lines[0], lines
     assert not (tmp_path / "home" / "replays").exists()
 
 
@@ -424,5 +433,6 @@ def test_a_model_without_history_and_a_bad_argument(tmp_path, monkeypatch, capsy
         f"replay: run #{run_id}: the model's BN layers keep no recorded batches "
         "(history_size=0, or never trained): train the run again to replay it"
     ]
-    assert main(["x"]) == 2
-    assert "usage: python -m bn_core replay RUN_ID" in capsys.readouterr().err
+    for bad in ("x", "\u0661", str(2**63), "9" * 5000):  # the job's own check, too
+        assert main([bad]) == 2
+        assert "usage: python -m bn_core replay RUN_ID" in capsys.readouterr().err

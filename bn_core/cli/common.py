@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bn_core.cli.values import number
 from bn_core.config import ConfigError, TrainConfig, field_spec, format_number
 from bn_core.runs.store import default_home
 from bn_core.variants import VARIANT_NAMES, VARIANTS
@@ -22,7 +23,9 @@ from bn_core.vocabulary import RunStatus
 
 # The name people typed: the console script, or the module form (kept for existing scripts).
 PROG = "bn-lab" if Path(sys.argv[0]).name == "bn-lab" else "python -m bn_core"
-# A run's final status -> the process exit code (an interrupted run did not finish: 1).
+# A run's final status -> the process exit code (an interrupted run did not finish: 1). One
+# that completed at chance (bn_core.results.no_learning) exits 0 too: it did what was asked,
+# and a sweep's aggressive arms end there by design; its result line and JSON say so instead.
 EXIT_CODES = {
     RunStatus.COMPLETED: 0,
     RunStatus.FAILED: 1,
@@ -67,7 +70,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: tuple[str, ...] =
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f.name,
-            type=spec["type"],
+            type=number(spec["type"]) if spec["type"] in (int, float) else spec["type"],
             default=spec["default"],
             choices=spec["choices"],
             metavar=None if spec["choices"] else f.name.upper(),
@@ -138,18 +141,32 @@ def parse_variants(text: str) -> list[str]:
 
 
 def prepare_out(out: str | None) -> Path | None:
-    """Create the output folder up front, so a bad path fails before any training."""
+    """Create the output folder up front, so a bad path fails before any training: ConfigError
+    (exit 2, one line) for an empty or blank ``--out`` (``Path("")`` is the current folder:
+    the outputs would land wherever the command was started), a path that is a file or cannot
+    be created, and a folder where a file cannot be written (tried, not only ``os.access``:
+    root passes that on a read-only mount)."""
     if out is None:
         return None
+    if not out.strip():
+        raise ConfigError(f"--out must name a folder. Received: {out!r}")
     path = Path(out)
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        detail = getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            f"--out {out} cannot be created ({detail}); choose another folder"
+        ) from exc
+    try:
+        if not os.access(path, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+        with tempfile.TemporaryFile(dir=path):
+            pass
     except OSError as exc:
         raise ConfigError(
-            f"--out {out} cannot be created ({exc.strerror}); choose another folder"
-        ) from exc
-    if not os.access(path, os.W_OK):
-        raise ConfigError(f"--out {out} is not writable; choose another folder")
+            f"--out {out} is not writable ({exc.strerror or exc}); choose another folder"
+        ) from None
     return path
 
 

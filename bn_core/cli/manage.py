@@ -16,7 +16,8 @@ import math
 import sys
 
 from bn_core.cli.common import PROG
-from bn_core.config import ConfigError
+from bn_core.cli.values import MAX_RUN_ID, run_id_arg
+from bn_core.config import ConfigError, parse_number
 from bn_core.vocabulary import FINISHED
 
 SHOWN_IDS = 20  # run ids a deletion line lists before "and N more"
@@ -47,7 +48,7 @@ def register_run_actions(actions, formatter) -> None:
         description="Deletes the finished runs given (and those of --group); active runs are "
         "refused, with the reason. Exit 2 when nothing could be deleted.",
     )
-    delete.add_argument("ids", nargs="*", type=_run_id, metavar="ID", help="run ids (12 or #12)")
+    delete.add_argument("ids", nargs="*", type=run_id_arg, metavar="ID", help="run ids (12 or #12)")
     delete.add_argument("--group", metavar="GROUP_ID", help="also every finished run of a group")
     delete.add_argument("--dry-run", action="store_true", help="only print what would be deleted")
     delete.set_defaults(handler=cmd_delete)
@@ -78,36 +79,35 @@ def register_run_actions(actions, formatter) -> None:
     prune.set_defaults(handler=lambda args: cmd_prune(args, prune))
 
     rename = actions.add_parser("rename", help="name a run", formatter_class=formatter)
-    rename.add_argument("id", type=_run_id, metavar="ID", help="the run (12 or #12)")
+    rename.add_argument("id", type=run_id_arg, metavar="ID", help="the run (12 or #12)")
     rename.add_argument("name", metavar="NAME", help='its name, 1 to 80 characters ("": none)')
     rename.set_defaults(handler=lambda args: cmd_rename_run(args.id, args.name))
 
     tag = actions.add_parser("tag", help="add tags to a run", formatter_class=formatter)
-    tag.add_argument("id", type=_run_id, metavar="ID", help="the run (12 or #12)")
+    tag.add_argument("id", type=run_id_arg, metavar="ID", help="the run (12 or #12)")
     tag.add_argument("tags", nargs="*", metavar="TAG", help="tags to add, 1 to 32 characters")
     tag.add_argument("--clear", action="store_true", help="remove its tags first")
     tag.set_defaults(handler=lambda args: cmd_tag(args.id, args.tags, args.clear, tag))
 
 
-def _run_id(text: str) -> int:
-    digits = text.removeprefix("#")
-    if not (digits.isascii() and digits.isdecimal()) or not 0 < int(digits) < 2**63:
-        raise argparse.ArgumentTypeError(f"a run id is a whole number like 12 or #12: {text!r}")
-    return int(digits)
-
-
 def _count(text: str) -> int:
-    if not (text.isascii() and text.isdecimal()):
-        raise argparse.ArgumentTypeError(f"N must be a whole number >= 0: {text!r}")
-    return int(text)
+    try:
+        count = parse_number(text, int)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= MAX_RUN_ID:  # (SQLite's integers: a larger LIMIT overflows)
+        raise argparse.ArgumentTypeError(
+            f"N must be a whole number >= 0 (at most {MAX_RUN_ID}), in the digits 0-9: {text!r}"
+        )
+    return count
 
 
 def _days(text: str) -> float:
     try:
-        days = float(text)
+        days = parse_number(text, float)  # the digits 0-9 only: float() takes "１" and "1_0"
     except ValueError:
         days = math.nan
-    if not (math.isfinite(days) and days > 0):
+    if not (math.isfinite(days) and 0 < days * 86400.0 < math.inf):  # seconds, for the query
         raise argparse.ArgumentTypeError(f"DAYS must be a number above 0, like 30 or 0.5: {text!r}")
     return days
 

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+from bn_core.cli.values import number, run_id_arg
 from bn_core.vocabulary import ACTIVE, RunStatus
 
 
@@ -24,7 +25,7 @@ def register(commands, formatter) -> None:
     )
     runner.add_argument(
         "--max-concurrent",
-        type=int,
+        type=number(int),
         default=None,
         metavar="N",
         help="runs at once (default: $BN_LAB_MAX_CONCURRENT, else 1 on 2 cores, cores/2 above)",
@@ -42,7 +43,9 @@ def register(commands, formatter) -> None:
         "history; the result matches an uninterrupted run with the same seed. A run with no "
         "checkpoint yet starts over.",
     )
-    resume.add_argument("run_id", type=int, metavar="RUN_ID", help="the run's id (see `runs`)")
+    resume.add_argument(
+        "run_id", type=run_id_arg, metavar="RUN_ID", help="the run's id (see `runs`)"
+    )
     resume.add_argument("--wait", action="store_true", help="run the queue until this run ends")
     resume.add_argument("--json", action="store_true", help="print the run as one JSON object")
     resume.set_defaults(handler=cmd_resume)

@@ -47,7 +47,11 @@ def register(commands, formatter) -> None:
         description="Copies the store with SQLite's online backup API: the copy is the store "
         "as it was at one moment, even while workers write to it. The copy is one file.",
     )
-    backup.add_argument("path", metavar="PATH", help="the file to write (a new one)")
+    backup.add_argument(
+        "path",
+        metavar="PATH",
+        help="the file to write (a new one), in a folder that exists, outside $BN_LAB_HOME",
+    )
     backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     backup.set_defaults(handler=lambda args: cmd_backup(Path(args.path), force=args.force))
 
@@ -110,12 +114,22 @@ def cmd_backup(target: Path, force: bool = False) -> int:
             f"there is no run store at {source} to back up; set BN_LAB_HOME to the folder "
             "that holds runs.sqlite"
         )
+    if not str(target).strip() or "\0" in str(target):
+        raise ConfigError(f"PATH must name a file. Received: {str(target)!r}")
     if target.is_dir():
         raise ConfigError(f"PATH {target} is a folder; give the copy a file name inside it")
+    owned = _store_file(target, source)
+    if owned is not None:
+        raise ConfigError(f"PATH {target} {owned}; choose a file outside it")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise ConfigError(f"PATH {target}: {target.parent} is not a folder; choose another")
+    if not target.parent.is_dir():
+        raise ConfigError(
+            f"PATH {target}: the folder {target.parent} does not exist; create it first "
+            f"(mkdir -p {target.parent}) or choose another"
+        )
     if target.exists() and not force:
         raise ConfigError(f"PATH {target} exists; pass --force to overwrite it, or choose another")
-    if target.resolve() == source.resolve():
-        raise ConfigError(f"PATH {target} is the run store itself; choose another file")
     with connect(source, read_only=True) as db:
         try:
             backup(db, target)
@@ -132,3 +146,24 @@ def cmd_backup(target: Path, force: bool = False) -> int:
     size = target.stat().st_size / 1e6
     print(f"store backup: {runs} run(s) copied from {source} to {target} ({size:.1f} MB)")
     return 0
+
+
+def _store_file(target: Path, source: Path) -> str | None:
+    """Why ``target`` is the store's own, or None: it is in the store's folder ($BN_LAB_HOME,
+    links followed), where everything is the store's (the database and its -wal, -shm and
+    -journal files, the backups the migrations keep, models, checkpoints, replays, logs), or
+    it is another name (a hard link) of the database or one of its side files."""
+    home = source.parent.resolve()
+    if target.resolve().is_relative_to(home):
+        return (
+            f"is inside the run store's folder {home}, which holds the store's own files "
+            "(runs.sqlite and its -wal, -shm and -journal files, backups/, models/, "
+            "checkpoints/, replays/, logs/)"
+        )
+    for side in (source.with_name(source.name + end) for end in ("", "-wal", "-shm", "-journal")):
+        try:
+            if target.exists() and side.exists() and side.samefile(target):
+                return f"is another name (a hard link) of the run store's file {side}"
+        except OSError:
+            continue
+    return None

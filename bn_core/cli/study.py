@@ -22,6 +22,7 @@ from bn_core.cli.common import (
     prepare_out,
     quiet_native_output,
 )
+from bn_core.cli.values import number
 from bn_core.config import TrainConfig, field_spec
 from bn_core.runs.store import artifacts
 from bn_core.vocabulary import Event, RunStatus
@@ -70,7 +71,7 @@ def register(commands, formatter) -> None:
     seeds = ", ".join(f"{p.name} {p.seeds} ({p.quick_seeds} quick)" for p in PRESETS.values())
     study.add_argument(
         "--seeds",
-        type=int,
+        type=number(int),
         default=None,
         metavar="N",
         help=f"seeds per grid point, 0..N-1, N at most {MAX_SEEDS} (default: the preset's: "
@@ -96,8 +97,13 @@ def study_configs(args: argparse.Namespace) -> list[TrainConfig]:
 
 @quiet_native_output
 def _study(args: argparse.Namespace) -> int:
+    from bn_core.runs.execution import caps
+
     configs = study_configs(args)
     check_data_dir(args.data_dir)
+    # The per-submission cap, before --out or a store is made (JobRunner.submit checks both
+    # caps again against the study's own store, whose queue may hold an earlier try's runs).
+    caps.check_submit(len(configs), 0)
     _, cluster = cluster_for(args.backend)  # no cluster: one line, before --out is touched
     return cmd_study(args.preset, configs, prepare_out(args.out), cluster=cluster)
 

@@ -19,6 +19,7 @@ import re
 from collections.abc import Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
+from bn_core.config import parse_number
 from bn_core.views.overlay import OVERLAY_METRICS, X_AXES
 
 MAX_RUNS = 200  # a link names at most this many runs (a group of a big sweep fits)
@@ -130,7 +131,9 @@ def _group(text: str) -> str | None:
 
 def _runs(text: str) -> tuple[int, ...] | None:
     parts = [p.strip().lstrip("#") for p in text.split(",") if p.strip()]
-    if not parts or len(parts) > MAX_RUNS or not all(p.isdigit() and len(p) <= 12 for p in parts):
+    # ASCII digits only: isdigit() takes "²", which int() then refuses (the page raised)
+    ascii_digits = all(p.isascii() and p.isdigit() and len(p) <= 12 for p in parts)
+    if not parts or len(parts) > MAX_RUNS or not ascii_digits:
         return None
     return tuple(dict.fromkeys(int(p) for p in parts))  # order kept, repeats dropped
 
@@ -141,7 +144,7 @@ def _choice(choices: Container[str]):
 
 def _smooth(text: str) -> float | None:
     try:
-        value = float(text)
+        value = parse_number(text, float)  # the digits 0-9: float() takes "０.５" and "0_5"
     except ValueError:
         return None
     return value if 0.0 <= value <= MAX_SMOOTHING else None  # NaN fails both comparisons

@@ -115,13 +115,15 @@ def _replay(
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1 or not args[0].isdecimal():
+    # ASCII digits (isdecimal alone takes "١٢"), and an id SQLite can look up (< 2**63)
+    ok = len(args) == 1 and args[0].isascii() and args[0].isdecimal() and len(args[0]) <= 19
+    if not ok or not 0 < int(args[0]) < 2**63:
         print("usage: python -m bn_core replay RUN_ID", file=sys.stderr)
         return 2
     run_id, me = int(args[0]), owner.current()
     held, error = False, "interrupted before it ended"  # the job's error if an interrupt ends it
     try:
-        store = RunStore()
+        store = RunStore(verify=False)  # its runner has checked the store's pages
         held = store.take_replay(run_id, me, os.getpid())  # None: no such run, said below
         if held is False:
             print(f"replay: run {run_id} is being replayed by another process", file=sys.stderr)

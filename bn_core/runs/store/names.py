@@ -2,8 +2,10 @@
 
 Pure functions of their arguments (no store), so a form can check a name before saving it.
 A name is one line of 1 to ``MAX_NAME`` characters; a tag is a short label without commas
-(a run's tags are stored joined by commas). Every bad value is a one-line ValueError that
-names the value and the rule.
+(a run's tags are stored joined by commas). Neither may hold a bidirectional control
+character (``BIDI_CONTROLS``: U+202E RIGHT-TO-LEFT OVERRIDE makes "run\u202etxt.exe" display as
+"runexe.txt"), so a name reads as what it holds. Every bad value is a one-line ValueError that
+names the value and the rule (a refused character by its code point).
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ MAX_NAME = 80  # characters of a group or run name
 MAX_TAG = 32  # characters of one tag
 MAX_TAGS = 20  # tags of one run
 SHOWN_VARIANTS = 3  # variants a default group name lists before "+N more"
+# Unicode's bidirectional controls: embeddings and overrides (U+202A-U+202E), isolates
+# (U+2066-U+2069), the marks (U+200E, U+200F, U+061C). Each can reorder how the text around it
+# displays, so a name could show as something other than what it holds.
+BIDI_CONTROLS = frozenset(
+    [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+    + ["\u200e", "\u200f", "\u061c"]
+)
 
 
 def clean_name(text: Any, what: str = "group name", *, limit: int = MAX_NAME) -> str:
     """``text`` without surrounding spaces; ValueError (one line) unless it is 1 to ``limit``
-    characters with no control characters (tabs, newlines: a name is one line)."""
+    characters with no control characters (tabs, newlines: a name is one line) and no
+    bidirectional controls (``BIDI_CONTROLS``), the refused one named by its code point."""
     if not isinstance(text, str):
         raise ValueError(f"{what} must be text. Received: {text!r}")
     name = text.strip()
@@ -35,6 +46,13 @@ def clean_name(text: Any, what: str = "group name", *, limit: int = MAX_NAME) ->
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in name):
         raise ValueError(
             f"{what} must be one line without control characters. Received: {name[:40]!r}"
+        )
+    bidi = next((c for c in name if c in BIDI_CONTROLS), None)
+    if bidi is not None:
+        raise ValueError(
+            f"{what} must not contain U+{ord(bidi):04X} {unicodedata.name(bidi, 'a bidi control')}"
+            f" (character {name.index(bidi) + 1}): it changes the order in which text "
+            f"displays. Received: {name[:40]!r}"
         )
     return name
 
