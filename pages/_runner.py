@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from bn_core.runs.execution import JobRunner
-from bn_core.runs.store import RunStore, StoreError, default_home, describe, ensure_sound
+from bn_core.runs.store import RunStore, StoreError, default_home, describe
 from bn_core.settings import SettingError, check_all
 
 
@@ -18,10 +18,9 @@ def _stop(runner: JobRunner) -> None:
 @st.cache_resource(show_spinner=False, on_release=_stop)
 def _runner_for(home: str) -> JobRunner:
     """One scheduler per server process and store (never per session). The store's pages are
-    checked once here (``health.ensure_sound``: 30-80 ms per 100k metric rows); a read-only
-    store gets a runner that is never started: it could schedule nothing."""
+    checked once here, by opening it (``RunStore``: SQLite's quick_check, 0.1 s for 1,000
+    runs); a read-only store gets a runner that is never started: it could schedule nothing."""
     store = RunStore(home)
-    ensure_sound(store.path)
     runner = JobRunner(store)
     return runner if store.read_only else runner.start()
 

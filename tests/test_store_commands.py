@@ -19,9 +19,10 @@ import pytest
 
 from bn_core.cli import main
 from bn_core.config import TrainConfig
+from bn_core.runs.store.errors import StoreError
 from bn_core.runs.store.migrations import LATEST
 from bn_core.runs.store.run_store import RunStore
-from tests.test_migrations import UNVERSIONED_SCHEMA, dump, old_store, version
+from tests.store_helpers import UNVERSIONED_SCHEMA, cli, dump, old_store, version
 
 
 def batch(step: int) -> dict:
@@ -40,12 +41,6 @@ def home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("BN_LAB_HOME", str(home))
     return home
-
-
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ----------------------------------------------------------------------------- check
@@ -94,7 +89,7 @@ def test_check_names_damaged_runs_and_its_advice_mends_the_store(home, capsys):
     assert [r.id for r in RunStore(home).list_runs()] == [ids[0], ids[2]]
 
 
-def test_check_finds_garbage_pages_that_opening_does_not(home, capsys):
+def test_check_finds_garbage_pages_that_sqlite_opens_without_a_word(home, capsys):
     store = RunStore(home)
     run_id = store.create_run(TrainConfig(), "g")
     for step in range(1, 2000):
@@ -102,7 +97,12 @@ def test_check_finds_garbage_pages_that_opening_does_not(home, capsys):
     data = store.path.read_bytes()
     middle = len(data) // 4096 // 2 * 4096
     store.path.write_bytes(data[:middle] + os.urandom(8192) + data[middle + 8192 :])
-    RunStore(home)  # opening reads only the header and the table list: it does not notice
+    db = sqlite3.connect(store.path)  # SQLite reads the header and the table list: no word
+    assert db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] > 0
+    db.close()
+    with pytest.raises(StoreError) as caught:  # but opening a RunStore checks the pages
+        RunStore(home)
+    assert caught.value.kind == "damaged"
     code, out, _ = cli(capsys, "store", "check")
     assert code == 4 and out.count("\n") == 1 and "SQLite found damaged pages" in out
     assert ".recover" in out and f"mv {store.path} {store.path}.damaged" in out
@@ -132,6 +132,7 @@ def test_backup_copies_without_migrating_and_refuses_to_overwrite(home, tmp_path
     path = old_store(home, UNVERSIONED_SCHEMA, runs=3)  # version 0: backup must not migrate it
     before = dump(path)
     target = tmp_path / "copies" / "one.sqlite"
+    target.parent.mkdir()  # backup makes no folders
     code, out, _ = cli(capsys, "store", "backup", str(target))
     assert code == 0
     assert out == f"store backup: 3 run(s) copied from {path} to {target} (" + out.split("(")[-1]
@@ -156,8 +157,8 @@ def test_backup_copies_without_migrating_and_refuses_to_overwrite(home, tmp_path
     "target, message",
     [
         (lambda tmp: tmp, "is a folder"),
-        (lambda tmp: tmp / "home" / "runs.sqlite", "exists; pass --force"),
-        (lambda tmp: tmp / "a-file" / "copy.sqlite", "cannot be written"),
+        (lambda tmp: tmp / "home" / "runs.sqlite", "is inside the run store's folder"),
+        (lambda tmp: tmp / "a-file" / "copy.sqlite", "a-file is not a folder"),
     ],
 )
 def test_backup_refuses_a_bad_path_in_one_line(home, tmp_path, capsys, target, message):
@@ -167,6 +168,69 @@ def test_backup_refuses_a_bad_path_in_one_line(home, tmp_path, capsys, target, m
         main(["store", "backup", str(target(tmp_path))])
     err = capsys.readouterr().err
     assert caught.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_backup_into_a_folder_that_does_not_exist_makes_none(home, tmp_path, capsys):
+    """It created the missing folders (``/nonexistent/d/x.sqlite`` made ``/nonexistent/d``):
+    a typo in PATH left a tree of folders behind. Now it says so, in one line."""
+    RunStore(home).create_run(TrainConfig(), "g")
+    target = tmp_path / "no" / "such" / "copy.sqlite"
+    with pytest.raises(SystemExit) as caught:
+        main(["store", "backup", str(target), "--force"])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and err.count("\n") == 1
+    assert f"the folder {target.parent} does not exist; create it first" in err
+    assert not (tmp_path / "no").exists()
+
+
+STORE_FILES = [
+    "runs.sqlite",
+    "runs.sqlite-wal",  # overwritten with --force: the next open replays a stranger's pages
+    "runs.sqlite-shm",
+    "runs.sqlite-journal",
+    "backups/runs-v1-20260101-000000-1.sqlite",  # the migrations' own copies
+    "models/run-1.keras",
+    "copy.sqlite",  # a new file, still in the store's folder
+]
+
+
+@pytest.mark.parametrize("name", STORE_FILES)
+def test_backup_refuses_the_stores_own_files_even_with_force(home, tmp_path, capsys, name):
+    store = RunStore(home)
+    store.create_run(TrainConfig(), "g")
+    (home / "backups").mkdir()
+    (home / "models").mkdir()
+    writer = sqlite3.connect(store.path)  # holds the store open: its -wal and -shm exist
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("UPDATE runs SET name = 'kept' WHERE id = 1")
+        writer.commit()
+        files = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+        for target in (home / name, tmp_path / "link" / name):
+            (tmp_path / "link").unlink(missing_ok=True)
+            (tmp_path / "link").symlink_to(home)  # the same folder by another path
+            with pytest.raises(SystemExit) as caught:
+                main(["store", "backup", str(target), "--force"])
+            err = capsys.readouterr().err
+            assert caught.value.code == 2 and err.count("\n") == 1
+            assert f"is inside the run store's folder {home}" in err
+            assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file()} == files
+    finally:
+        writer.close()
+    assert RunStore(home).get(1).name == "kept"
+
+
+def test_backup_refuses_a_hard_link_to_the_store(home, tmp_path, capsys):
+    store = RunStore(home)
+    store.create_run(TrainConfig(), "g")
+    os.link(store.path, tmp_path / "same.sqlite")
+    before = store.path.read_bytes()
+    with pytest.raises(SystemExit) as caught:
+        main(["store", "backup", str(tmp_path / "same.sqlite"), "--force"])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and err.count("\n") == 1
+    assert f"is another name (a hard link) of the run store's file {store.path}" in err
+    assert store.path.read_bytes() == before
 
 
 def test_backup_without_a_store(home, tmp_path, capsys):

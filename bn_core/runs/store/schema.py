@@ -33,8 +33,11 @@ def open_store(home: Path, path: Path) -> tuple[Path, bool]:
     (history can be viewed). Its history is read from a copy in a temporary folder (the file
     itself is never changed) when it is older than this BN Lab (the copy is migrated), or when
     its folder cannot be written and its ``-wal`` file holds commits: SQLite could then read
-    the main file only, as immutable, without them. Raises ``StoreError`` for a damaged or
-    newer store, or an unusable ``home``.
+    the main file only, as immutable, without them. On a full disk a store at the latest
+    version opens as it is, writable: reads work (``connect``), writes raise the ``full``
+    ``StoreError`` until there is room again, and nothing needs a byte of space to open it.
+    Raises ``StoreError`` for a damaged or newer store, an older one on a full disk (it cannot
+    be migrated), or an unusable ``home``.
     """
     _make_home(home)
     try:
@@ -45,6 +48,11 @@ def open_store(home: Path, path: Path) -> tuple[Path, bool]:
             _probe_write(db, LATEST)  # a read-only file in a writable folder opens silently
         return path, False
     except StoreError as exc:
+        if exc.kind == "full" and _is_file(path):
+            with connect(path) as db:
+                if refuse_newer(db, path) == LATEST:
+                    return path, False
+            raise
         if exc.kind != "readonly" or not path.is_file():
             raise
     if _wal_unreadable(path):
@@ -134,23 +142,35 @@ def connect(path: Path, *, read_only: bool = False) -> Iterator[sqlite3.Connecti
     """A connection to the store at ``path`` in autocommit mode, closed on exit.
 
     ``read_only`` opens it with ``mode=ro``, or, when even that fails (WAL needs its
-    ``-shm`` file, which a read-only folder may lack), as immutable: a snapshot nobody
-    else can be writing, since nobody can write it.
+    ``-shm`` file, which a read-only folder may lack), without the ``-shm`` index
+    (``_without_index``): as immutable, a snapshot nobody else can be writing.
+
+    On a full disk a connection cannot be opened as usual either, reader or writer (see
+    ``_without_index``): it is opened without the index, so that history can still be read;
+    a write on it raises the ``full`` ``StoreError`` it stands in for.
     """
     shown = _SNAPSHOTS.get(path, path)
+    full = None  # the "full" StoreError of the usual opening, when this one stands in for it
     try:
         db = _open(path, read_only)
     except (sqlite3.Error, OSError) as exc:
         translated = _translated(exc, shown)
         if translated is exc:
             raise  # not a problem of the file: as it was, not as its own cause
-        raise translated from exc
+        db = _without_index(path) if translated.kind == "full" and _is_file(path) else None
+        if db is None:
+            raise translated from exc
+        full = translated
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
     try:
         yield db
     except (sqlite3.Error, OSError) as exc:
         translated = _translated(exc, shown)
         if translated is exc:
             raise
+        if full is not None and translated.kind != "damaged":
+            translated = full  # a write refused by the stand-in: the disk is why
         raise translated from exc
     finally:
         db.close()
@@ -167,16 +187,68 @@ def _open(path: Path, read_only: bool) -> sqlite3.Connection:
         except sqlite3.OperationalError:
             with contextlib.suppress(UnboundLocalError):
                 db.close()
-            db = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+            db = _without_index(path) or _immutable(path)
     db.row_factory = sqlite3.Row
     try:
         db.execute("PRAGMA foreign_keys=ON")
         # Safe with WAL: a power cut can lose the last writes, never corrupt the file.
         db.execute("PRAGMA synchronous=NORMAL")
+        # The first read maps the WAL index (-shm): on a full disk it fails here, in _open,
+        # where ``connect`` can still open the store another way.
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _without_index(path: Path) -> sqlite3.Connection | None:
+    """A connection that reads the store at ``path`` without its ``-shm`` file, or None.
+
+    In WAL mode every connection maps the ``-shm`` index, and the first one after all have
+    closed truncates it and grows it again: on a full disk that fails ("disk I/O error"), for
+    readers too, and a read-only folder cannot hold one at all. When the ``-wal`` file is
+    absent or empty the main file holds every commit (and nobody can write meanwhile: a
+    writer needs the index too), so it is opened as immutable, taking no lock. When the
+    ``-wal`` holds commits and the folder can be written (a full disk), exclusive locking mode
+    keeps the index in this process's memory, so SQLite still reads the WAL's commits (the
+    main file alone may even be half checkpointed); it holds the file's lock for the
+    connection's short life (2 s of patience for another holder). Else None (for a read-only
+    folder: ``open_store`` reads a copy with the WAL replayed)."""
+    if not _wal_holds_commits(path):
+        return _immutable(path)
+    if not os.access(path.parent, os.W_OK):
+        return None
+    try:
+        db = sqlite3.connect(path, timeout=2.0, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before the first read: no -shm ever
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error:
+        db.close()
+        return None
+    return db
+
+
+def _immutable(path: Path) -> sqlite3.Connection:
+    uri = f"file:{quote(str(path.resolve()))}?immutable=1"
+    return sqlite3.connect(uri, uri=True, isolation_level=None)
+
+
+def _wal_holds_commits(path: Path) -> bool:
+    try:
+        return path.with_name(f"{path.name}-wal").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _translated(exc: BaseException, path: Path) -> BaseException:
