@@ -149,6 +149,15 @@ def synthetic_dashboard(tmp: Path, n_runs: int, epochs: int) -> Iterator[tuple[s
 # ----------------------------------------------------------------------------- reading the page
 
 
+def settle(page: Page) -> None:
+    """Wait until the rerun that the last input asked for has finished on the server: a value
+    typed into a field shows in the browser at once, but the session has it only once its
+    rerun ran (a click on another page before then may cut that rerun short)."""
+    page.wait_for_timeout(300)  # the rerun request leaves the browser
+    app = page.locator("[data-testid='stApp']")
+    expect(app).to_have_attribute("data-test-script-state", "notRunning", timeout=TIMEOUT)
+
+
 def wait_until(page: Page, read: Callable, ok: Callable, what: str, show: Callable = repr):
     """``read()`` once ``ok`` holds for it (a rerun redraws the page a moment after a widget
     changes); fails with ``show`` of what was last read."""

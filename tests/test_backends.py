@@ -16,7 +16,7 @@ from bn_core.runs.execution.runner import JobRunner
 from bn_core.runs.store.run_store import RunStore
 
 OWN = {"start", "alive", "terminate", "kill"}  # every backend's own
-DEFAULTED = {"capacity", "prepare", "close", "start_replay"}  # inherited when not needed
+DEFAULTED = {"capacity", "prepare", "close", "reap", "start_replay"}  # inherited when not needed
 HANDLE_METHODS = ("alive", "terminate", "kill")
 
 

@@ -267,6 +267,80 @@ def test_bad_values_fail_before_the_out_folder_is_created(tmp_path, capsys):
     capsys.readouterr()
 
 
+def _nothing_may_run(monkeypatch) -> None:
+    """Each command's work (training, a study's store, queueing) fails the test if reached."""
+    from bn_core.cli import runs, study, train
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the command ran: its flags should have been refused")
+
+    for module, name in (
+        (train, "cmd_train"),
+        (train, "cmd_compare"),
+        (study, "cmd_study"),
+        (runs, "cmd_submit"),
+    ):
+        monkeypatch.setattr(module, name, reached)
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "study"])
+@pytest.mark.parametrize(
+    "out, problem",
+    [
+        ("", "--out must name a folder. Received: ''"),  # Path("") is the current folder
+        ("   ", "--out must name a folder. Received: '   '"),
+        ("taken", "--out taken cannot be created (File exists)"),
+        ("taken/inside", "--out taken/inside cannot be created (Not a directory)"),
+    ],
+)
+def test_an_empty_or_unusable_out_is_one_line_exit_2_before_anything_runs(
+    tmp_path, capsys, monkeypatch, dataset_dir, command, out, problem
+):
+    """``study original --quick --out ''`` once ran its 10 runs and wrote report, CSVs and
+    store/ into the current folder. Now it is a bad flag: exit 2, one line, nothing made."""
+    _nothing_may_run(monkeypatch)
+    (tmp_path / "taken").write_text("a file")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    args = {
+        "train": ["train"],
+        "compare": ["compare", "--variants", "lenet"],
+        "study": ["study", "original", "--quick"],
+    }[command]
+    assert exit_code([*args, "--data-dir", str(dataset_dir), "--out", out]) == 2
+    captured = capsys.readouterr()
+    line = one_line(captured.err)
+    assert line.startswith(f"{PROG}: error: {problem}") and line.endswith("(see --help)")
+    assert captured.out == "" and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "argv, flag, text, note",
+    [
+        (["submit", "--epochs"], "--epochs", "\uff11", "U+FF11 FULLWIDTH DIGIT ONE"),
+        (["submit", "--seed"], "--seed", "\u0663", "U+0663 ARABIC-INDIC DIGIT THREE"),
+        (["train", "--epochs"], "--epochs", "1_0", None),  # int("1_0") is 10
+        (["train", "--learning-rate"], "--learning-rate", "\uff11.5", "U+FF11 FULLWIDTH DIGIT ONE"),
+        (["compare", "--epsilon"], "--epsilon", "1_0e-3", None),  # float() takes it too
+        (["study", "original", "--out", "o", "--seeds"], "--seeds", "\uff14", "U+FF14"),
+        (["runner", "--max-concurrent"], "--max-concurrent", "\u0662", "U+0662"),
+    ],
+)
+def test_numbers_are_written_with_the_ascii_digits_only(
+    tmp_path, capsys, monkeypatch, argv, flag, text, note
+):
+    """``submit --epochs １`` was queued: int() and float() take any Unicode digit (and "1_0").
+    Every number flag takes 0-9 only; a bad one is one line naming the character."""
+    _nothing_may_run(monkeypatch)
+    monkeypatch.setenv("BN_LAB_HOME", str(tmp_path / "lab"))
+    assert exit_code([*argv, text]) == 2
+    captured = capsys.readouterr()
+    line = one_line(captured.err)
+    kind = "float" if flag in ("--learning-rate", "--epsilon") else "int"
+    assert f"argument {flag}: invalid {kind} value: {text!r}" in line
+    assert note is None or (f"({note}" in line and "is not one of the digits 0-9)" in line)
+    assert captured.out == "" and not (tmp_path / "lab").exists() and not (tmp_path / "o").exists()
+
+
 # ----------------------------------------------------------------------------- dataset errors
 
 
@@ -342,7 +416,8 @@ def test_train_json_and_out_end_to_end(tmp_path, dataset_dir):
 
     result = json.loads(proc.stdout)  # the whole of stdout is one JSON object
     assert isinstance(result, dict)
-    assert set(result) == RESULT_KEYS
+    assert set(result) == RESULT_KEYS | {"no_learning"}  # the CLI's judgement, beside the result
+    assert isinstance(result["no_learning"], bool)
     assert result["variant"] == "lenet_fc_bn2"
     assert result["status"] == "completed"
     assert result["error"] is None
@@ -412,6 +487,7 @@ def test_train_exit_code_follows_the_status(tmp_path, capsys, monkeypatch, statu
     assert exit_code(["train", "--epochs", "2", "--json", "--out", str(out)]) == code
     printed = json.loads(capsys.readouterr().out)
     assert printed["status"] == status
+    assert printed["no_learning"] is False  # 0.5 is no chance; failed/diverged are never judged
     assert printed["error"] == (None if status == "completed" else f"{status} for the test")
     assert seen["config"] == TrainConfig(epochs=2)
     assert seen["should_stop"]() is False  # the Ctrl-C flag, not yet raised
@@ -419,6 +495,61 @@ def test_train_exit_code_follows_the_status(tmp_path, capsys, monkeypatch, statu
     assert sorted(p.name for p in out.iterdir()) == ["history.csv", "result.json"]
     assert json.loads((out / "result.json").read_text()) == printed
     assert signal.getsignal(signal.SIGINT) is handler_before  # the Ctrl-C handler is restored
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_train_at_chance_exits_0_and_says_no_learning(capsys, monkeypatch, as_json):
+    # A run that completed at chance did what was asked (exit 0: a sweep's aggressive arms end
+    # there by design) but the result says so, as the pages do (bn_core.results.no_learning).
+    def at_chance(config, on_event=None, should_stop=None, **kwargs):
+        history = {k: [2.3] for k in HISTORY_KEYS}
+        return TrainResult("completed", config, history, test_accuracy=0.1, test_loss=2.3)
+
+    monkeypatch.setattr(bn_core.nn.training, "train", at_chance)
+    assert exit_code(["train", *(["--json"] if as_json else [])]) == 0
+    out = capsys.readouterr().out
+    if as_json:
+        assert json.loads(out)["no_learning"] is True
+    else:
+        assert one_line(out) == (
+            "lenet: completed, test accuracy 0.1000, test loss 2.3000, no learning: ended at chance"
+        )
+
+
+def test_submit_wait_an_exploding_run_is_diverged_and_a_stuck_one_no_learning(
+    tmp_path, dataset_dir
+):
+    # The fault-injection pass: adam at learning rate 10 reached losses ~200x the start, was
+    # stored "completed" at chance (exit 0) and flagged only on the pages. Now: "diverged",
+    # exit 3, through a real runner and worker; a run that completes at chance exits 0 and
+    # says "no learning" in submit --wait's line and in runs (line and --json).
+    data_flags = ["--data-dir", str(dataset_dir), *QUICK]
+    boom = run_cli(
+        ["submit", "--wait", "--json", "--optimizer", "adam", "--learning-rate", "10", *data_flags],
+        tmp_path,
+    )
+    assert boom.returncode == 3, boom.stderr
+    row = json.loads(boom.stdout)
+    assert row["status"] == "diverged" and row["no_learning"] is False
+    assert row["error"].startswith("training loss of epoch 1 was ")
+    assert row["error"].endswith(", over 10 x ln(10) = 23.03: exploded")
+
+    stuck = run_cli(["submit", "--wait", "--optimizer", "sgd", *data_flags], tmp_path)
+    assert stuck.returncode == 0, stuck.stderr
+    line = one_line(stuck.stdout)  # sigmoid LeNet, SGD, one epoch: test accuracy 0.08
+    assert line.startswith("#2 lenet seed=0 completed test_accuracy=0.")
+    assert " (no learning: ended at chance) " in line
+
+    listed = run_cli(["runs", "--json"], tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["status"], r["no_learning"]) for r in rows] == [
+        ("diverged", False),
+        ("completed", True),
+    ]
+    lines = run_cli(["runs"], tmp_path).stdout.splitlines()
+    assert "#1 lenet seed=0 diverged (training loss of epoch 1 was " in lines[0]
+    assert "(no learning: ended at chance)" in lines[1]
 
 
 # ----------------------------------------------------------------------------- compare
@@ -622,8 +753,12 @@ def test_study_ctrl_c_cancels_its_runs_and_keeps_what_was_measured(tmp_path, stu
     assert child.returncode == 130, err[-2000:]
     assert "Traceback" not in err
     results = json.loads((out / "results.json").read_text())
-    assert len(results) == 10 and {r["status"] for r in results} == {"cancelled"}
-    assert len(results[0]["history"]["loss"]) >= 1  # the running run kept its epochs
+    # The run training at Ctrl-C is cancelled keeping its epochs (or, on a busy machine, may
+    # have completed just before); every run still queued then is cancelled untrained.
+    assert len(results) == 10 and results[0]["status"] in ("cancelled", "completed")
+    assert len(results[0]["history"]["loss"]) >= 1
+    assert {r["status"] for r in results[1:]} <= {"cancelled", "completed"}
+    assert results[-1]["status"] == "cancelled" and results[-1]["history"]["loss"] == []
     assert (out / "report.html").stat().st_size > 100000
 
 

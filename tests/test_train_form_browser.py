@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from bn_core.runs.store.run_store import RunStore
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, dashboard
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, dashboard, settle
 from tests.helpers import write_npz
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +73,7 @@ def type_number(page: Page, key: str, value: int) -> None:
     field = page.locator(f".st-key-{key} input")
     field.fill(str(value))
     field.press("Enter")
+    settle(page)
 
 
 def go_to(page: Page, title: str) -> None:
@@ -94,6 +95,7 @@ def test_the_form_survives_a_visit_to_another_page(page, server):
     expect(page.locator(".st-key-train-train-limit input")).to_be_enabled()
     type_number(page, "train-train-limit", 2000)
     expect(page.locator(".st-key-train-train-limit input")).to_have_value("2000")
+    settle(page)  # every choice above has reached the session before the page changes
 
     go_to(page, "Runs")
     go_to(page, "Train")

@@ -351,8 +351,9 @@ def test_non_finite_validation_loss_means_diverged(tiny_splits):
 
 def test_sgd_with_learning_rate_10_diverges(tiny_splits):
     # Reliable with batch_size 8 on these splits (seeds 0-5 all diverge, checked by hand).
-    # NOT reliable with batch_size 32: seeds 1-3 blow up and then die (epoch running-mean
-    # loss 3240 / 215 / 624, below EXPLODED_LOSS, then ~2.9) and end "completed".
+    # With batch_size 32, seeds 1-3 blow up and then die (epoch running-mean loss 3240 / 215 /
+    # 624, then ~2.9): "completed" while the only bar was 1e4, now "diverged" after epoch 1
+    # (EXPLODED_LOSS, 23.03).
     config = TrainConfig(
         batch_size=8, epochs=3, optimizer="sgd", learning_rate=10, activation="relu", seed=0
     )
@@ -362,6 +363,59 @@ def test_sgd_with_learning_rate_10_diverges(tiny_splits):
     loss = float(result.error.split()[3])
     assert not math.isfinite(loss) or loss > training.EXPLODED_LOSS
     assert result.test_accuracy is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_exploding_but_finite_loss_means_diverged(tiny_splits, seed):
+    # Adam at learning rate 10, the default sigmoid LeNet, batch 32 (8 steps, one batch event
+    # an epoch): the loss jumps to hundreds and stays finite (seed 0: epochs of 339, 1014, 613,
+    # at chance), as the fault-injection run on Fashion-MNIST did (483.7, 351.2). It used to
+    # end "completed" (under the 1e4 bar); now its first epoch, over 10 x ln(10), ends it.
+    rec = Recorder()
+    config = TrainConfig(batch_size=32, epochs=3, optimizer="adam", learning_rate=10, seed=seed)
+    result = train(config, rec, splits=tiny_splits)
+    assert result.status == "diverged"
+    (loss,) = result.history["loss"]  # the exploded epoch is kept, as for a NaN validation loss
+    assert training.EXPLODED_LOSS < loss < training.BLOWN_UP_LOSS
+    assert result.error == (
+        f"training loss of epoch 1 was {loss:.4g}, over 10 x ln(10) = 23.03: exploded"
+    )
+    assert result.steps == 256 // 32 and result.test_accuracy is None
+    assert rec.events[-1]["status"] == "diverged" and rec.events[-1]["error"] == result.error
+
+
+def test_the_exploding_bar_is_ten_times_the_loss_of_a_uniform_guess():
+    assert training.EXPLODING_FACTOR == 10
+    assert training.START_LOSS == pytest.approx(math.log(10))
+    assert training.EXPLODED_LOSS == pytest.approx(23.026, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("settings", "noisy"),
+    [
+        (dict(variant="lenet", optimizer="sgd"), False),  # default sigmoid: near chance
+        (dict(variant="lenet_fc_bn2", optimizer="adam"), False),
+        (dict(variant="lenet_fc_bn2", optimizer="adam", learning_rate=0.03), False),  # x30
+        # x30 on plain relu LeNet, batch 4: single batches reach ~12.8x ln(10), then it dies
+        # at chance (the no-learning rule's case, not a divergence): the epochs decide.
+        (dict(variant="lenet", optimizer="adam", learning_rate=0.03, activation="relu"), True),
+    ],
+    ids=["lenet-sgd", "fc_bn2-adam", "fc_bn2-adam-x30", "lenet-relu-adam-x30"],
+)
+def test_a_healthy_run_is_never_flagged_as_exploding(tiny_splits, settings, noisy):
+    # steps_per_execution 1: every step's running mean is seen, so each batch's own loss too.
+    rec = Recorder()
+    config = TrainConfig(batch_size=4 if noisy else 8, epochs=2, **settings)
+    result = train(config, rec, splits=tiny_splits, options=EngineOptions(steps_per_execution=1))
+    assert result.status == "completed", result.error
+    assert max(result.history["loss"]) < 2 * training.START_LOSS  # 0.1x-1.3x of ln(10)
+    batches = rec.of_type("batch")
+    assert len(batches) == result.steps == 2 * 256 // config.batch_size
+    single = [
+        e["loss"] * e["batch"] - (p["loss"] * p["batch"] if e["batch"] > 1 else 0.0)
+        for p, e in zip([batches[0], *batches], batches, strict=False)
+    ]
+    assert (max(single) > 5 * training.START_LOSS) is noisy, max(single) / training.START_LOSS
 
 
 # ----------------------------------------------------------------------------- failures

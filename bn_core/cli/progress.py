@@ -8,6 +8,7 @@ from typing import Any
 from tqdm import tqdm
 
 from bn_core.config import TrainConfig
+from bn_core.results import NO_LEARNING_NOTE
 from bn_core.vocabulary import Event
 
 
@@ -65,6 +66,8 @@ def result_line(summary: dict[str, Any]) -> str:
         text += (
             f", test accuracy {summary['test_accuracy']:.4f}, test loss {summary['test_loss']:.4f}"
         )
+    if summary.get("no_learning"):
+        text += f", {NO_LEARNING_NOTE}"
     if summary["error"]:
         text += f" ({summary['error']})"
     return text

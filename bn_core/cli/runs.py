@@ -17,7 +17,8 @@ from bn_core.cli.common import (
     config_from_args,
 )
 from bn_core.config import TrainConfig
-from bn_core.vocabulary import RunStatus
+from bn_core.results import NO_LEARNING_NOTE, no_learning
+from bn_core.vocabulary import LEARNING, RunStatus
 
 
 def register(commands, formatter) -> None:
@@ -70,7 +71,7 @@ def report(runner, run_id: int, wait: bool, as_json: bool) -> int:
             runner.stop()
     run = runner.status(run_id)
     group = runner.store.group(run.group_id)
-    row = _run_row(run, group.name if group else None)
+    row = _run_row(run, group.name if group else None, run.id in at_chance(runner.store, [run]))
     if not wait and run.status == RunStatus.QUEUED:
         row["note"] = queued_note(runner.store, run.backend_name)
     print(json.dumps(row) if as_json else _run_line(row))
@@ -97,14 +98,15 @@ def queued_note(store, backend: str = "local") -> str:
 
 def cmd_runs(as_json: bool) -> int:
     from bn_core.runs.execution import reap
-    from bn_core.runs.store import RunStore, damage_note, ensure_sound
+    from bn_core.runs.store import RunStore, damage_note
 
-    store = RunStore()
-    ensure_sound(store.path)  # damaged pages: one line (exit 4), not a partial listing
+    store = RunStore()  # damaged pages: one line (exit 4), not a partial listing
     if not store.read_only:
         reap(store)  # runs whose process died with no runner watching: say so
     names = {g.id: g.name for g in store.list_groups()}
-    rows = [_run_row(run, names.get(run.group_id)) for run in store.list_runs()]
+    runs = store.list_runs()
+    stuck = at_chance(store, runs)
+    rows = [_run_row(run, names.get(run.group_id), run.id in stuck) for run in runs]
     for run_id, reason in store.damaged_runs():  # stderr: --json's output stays one list
         print(f"{PROG} runs: {damage_note(run_id, reason)}", file=sys.stderr)
     if as_json:
@@ -116,7 +118,21 @@ def cmd_runs(as_json: bool) -> int:
     return 0
 
 
-def _run_row(run, group_name: str | None) -> dict:
+def at_chance(store, runs) -> set[int]:
+    """The ids of ``runs`` that ended at chance (``bn_core.results.no_learning``, as the
+    pages judge it: the test accuracy, else the last validation accuracy of the run's epochs)."""
+    judged = [run.id for run in runs if run.status in LEARNING]
+    val: dict[int, list] = {}
+    for row in store.epoch_metrics(judged) if judged else []:
+        val.setdefault(row["run_id"], []).append(row.get("val_accuracy"))
+    return {
+        run.id
+        for run in runs
+        if no_learning(run.status, run.test_accuracy, val.get(run.id, []), run.config.val_size)
+    }
+
+
+def _run_row(run, group_name: str | None, stuck: bool = False) -> dict:
     return {
         "id": run.id,
         "group": run.group_id,
@@ -130,6 +146,7 @@ def _run_row(run, group_name: str | None) -> dict:
         "seed": run.seed,
         "status": run.status,
         "test_accuracy": run.test_accuracy,
+        "no_learning": stuck,  # completed (or stopped) at chance: it learned nothing
         "error": run.error,
     }
 
@@ -137,7 +154,8 @@ def _run_row(run, group_name: str | None) -> dict:
 def _run_line(row: dict) -> str:
     acc = "" if row["test_accuracy"] is None else f" test_accuracy={row['test_accuracy']:.4f}"
     err = f" ({row['error']})" if row["error"] else ""
-    line = f"#{row['id']} {row['variant']} seed={row['seed']} {row['status']}{acc}{err}"
+    stuck = f" ({NO_LEARNING_NOTE})" if row.get("no_learning") else ""
+    line = f"#{row['id']} {row['variant']} seed={row['seed']} {row['status']}{acc}{stuck}{err}"
     if row["name"]:
         line += f" name={manage.quoted(row['name'])}"
     if row["tags"]:

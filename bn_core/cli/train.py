@@ -19,6 +19,7 @@ from bn_core.cli.common import (
     worst_exit,
 )
 from bn_core.config import TrainConfig
+from bn_core.results import no_learning
 from bn_core.runs.store import artifacts
 from bn_core.variants import VARIANT_NAMES
 from bn_core.vocabulary import REPLAYABLE, RunStatus
@@ -70,6 +71,8 @@ def cmd_train(config: TrainConfig, out: Path | None, as_json: bool) -> int:
     with progress.Progress(config) as bar, CtrlC() as stop:
         result = train(config, on_event=bar.on_event, should_stop=stop)
     summary = result.to_dict()
+    val = result.history["val_accuracy"]  # what the pages judge: test, else validation
+    summary["no_learning"] = no_learning(result.status, result.test_accuracy, val, config.val_size)
     if out is not None:
         artifacts.write_text(out / "result.json", json.dumps(summary, indent=2))
         artifacts.write_text(out / "history.csv", curves_frame([summary]).to_csv(index=False))

@@ -9,9 +9,18 @@ pipeline and Keras' ``fit`` (XLA-compiled, several steps per call), and reports:
 - a ``TrainResult`` at the end, with a status of ``completed``, ``cancelled``,
   ``diverged`` or ``failed`` (``ENGINE_ENDS``) and everything measured up to that point.
 
-``stage`` events name what a run waits for (``ENGINE_STAGES``; "compiling" lasts until the first
-batch event). Adam's slots and the accuracy's counters are made before ``fit``: a variable
-created while ``fit`` traces the train step makes TensorFlow trace it twice (bench/RESULTS.md).
+Diverged, as a number (the one place the rule lives: every backend and ``bn-lab train`` run
+this function, so they all agree):
+
+- at a batch event, a training loss (Keras' running mean over the epoch so far) that is not
+  finite, or above ``BLOWN_UP_LOSS`` (1e4: far past the epoch bar below; it stops at once);
+- at an epoch's end, a validation loss that is not finite, or a training loss of the epoch
+  above ``EXPLODED_LOSS`` = ``EXPLODING_FACTOR`` (10) x ln(10) = 23.03: ten times the loss a
+  network that knows nothing starts at (a uniform guess over 10 classes). The whole epoch's
+  mean is judged, not a batch event's, so how often events come (32 steps per call in
+  ``train``, finer in a worker) never changes the outcome, and a healthy run's noisy first
+  batches cannot trip it: healthy epochs measured at most 1.01x ln(10), single batches of
+  aggressive runs that did not explode up to 12.8x (docs/RELIABILITY.md).
 
 Resuming: the shuffle is a pure function of (seed, epoch) (``bn_core.nn.batches``) and
 nothing else in a training step draws a random number, so with ``checkpoint=PATH``
@@ -42,7 +51,7 @@ import keras
 import tensorflow as tf
 
 from bn_core import data as data_lib
-from bn_core.config import TrainConfig
+from bn_core.config import OUTPUT_SIZE, TrainConfig
 from bn_core.data.search import files_stamp
 from bn_core.messages import one_line
 from bn_core.nn import checkpoint as ckpt
@@ -54,9 +63,16 @@ from bn_core.vocabulary import Event, RunStatus, Stage
 
 tf.get_logger().setLevel("ERROR")  # a new run re-traces Keras' step; TF warns about it each time
 
-# A cross-entropy over 10 classes starts near ln(10) = 2.3; a running mean above this means
-# the logits have exploded (e.g. SGD with a huge learning rate) even when no NaN appeared yet.
-EXPLODED_LOSS = 1e4
+# "Exploding", as a number. A cross-entropy over OUTPUT_SIZE classes starts near ln(10) = 2.303,
+# the loss of a uniform guess (fresh networks start within 7% of it, measured). An epoch whose
+# training loss is over EXPLODING_FACTOR times that (23.03: the right class gets ~1e-10 of
+# the probability on average) has exploded, NaN or not: Adam at learning rate 10 gives epochs
+# of 339 to 1014 on the tests' toy data, 276 to 484 on Fashion-MNIST. Healthy epochs stay
+# under 1.01x ln(10); single batches of a run at 30x its default rate reach 12.8x (batch 4).
+EXPLODING_FACTOR = 10
+START_LOSS = math.log(OUTPUT_SIZE)  # ln(10): what the bar is a multiple of
+EXPLODED_LOSS = EXPLODING_FACTOR * START_LOSS  # an epoch's training loss above it: diverged
+BLOWN_UP_LOSS = 1e4  # a running mean above it at any batch event: diverged at once
 _OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
     "sgd": keras.optimizers.SGD,
@@ -310,7 +326,7 @@ class _Stream(keras.callbacks.Callback):
                 "accuracy": finite(acc),
             }
         )
-        if not math.isfinite(loss) or loss > EXPLODED_LOSS:
+        if not math.isfinite(loss) or loss > BLOWN_UP_LOSS:
             problem = f"training loss reached {loss:.4g} at step {self.steps_done}"
             raise _Stop(RunStatus.DIVERGED, problem)
         if self.should_stop():
@@ -345,6 +361,12 @@ class _Stream(keras.callbacks.Callback):
         )
         if "val_loss" in logs and not math.isfinite(row["val_loss"]):
             problem = f"validation loss became {row['val_loss']} after epoch {epoch + 1}"
+            raise _Stop(RunStatus.DIVERGED, problem)
+        if row["loss"] > EXPLODED_LOSS:  # finite: a NaN running mean stopped it already
+            problem = (
+                f"training loss of epoch {epoch + 1} was {row['loss']:.4g}, over "
+                f"{EXPLODING_FACTOR} x ln({OUTPUT_SIZE}) = {EXPLODED_LOSS:.2f}: exploded"
+            )
             raise _Stop(RunStatus.DIVERGED, problem)
         if self.save is not None:
             self.save(epoch + 1)

@@ -119,6 +119,7 @@ class JobRunner:
         self.kind = kind  # who runs it, as ``presence`` lists it
         self.runner_id = f"{owner.current()}/{uuid.uuid4().hex[:6]}"
         self.problem: str | None = None  # the store problem scheduling is waiting out, if any
+        self._problem_lock = threading.Lock()  # the thread and ``wait`` both meet problems
         self._swept = 0.0  # when stale partial files were last removed
         self._writable_since = 0.0  # after a store problem: heartbeats are judged from then on
 
@@ -172,7 +173,7 @@ class JobRunner:
             try:
                 runs = [self.store.get(i) for i in run_ids]
             except StoreError as exc:
-                self.problem = str(exc)
+                self._meet(exc)  # said here if first: the thread will not say it again
                 time.sleep(max(poll, 2.0))
                 continue
             if not any(run is not None and run.active for run in runs):
@@ -192,6 +193,7 @@ class JobRunner:
         """Detect dead runs, escalate cancels, then start queued runs up to the limit; when
         nothing is active, let the backend get ready for the next run."""
         with self._lock:
+            self.backend.reap()  # exited children: waited for, never left as zombies
             now = time.time()
             self.store.runner_heartbeat(self.runner_id)  # this runner is alive (presence)
             if self.problem is not None:  # the store works again: nobody could write a
@@ -403,6 +405,7 @@ class JobRunner:
             self._thread.join(timeout=5)
         with self._lock:
             self.backend.close()
+            self.backend.reap()
         with contextlib.suppress(StoreError):
             self.store.unregister_runner(self.runner_id)
 
@@ -411,17 +414,25 @@ class JobRunner:
             wait = self.poll_interval
             try:
                 self.tick()
-                if self.problem is not None:
-                    print("bn-lab runner: the run store works again", file=sys.stderr)
-                    self.problem = None
+                with self._problem_lock:
+                    if self.problem is not None:
+                        print("bn-lab runner: the run store works again", file=sys.stderr)
+                        self.problem = None
             except StoreError as exc:
-                if self.problem is None:  # say it once, not every pass
-                    print(f"bn-lab runner: {exc}; retrying every {BACKOFF:g} s", file=sys.stderr)
-                self.problem, wait = str(exc), BACKOFF
+                self._meet(exc)
+                wait = BACKOFF
             except Exception as exc:  # noqa: BLE001 - a bad pass must not kill the scheduler
                 print(f"bn-lab runner: {one_line(exc, None, typed=True)}", file=sys.stderr)
             self._wake.wait(wait)
             self._wake.clear()
+
+    def _meet(self, exc: StoreError) -> None:
+        """Keep ``exc`` as ``problem``, saying it on stderr once: when it is first met, by
+        the scheduling thread or by ``wait`` (``submit --wait``), whichever meets it first."""
+        with self._problem_lock:
+            if self.problem is None:  # say it once, not every pass
+                print(f"bn-lab runner: {exc}; retrying every {BACKOFF:g} s", file=sys.stderr)
+            self.problem = str(exc)
 
 
 BACKOFF = 5.0  # seconds between scheduling passes while the store cannot be written

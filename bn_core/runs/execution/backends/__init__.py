@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 class Backend(ABC):
     """Where runs execute. ``start``, ``alive``, ``terminate`` and ``kill`` are a backend's
-    own; ``capacity``, ``prepare``, ``close`` and ``start_replay`` have defaults that suit a
-    backend with nothing to say there."""
+    own; ``capacity``, ``prepare``, ``close``, ``reap`` and ``start_replay`` have defaults
+    that suit a backend with nothing to say there."""
 
     # Whether ``start_replay`` runs window replays. False (the default): the runner leaves
     # replays queued for a runner whose backend runs them (it never claims one here).
@@ -61,6 +61,12 @@ class Backend(ABC):
     def close(self) -> None:
         """Release what ``prepare`` made; called when the runner stops (runs already started
         go on). The default does nothing."""
+        return None
+
+    def reap(self) -> None:
+        """Wait for the processes it started that have exited, so none is left a zombie;
+        the runner calls it at every pass and when it stops (``local`` reaps its children).
+        The default does nothing."""
         return None
 
     def start_replay(self, run_id: int, store: RunStore) -> int:

@@ -16,6 +16,13 @@ from the store; since a pid may belong to another process by then, a pid only co
 worker, and is only ever signalled, while ``worker_process`` confirms it (with ``psutil``:
 Linux, macOS and Windows alike). ``terminate`` and ``kill`` are SIGTERM and SIGKILL on POSIX,
 TerminateProcess on Windows.
+
+Reaping: a child that exits stays a zombie (``<defunct>``) until its parent waits for it, and
+a run's worker usually ends on its own, when nobody asks about it any more. So every process
+any backend of this process starts is kept in one registry until it has been waited for, and
+``reap`` (the runner calls it at every pass) waits for those that exited: a finished run's
+worker, a replay, a standby that was killed or closed, and one that a later runner (another
+backend, which adopted its run by pid) saw end.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -49,6 +57,22 @@ def standby_default() -> bool:
     """Keep a standby worker unless ``$BN_LAB_STANDBY`` is off (0/false/no/off; anything but
     a switch word is a SettingError)."""
     return settings.value("BN_LAB_STANDBY")
+
+
+# Every process started by a backend of this process, until it has been waited for (``reap``).
+_unreaped: dict[int, subprocess.Popen] = {}
+_unreaped_lock = threading.Lock()
+
+
+def reap_children() -> int:
+    """Wait for every process a backend of this process started that has exited, so none
+    lingers as a zombie; returns how many still run. Only our own ``Popen`` objects are
+    polled: never ``waitpid(-1)``, which would take other code's children's exit statuses."""
+    with _unreaped_lock:
+        for pid, child in list(_unreaped.items()):
+            if child.poll() is not None:
+                del _unreaped[pid]
+        return len(_unreaped)
 
 
 class LocalProcessBackend(Backend):
@@ -93,6 +117,14 @@ class LocalProcessBackend(Backend):
         """The standby worker's pid while it waits for a run; None when there is none."""
         return self._standby[0].pid if self._standby is not None else None
 
+    def reap(self) -> None:
+        """Wait for the processes started here that have exited (``reap_children``, every
+        backend's in this process) and forget this backend's exited children."""
+        reap_children()
+        for pid, child in list(self._children.items()):
+            if child.returncode is not None or child.poll() is not None:
+                del self._children[pid]
+
     def prepare(self, store: RunStore) -> None:
         """Have a standby worker ready for ``store`` (start one if there is none)."""
         if not self.standby:
@@ -117,7 +149,7 @@ class LocalProcessBackend(Backend):
             process.stdin.close()
         process.kill()  # no run yet: nothing to lose, and it may still be importing
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
+            process.wait(timeout=10)  # else a later ``reap`` waits for it
 
     def _hand_over(self, run_id: int, store: RunStore) -> subprocess.Popen | None:
         """The standby worker, told to run ``run_id``; None if there is none ready for it."""
@@ -144,8 +176,9 @@ class LocalProcessBackend(Backend):
         a run's worker, a new log for a standby or a replay (its last line is its error)."""
         env = {**os.environ, "BN_LAB_HOME": str(store.home.resolve())}
         append = module == WORKER_MODULE and arg != STANDBY
+        reap_children()
         with open(log_path, "ab" if append else "wb") as log:
-            return subprocess.Popen(
+            child = subprocess.Popen(
                 [sys.executable, "-m", module, arg],
                 stdin=stdin,
                 stdout=log,
@@ -153,6 +186,9 @@ class LocalProcessBackend(Backend):
                 env=env,
                 start_new_session=True,  # Ctrl-C in a terminal or a UI reload does not reach it
             )
+        with _unreaped_lock:
+            _unreaped[child.pid] = child
+        return child
 
     def alive(self, handle: int) -> bool:
         child = self._children.get(handle)
