@@ -97,12 +97,15 @@ class Guesses:
             for b in buckets:
                 b.pending += 1
                 b.not_before = start + self.gap(len(b.failures) + b.pending, b.free)
-        if start > now:
-            self.sleep(start - now)
-        right = matches()
+        try:
+            if start > now:
+                self.sleep(start - now)
+            right = matches()
+        finally:  # a check that raised must not keep its turn counted forever
+            with self.lock:
+                for b in buckets:
+                    b.pending -= 1
         with self.lock:
-            for b in buckets:
-                b.pending -= 1
             if right:
                 if client is not None:
                     self.clients.pop(client, None)

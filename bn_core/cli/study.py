@@ -143,7 +143,9 @@ def _run_all(configs: list[TrainConfig], home: Path, group: str, title: str, clu
     runner = JobRunner(store, here, kind="study", cluster=cluster)
     backend = "ray" if cluster is not None else "local"
     run_ids = runner.submit(configs, group_id=group, group_name=title, backend=backend)
-    runner.cluster_claims = set(run_ids)  # this process leaves once they end: only them
+    # This process leaves once they end: it takes only them (not runs an earlier study left
+    # queued in the same store), locally and on the cluster.
+    runner.cluster_claims = runner.local_claims = set(run_ids)
     where = f"on the Ray cluster ({cluster.address})" if cluster is not None else "here"
     print(f"{len(run_ids)} runs queued {where}; store {home}", file=sys.stderr)
     gone_since, cancelled = None, False

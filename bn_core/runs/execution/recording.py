@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import sqlite3
 import sys
 import threading
 import time
@@ -71,13 +72,18 @@ class Outcome:
             return cls(RunStatus.FAILED, describe("full", store.path))
         return cls(RunStatus.FAILED, exc if isinstance(exc, str) else one_line(exc))
 
-    def fields(self, store: RunStore) -> dict[str, Any]:
+    def on_this_disk(self, store: RunStore) -> Outcome:
+        """This outcome, with an engine error that is the OS saying the disk is full said as
+        the store says it: for an attempt that trained on the store's machine (its checkpoint
+        is on that disk). A Ray node's full disk is the node's, and keeps its own words."""
+        if self.status == RunStatus.FAILED and self.error and _no_space(self.error):
+            self.error = describe("full", store.path)
+        return self
+
+    def fields(self) -> dict[str, Any]:
         """The run's columns this outcome fills."""
-        error = self.error
-        if self.status == RunStatus.FAILED and error and _no_space(error):
-            error = describe("full", store.path)  # ENOSPC inside the engine: said the same way
         fields: dict[str, Any] = {
-            "error": error,
+            "error": self.error,
             "test_loss": self.test_loss,
             "test_accuracy": self.test_accuracy,
         }
@@ -93,20 +99,27 @@ def end_run(store: RunStore, run_id: int, holder: str, outcome: Outcome) -> RunS
     and speed (``finish``: retried while the store cannot be written; nothing is written once
     another attempt owns the run). Returns the status recorded. Call it inside ``heartbeat``,
     so a run whose end waits for disk space is not taken for a dead one."""
-    status, fields = outcome.status, outcome.fields(store)
+    status, fields = outcome.status, outcome.fields()
     try:
-        if outcome.write_model is not None and status in REPLAYABLE:
-            store.update(run_id, stage=Stage.SAVING)
-            outcome.write_model(store.model_path(run_id))
-        if status in SETTLED:
-            store.checkpoint_path(run_id).unlink(missing_ok=True)
+        # The run's files are touched only while this attempt still has the run: a stale
+        # attempt (judged dead, the run resumed elsewhere) must not delete the new attempt's
+        # checkpoint or replace its model.
+        if store.beat(run_id, holder):
+            if outcome.write_model is not None and status in REPLAYABLE:
+                store.update(run_id, stage=Stage.SAVING)
+                outcome.write_model(store.model_path(run_id))
+            if status in SETTLED:
+                store.checkpoint_path(run_id).unlink(missing_ok=True)
     except StoreError as exc:  # the stage could not be written: the end says why
         status, fields = RunStatus.FAILED, {"error": str(exc)}
     except OSError as exc:  # writing the model file
         failed = Outcome.failed(exc, store)
         if failed.error == one_line(exc):
             failed.error = f"could not save its model: {failed.error}"
-        status, fields = failed.status, failed.fields(store)
+        status, fields = failed.status, failed.fields()
+    except Exception as exc:  # noqa: BLE001 - Keras refusing to save, a locked store: the
+        # run still ends, failed, saying why, never left running for a runner to call lost
+        status, fields = RunStatus.FAILED, {"error": f"could not save its model: {one_line(exc)}"}
     finish(store, run_id, status, fields, holder)
     return status
 
@@ -213,5 +226,5 @@ def _heartbeat(
         try:
             if not store.beat(run_id, holder) or store.cancel_requested(run_id):
                 stop.set()
-        except StoreError:  # the training thread meets it too, at its next event, and ends
-            pass
+        except (StoreError, sqlite3.OperationalError):  # a full disk, a locked store: the
+            pass  # training thread meets it too at its next event; the next beat may pass

@@ -102,6 +102,10 @@ class JobRunner:
         # claimed it: a runner that leaves once its own runs end (``submit --wait``) must
         # not take others' runs along.
         self.cluster_claims: set[int] | None = None
+        # Local runs this runner may claim (None: any queued local run, as the dashboard's and
+        # `submit --wait`'s do). A study's runner takes only the study's own runs, never
+        # runs an earlier study left queued in the same store.
+        self.local_claims: set[int] | None = None
         self._cluster_lock = threading.Lock()
         self._cluster_probe: threading.Thread | None = None  # asking the cluster for its room
         self._cluster_answer: int | Exception | None = None  # what it said, not yet used
@@ -205,7 +209,8 @@ class JobRunner:
             for run_id in set(self._cancel_since) - {run.id for run in active}:
                 del self._cancel_since[run_id]  # ended on its own
             claimed, me = False, owner.current()
-            while (run_id := self.store.claim_next(self.max_concurrent, me, "local")) is not None:
+            mine = self.local_claims
+            while run_id := self.store.claim_next(self.max_concurrent, me, "local", mine):
                 claimed = True
                 try:
                     handle = self.backend.start(run_id, self.store)

@@ -126,7 +126,7 @@ def _train(store: RunStore, run_id: int, stop: threading.Event) -> Outcome:
         return Outcome.failed(str(trouble[0]))
     model = result.model
     save = None if model is None else (lambda path: artifacts.save_model(model, path))
-    return Outcome.of_result(result, write_model=save)
+    return Outcome.of_result(result, write_model=save).on_this_disk(store)
 
 
 def standby(store: RunStore, lines: TextIO | None = None) -> str:

@@ -77,6 +77,8 @@ class Relay:
                 finished = True
             except StoreError as exc:  # the store cannot record it: stop the task, say why
                 outcome = Outcome.failed(str(exc))
+            except ConnectionError as exc:  # Ray's connection to the cluster (an OSError)
+                outcome = self._ended(exc)
             except OSError as exc:  # writing its checkpoint here
                 outcome = Outcome.failed(exc, self.store)
             except DatasetError as exc:  # read here, before any task: as a local run says it
@@ -90,6 +92,7 @@ class Relay:
             if self.model is not None and outcome.write_model is None:
                 outcome.write_model = self._write_model
             end_run(self.store, self.run_id, self.holder, outcome)
+            self.model = None  # saved: the relay outlives its run (relay_stats), its bytes not
         with contextlib.suppress(Exception):
             self.backend._cancels.forget.remote(self.token)
 
