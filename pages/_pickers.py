@@ -113,10 +113,14 @@ def view_from_url(
     ``unusable_runs`` can add to)."""
     params = st.query_params.to_dict()
     written = st.session_state.get(f"url-{page}")
+    # The note's slot is made on every run, used or not: the widgets below keep their place
+    # in the page (an element that moves is drawn twice until its rerun ends).
+    slot = st.empty()
     if written is not None and (not params or params in written):
+        st.session_state[f"url-note-{page}"] = (slot, [])
         return None
     view, ignored = links.read(params, groups, keys)
-    st.session_state[f"url-note-{page}"] = (st.empty(), ignored)
+    st.session_state[f"url-note-{page}"] = (slot, ignored)
     _say(page)
     return view
 
