@@ -33,11 +33,7 @@ class RunStatus(StrEnum):
     @classmethod
     def parse(cls, value: object) -> RunStatus:
         """``value`` as a member; ``ValueError`` naming it and the statuses there are."""
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in cls)
-            raise ValueError(f"{value!r} is not a run status (one of {allowed})") from None
+        return _parse(cls, value, "a run status")
 
 
 def parse_statuses(values: Iterable[object]) -> tuple[RunStatus, ...]:
@@ -147,11 +143,16 @@ class ReplayStatus(StrEnum):
     @classmethod
     def parse(cls, value: object) -> ReplayStatus:
         """``value`` as a member; ``ValueError`` naming it and the statuses there are."""
-        try:
-            return cls(value)
-        except ValueError:
-            allowed = ", ".join(member.value for member in cls)
-            raise ValueError(f"{value!r} is not a replay status (one of {allowed})") from None
+        return _parse(cls, value, "a replay status")
 
 
 REPLAY_ENDS = (ReplayStatus.DONE, ReplayStatus.FAILED)  # a replay job's own ends
+
+
+def _parse(kind: type[StrEnum], value: object, what: str):
+    """``kind(value)``, or a ``ValueError`` naming ``value`` and every allowed one."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ValueError(f"{value!r} is not {what} (one of {allowed})") from None
