@@ -149,7 +149,7 @@ def _run_all(configs: list[TrainConfig], home: Path, group: str, title: str, clu
     where = f"on the Ray cluster ({cluster.address})" if cluster is not None else "here"
     print(f"{len(run_ids)} runs queued {where}; store {home}", file=sys.stderr)
     gone_since, cancelled = None, False
-    with CtrlC() as stop, _StudyProgress(store, run_ids) as shown:
+    with CtrlC() as stop, _StudyProgress(store, group, run_ids) as shown:
         runner.start()
         try:
             while True:
@@ -185,8 +185,8 @@ class _StudyProgress:
     and a line per epoch while it trains (``progress.Progress``), its result line as it ends.
     ``follow()`` shows what changed and says whether any run is still active."""
 
-    def __init__(self, store, run_ids: list[int]):
-        self.store, self.run_ids = store, run_ids
+    def __init__(self, store, group: str, run_ids: list[int]):
+        self.store, self.group, self.run_ids = store, group, run_ids
         self.bars: dict[int, Any] = {}  # run id -> progress.Progress while it trains
         self.epochs: dict[int, int] = {}  # run id -> epochs shown
         self.ended: set[int] = set()
@@ -201,7 +201,8 @@ class _StudyProgress:
     def follow(self) -> bool:
         from bn_core.cli import progress
 
-        runs = [run for run in (self.store.get(i) for i in self.run_ids) if run is not None]
+        mine = set(self.run_ids)  # one query a look, not one per run: a grid has dozens
+        runs = [run for run in self.store.list_runs(group_id=self.group) if run.id in mine]
         for n, run in enumerate(runs, start=1):
             if run.id in self.ended:
                 continue
